@@ -1,0 +1,101 @@
+"""The converter plugin contract: a converter describes cases, the core does all I/O.
+
+A converter is one module ``converters/<dataset_id>.py`` with one :class:`Converter`
+subclass whose :meth:`Converter.cases` yields :class:`Case` records. Each record
+names the raw files of one image and of its masks, and the format operation
+(from :mod:`omnimedseg.converters.formats`) that reads them. The core reads,
+checks geometry, writes PNG/NIfTI, hashes, and records provenance.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence
+
+from omnimedseg.converters.formats.imagedata import ImageData
+from omnimedseg.registry import Card
+
+CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+SPLIT_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+
+Reader = Callable[..., ImageData]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Raw file(s) plus the format operation that turns them into an :class:`ImageData`.
+
+    ``read`` must be a module-level function (or ``functools.partial`` of one) so
+    cases can be converted in worker processes.
+    """
+
+    paths: tuple[Path, ...]
+    read: Reader
+
+    def __init__(self, paths: Path | str | Sequence[Path | str], read: Reader):
+        paths = (paths,) if isinstance(paths, (str, Path)) else tuple(paths)
+        object.__setattr__(self, "paths", tuple(Path(p) for p in paths))
+        object.__setattr__(self, "read", read)
+
+    def load(self) -> ImageData:
+        return self.read(*self.paths)
+
+    @property
+    def operation(self) -> str:
+        """Dotted name of the reader, recorded in provenance."""
+        func = getattr(self.read, "func", self.read)  # unwrap functools.partial
+        name = f"{func.__module__}.{func.__qualname__}"
+        keywords = getattr(self.read, "keywords", None)
+        return f"{name}({', '.join(f'{k}={v!r}' for k, v in sorted(keywords.items()))})" if keywords else name
+
+
+@dataclass(frozen=True)
+class Case:
+    """One image of a dataset and what belongs to it.
+
+    Args:
+        case_id: unique and deterministic (derived from raw file names, never from order).
+        image: the image source.
+        split: the dataset's own split name ("train", "val", "test", ...).
+        masks: class name -> binary mask source (for datasets with one file per class).
+        label: one label-map source whose values are the card's class ids (or
+            ``Converter.label_values``); the core splits it into per-class masks.
+        spacing: pixel/voxel size in mm when the dataset provides it outside the image
+            file (2D: (row, col)); NIfTI images carry their own.
+        meta: small JSON-serialisable facts kept in dataset.json (e.g. patient id).
+        metadata_sources: raw files the spacing/meta came from (recorded in provenance).
+    """
+
+    case_id: str
+    image: Source
+    split: str
+    masks: Mapping[str, Source] = field(default_factory=dict)
+    label: Source | None = None
+    spacing: tuple[float, ...] | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    metadata_sources: tuple[Path, ...] = ()
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.masks) or self.label is not None
+
+
+class Converter:
+    """Base class of all dataset converters.
+
+    Subclasses set nothing but :meth:`cases` (and, for label maps with raw values
+    other than the card's class ids, ``label_values``). ``self.card`` is the
+    dataset's registry card.
+    """
+
+    # raw label value -> class name, when a label map does not use the card's ids.
+    label_values: ClassVar[Mapping[int, str] | None] = None
+
+    def __init__(self, card: Card):
+        self.card = card
+
+    def cases(self, raw_dir: Path) -> Iterator[Case]:
+        """Yield every case of the dataset found under ``raw_dir``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement cases(raw_dir)")

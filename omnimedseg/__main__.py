@@ -1,0 +1,3 @@
+from omnimedseg.cli import main
+
+main()

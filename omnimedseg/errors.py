@@ -1,0 +1,45 @@
+"""One exception root for everything the user can cause or fix.
+
+The CLI prints any :class:`OmnimedsegError` as a single line (no traceback unless
+``--debug``). Each subclass also inherits the matching builtin so library callers
+can catch ``FileNotFoundError`` or ``ValueError`` as usual. Messages say what
+failed, what was expected, what was found and the next command to run.
+"""
+
+from __future__ import annotations
+
+
+class OmnimedsegError(Exception):
+    """Root of all omnimedseg errors."""
+
+
+class UsageError(OmnimedsegError, ValueError):
+    """The command line or API was called wrongly (CLI exit code 2)."""
+
+
+class RegistryError(OmnimedsegError, ValueError):
+    """A registry card is missing, invalid or defined twice."""
+
+
+class DatasetNotFoundError(OmnimedsegError, FileNotFoundError):
+    """Raw or converted data is not where it should be."""
+
+
+class ChecksumMismatchError(OmnimedsegError, ValueError):
+    """A file's size or hash differs from the pinned value."""
+
+
+class DownloadError(OmnimedsegError, OSError):
+    """A file could not be fetched."""
+
+
+class ConversionError(OmnimedsegError, ValueError):
+    """Raw input could not be turned into the standard output."""
+
+
+class ValidationError(OmnimedsegError, ValueError):
+    """A converted dataset breaks the output contract (docs/format.md)."""
+
+
+class PluginError(OmnimedsegError, ImportError):
+    """A converter or downloader plugin could not be found or loaded."""

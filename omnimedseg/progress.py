@@ -1,0 +1,65 @@
+"""Progress reporting for long work: bars on a terminal, plain lines otherwise.
+
+Library code takes a :class:`Progress` and calls ``task(...)``; the CLI decides how
+it is shown (``-q`` silences it). Nothing here prints when ``enabled`` is false.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator, TextIO
+
+
+class Progress:
+    """Reports units of work per task; a terminal gets a tqdm bar, a log gets lines."""
+
+    def __init__(self, enabled: bool = True, stream: TextIO | None = None, line_interval_s: float = 10.0):
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.line_interval_s = line_interval_s
+
+    @property
+    def is_terminal(self) -> bool:
+        return bool(getattr(self.stream, "isatty", lambda: False)())
+
+    @contextmanager
+    def task(self, description: str, total: float | None = None, unit: str = "it") -> Iterator[Callable[[float], None]]:
+        """Yield ``advance(n)``; the task's end is always reported once."""
+        if not self.enabled:
+            yield lambda n=1: None
+            return
+        if self.is_terminal:
+            from tqdm import tqdm
+
+            with tqdm(total=total, desc=description, unit=unit, file=self.stream, leave=False,
+                      unit_scale=unit == "B", dynamic_ncols=True) as bar:
+                yield bar.update
+            return
+        done = 0.0
+        last = time.monotonic()
+        print(f"{description}: started" + (f" ({_amount(total, unit)})" if total else ""), file=self.stream)
+
+        def advance(n: float = 1) -> None:
+            nonlocal done, last
+            done += n
+            if time.monotonic() - last >= self.line_interval_s:
+                last = time.monotonic()
+                share = f" ({100 * done / total:.0f}%)" if total else ""
+                print(f"{description}: {_amount(done, unit)}{share}", file=self.stream)
+
+        yield advance
+        print(f"{description}: done ({_amount(done, unit)})", file=self.stream)
+
+
+def _amount(n: float, unit: str) -> str:
+    if unit == "B":
+        for suffix in ("B", "KiB", "MiB", "GiB"):
+            if n < 1024 or suffix == "GiB":
+                return f"{n:.0f} {suffix}" if suffix == "B" else f"{n:.1f} {suffix}"
+            n /= 1024
+    return f"{n:.0f} {unit}"
+
+
+SILENT = Progress(enabled=False)

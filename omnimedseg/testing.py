@@ -1,0 +1,67 @@
+"""The shared converter test harness (for built-in and third-party converters).
+
+``check_converter`` runs the real pipeline on generated fake raw files:
+local-archive download (sizes and hashes checked) -> convert -> validate, and checks
+what every converter must guarantee. A dataset's test is then a few lines.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Mapping
+
+from omnimedseg.downloaders._transfer import file_hashes
+from omnimedseg.errors import UsageError
+from omnimedseg.registry import Card, RemoteFile, load_registry
+
+
+def pin_to_files(card: Card, folder: Path) -> Card:
+    """``card`` with its files' sizes and hashes taken from the files in ``folder``."""
+    pinned = []
+    for remote in card.source.files:
+        path = folder / remote.name
+        if not path.is_file():
+            raise UsageError(f"fake data generator did not write {path}; it must write every file "
+                             f"listed in {card.path}")
+        pinned.append(replace(remote, size=path.stat().st_size, hashes=file_hashes(path, ("md5", "sha256"))))
+    return replace(card, source=replace(card.source, files=tuple(pinned)))
+
+
+def check_converter(dataset_id: str, make_remote_files: Callable[[Path], None], tmp_path: Path,
+                    expected_splits: Mapping[str, int], registry_dirs: tuple = ()) -> Path:
+    """Run download --from -> convert -> validate on fake files; return the output folder."""
+    from omnimedseg.converters._run import collect_cases, convert_dataset
+    from omnimedseg.converters._validate import validate_converted
+    from omnimedseg.downloaders import download_dataset
+    from omnimedseg import paths
+
+    card = load_registry(registry_dirs).get(dataset_id)
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    make_remote_files(remote)
+    card = pin_to_files(card, remote)
+    root = tmp_path / "root"
+    raw = download_dataset(card, root, sources=[remote])
+    ids_first = [c.case_id for c in collect_cases(card, raw)]
+    ids_second = [c.case_id for c in collect_cases(card, raw)]
+    if ids_first != ids_second:
+        raise AssertionError(f"{dataset_id}: case ids differ between two runs; they must be deterministic")
+    out = convert_dataset(card, root)
+    report = validate_converted(out, raw)
+    if not report.ok:
+        raise AssertionError(f"{dataset_id}: output fails validation:\n" + "\n".join(report.problems))
+    splits = json.loads((out / "splits.json").read_text())
+    counts = {name: len(ids) for name, ids in splits.items()}
+    if counts != dict(expected_splits):
+        raise AssertionError(f"{dataset_id}: expected cases per split {dict(expected_splits)}, found {counts}")
+    stamp = (out / ".complete").stat().st_mtime_ns
+    if convert_dataset(card, root) != out or (out / ".complete").stat().st_mtime_ns != stamp:
+        raise AssertionError(f"{dataset_id}: a second convert must reuse the complete output")
+    if paths.raw_dir(card.id, root) != raw:
+        raise AssertionError("raw folder moved")
+    return out
+
+
+__all__ = ["check_converter", "pin_to_files", "RemoteFile"]

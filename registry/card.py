@@ -1,0 +1,270 @@
+"""The dataset card: one validated TOML file per dataset (``registry/<id>.toml``).
+
+A card is data, not code: everything the tool needs to know about a dataset that is
+not a rule for reading its files lives here (platform record, pinned files, licence,
+citation, modality, classes). ``Card.from_toml`` validates on load and names the file,
+the field, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+from omnimedseg.errors import RegistryError
+
+SCHEMA_VERSION = 1
+MODALITIES = ("CT", "MRI", "X-ray", "ultrasound", "fundus", "endoscopy", "dermoscopy", "microscopy", "OCT")
+ACCESS_KINDS = ("open", "registration", "manual")
+HASH_ALGORITHMS = ("md5", "sha1", "sha256", "sha512")
+ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+CLASS_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+$")
+# Marker left by `omnimedseg new`; the registry lint refuses cards that still hold it.
+TODO_MARKER = "TODO"
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a dataset release, pinned by size and at least one hash."""
+
+    name: str
+    size: int | None
+    hashes: dict[str, str]
+    url: str | None = None
+    extract: bool = False
+
+    @property
+    def strongest_hash(self) -> tuple[str, str]:
+        """(algorithm, hex digest) of the strongest hash known, for verification."""
+        for alg in reversed(HASH_ALGORITHMS):
+            if alg in self.hashes:
+                return alg, self.hashes[alg]
+        raise RegistryError(f"file {self.name!r} has no hash; run: omnimedseg registry lock")
+
+
+@dataclass(frozen=True)
+class Source:
+    platform: str
+    record: str
+    version: str
+    files: tuple[RemoteFile, ...]
+    doi: str | None = None
+
+
+@dataclass(frozen=True)
+class License:
+    spdx: str
+    url: str
+    redistribution: bool
+    attribution: str = ""
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Citation:
+    doi: str
+    bibtex: str
+
+
+@dataclass(frozen=True)
+class Access:
+    kind: str = "open"
+    instructions: str = ""
+
+
+@dataclass(frozen=True)
+class Card:
+    id: str
+    title: str
+    description: str
+    homepage: str
+    modality: str
+    dimensionality: int
+    classes: dict[int, str]
+    source: Source
+    license: License
+    citation: Citation
+    converter: str
+    converter_version: str
+    access: Access = field(default_factory=Access)
+    tags: tuple[str, ...] = ()
+    path: Path | None = None
+    sha256: str = ""
+
+    @property
+    def class_names(self) -> list[str]:
+        return [self.classes[i] for i in sorted(self.classes)]
+
+    @classmethod
+    def from_toml(cls, path: Path, text: str | None = None) -> "Card":
+        """Read and validate one card; every error names ``path`` and the field."""
+        raw_text = Path(path).read_text(encoding="utf-8") if text is None else text
+        try:
+            data = tomllib.loads(raw_text)
+        except tomllib.TOMLDecodeError as exc:
+            raise RegistryError(f"{path}: not valid TOML ({exc})") from None
+        card = _parse(_Fields(data, str(path)))
+        expected_id = Path(path).stem
+        if card.id != expected_id:
+            raise RegistryError(f"{path}: id is {card.id!r} but the file is named {expected_id!r}.toml; "
+                                f"the file name must equal the id")
+        return replace(card, path=Path(path), sha256=hashlib.sha256(raw_text.encode()).hexdigest())
+
+
+class _Fields:
+    """Typed access to a TOML table that reports the file and dotted field name."""
+
+    def __init__(self, data: dict, where: str, prefix: str = ""):
+        self.data, self.where, self.prefix = data, where, prefix
+
+    def _name(self, key: str) -> str:
+        return f"{self.prefix}{key}"
+
+    def fail(self, key: str, expected: str, found: Any) -> RegistryError:
+        return RegistryError(f"{self.where}: field '{self._name(key)}': expected {expected}, found {found!r}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., expected: str | None = None) -> Any:
+        if key not in self.data:
+            if default is ...:
+                raise RegistryError(f"{self.where}: missing required field '{self._name(key)}'")
+            return default
+        value = self.data[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.fail(key, expected or _type_name(kind), value)
+        if isinstance(value, str) and kind is str and default is ... and not value.strip():
+            raise self.fail(key, "a non-empty string", value)
+        return value
+
+    def table(self, key: str, required: bool = True) -> "_Fields":
+        value = self.get(key, dict, ... if required else {})
+        return _Fields(value, self.where, f"{self._name(key)}.")
+
+    def choice(self, key: str, options: tuple[str, ...], default: Any = ...) -> str:
+        value = self.get(key, str, default)
+        if value not in options:
+            raise self.fail(key, "one of " + ", ".join(options), value)
+        return value
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", bool: "true or false", list: "an array", dict: "a table"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _parse(f: _Fields) -> Card:
+    schema = f.get("schema", int)
+    if schema != SCHEMA_VERSION:
+        raise f.fail("schema", f"{SCHEMA_VERSION}", schema)
+    dataset_id = f.get("id", str)
+    if not ID_PATTERN.match(dataset_id):
+        raise f.fail("id", "snake_case (lower-case letters, digits, underscores)", dataset_id)
+    dimensionality = f.get("dimensionality", int)
+    if dimensionality not in (2, 3):
+        raise f.fail("dimensionality", "2 or 3", dimensionality)
+    converter = f.table("converter")
+    converter_version = converter.get("version", str)
+    if not VERSION_PATTERN.match(converter_version):
+        raise converter.fail("version", "MAJOR.MINOR.PATCH", converter_version)
+    access = f.table("access", required=False)
+    access_kind = access.choice("kind", ACCESS_KINDS, "open")
+    instructions = access.get("instructions", str, "")
+    if access_kind != "open" and not instructions.strip():
+        raise access.fail("instructions", f"download instructions when access is {access_kind!r}", instructions)
+    return Card(
+        id=dataset_id,
+        title=f.get("title", str),
+        description=f.get("description", str),
+        homepage=f.get("homepage", str),
+        modality=f.choice("modality", MODALITIES),
+        dimensionality=dimensionality,
+        classes=_parse_classes(f),
+        source=_parse_source(f.table("source")),
+        license=_parse_license(f.table("license")),
+        citation=_parse_citation(f.table("citation")),
+        converter=converter.get("name", str, dataset_id),
+        converter_version=converter_version,
+        access=Access(access_kind, instructions),
+        tags=tuple(f.get("tags", list, [])),
+    )
+
+
+def _parse_classes(f: _Fields) -> dict[int, str]:
+    table = f.get("classes", dict, expected='a table of label id -> class name, e.g. classes = { 1 = "liver" }')
+    classes: dict[int, str] = {}
+    for key, name in table.items():
+        if not key.isdigit():
+            raise f.fail(f"classes.{key}", "an integer label id as key", key)
+        if not isinstance(name, str) or not CLASS_NAME_PATTERN.match(name):
+            raise f.fail(f"classes.{key}", "a snake_case class name", name)
+        classes[int(key)] = name
+    ids = sorted(classes)
+    if ids != list(range(1, len(ids) + 1)):
+        raise f.fail("classes", "consecutive label ids 1..N (0 is background)", ids)
+    if len(set(classes.values())) != len(classes):
+        raise f.fail("classes", "unique class names", sorted(classes.values()))
+    return classes
+
+
+def _parse_source(s: _Fields) -> Source:
+    files = []
+    for i, entry in enumerate(s.get("files", list)):
+        if not isinstance(entry, dict):
+            raise s.fail(f"files[{i}]", "a table", entry)
+        files.append(_parse_file(_Fields(entry, s.where, f"{s.prefix}files[{i}].")))
+    names = [rf.name for rf in files]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise s.fail("files", "unique file names", duplicates)
+    return Source(
+        platform=s.get("platform", str),
+        record=s.get("record", str),
+        version=s.get("version", str),
+        files=tuple(files),
+        doi=s.get("doi", str, None),
+    )
+
+
+def _parse_file(f: _Fields) -> RemoteFile:
+    name = f.get("name", str)
+    if name.startswith(("/", "\\")) or ".." in Path(name).parts or "\\" in name:
+        raise f.fail("name", "a relative file name without '..'", name)
+    size = f.get("size", int, None)
+    if size is not None and size < 0:
+        raise f.fail("size", "a size in bytes >= 0", size)
+    hashes = dict(f.get("hashes", dict, {}))
+    for alg, digest in hashes.items():
+        if alg not in HASH_ALGORITHMS:
+            raise f.fail(f"hashes.{alg}", "an algorithm among " + ", ".join(HASH_ALGORITHMS), alg)
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]+", digest) \
+                or len(digest) != hashlib.new(alg).digest_size * 2:
+            raise f.fail(f"hashes.{alg}", f"a lower-case hex {alg} digest", digest)
+    return RemoteFile(name=name, size=size, hashes=hashes, url=f.get("url", str, None),
+                      extract=f.get("extract", bool, False))
+
+
+def _parse_license(f: _Fields) -> License:
+    return License(
+        spdx=f.get("spdx", str),
+        url=f.get("url", str),
+        redistribution=f.get("redistribution", bool),
+        attribution=f.get("attribution", str, ""),
+        text=f.get("text", str, ""),
+    )
+
+
+def _parse_citation(f: _Fields) -> Citation:
+    bibtex = f.get("bibtex", str)
+    if not bibtex.lstrip().startswith("@"):
+        raise f.fail("bibtex", "a BibTeX entry starting with '@'", bibtex[:40])
+    return Citation(doi=f.get("doi", str), bibtex=bibtex.strip() + "\n")

@@ -1,0 +1,46 @@
+"""Small helpers shared by tests: run the CLI in-process, pin a card to local files."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+from click.testing import CliRunner
+
+from omnimedseg.cli import main
+from omnimedseg.downloaders._transfer import file_hashes
+
+REGISTRY = Path(__file__).resolve().parents[1] / "registry"
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def _entry(args):
+    main(list(args))
+
+
+def run_cli(*args: str):
+    """Run ``omnimedseg *args`` through the real entry point (error printing, exit codes)."""
+    return CliRunner().invoke(_entry, [str(a) for a in args])
+
+
+def write_pinned_card(dataset_id: str, new_id: str, files_dir: Path, registry_dir: Path) -> Path:
+    """Copy a built-in card under ``new_id`` with its files pinned to those in ``files_dir``."""
+    text = (REGISTRY / f"{dataset_id}.toml").read_text()
+    text = re.sub(r'^id = ".*"$', f'id = "{new_id}"', text, count=1, flags=re.M)
+    head, rest = text.split("[[source.files]]", 1)
+    tail = rest[rest.index("\n[license]"):]
+    names = re.findall(r'^name = "(.*)"$', rest[: rest.index("\n[license]")], flags=re.M)
+    extracts = {n: n.endswith(".zip") for n in names}
+    blocks = []
+    for name in names:
+        path = files_dir / name
+        h = file_hashes(path, ("md5", "sha256"))
+        blocks.append(f'[[source.files]]\nname = "{name}"\nsize = {path.stat().st_size}\n'
+                      f'hashes = {{ md5 = "{h["md5"]}", sha256 = "{h["sha256"]}" }}\n'
+                      f'extract = {"true" if extracts[name] else "false"}\n')
+    registry_dir.mkdir(parents=True, exist_ok=True)
+    out = registry_dir / f"{new_id}.toml"
+    out.write_text(head + "\n".join(blocks) + tail)
+    return out
