@@ -7,6 +7,7 @@ it is shown (``-q`` silences it). Nothing here prints when ``enabled`` is false.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, TextIO
@@ -19,6 +20,12 @@ class Progress:
         self.enabled = enabled
         self.stream = stream or sys.stderr
         self.line_interval_s = line_interval_s
+        self._lock = threading.Lock()  # tasks may report from several download threads
+
+    def _line(self, text: str) -> None:
+        with self._lock:
+            self.stream.write(text + "\n")
+            self.stream.flush()
 
     @property
     def is_terminal(self) -> bool:
@@ -39,7 +46,7 @@ class Progress:
             return
         done = 0.0
         last = time.monotonic()
-        print(f"{description}: started" + (f" ({_amount(total, unit)})" if total else ""), file=self.stream)
+        self._line(f"{description}: started" + (f" ({_amount(total, unit)})" if total else ""))
 
         def advance(n: float = 1) -> None:
             nonlocal done, last
@@ -47,10 +54,10 @@ class Progress:
             if time.monotonic() - last >= self.line_interval_s:
                 last = time.monotonic()
                 share = f" ({100 * done / total:.0f}%)" if total else ""
-                print(f"{description}: {_amount(done, unit)}{share}", file=self.stream)
+                self._line(f"{description}: {_amount(done, unit)}{share}")
 
         yield advance
-        print(f"{description}: done ({_amount(done, unit)})", file=self.stream)
+        self._line(f"{description}: done ({_amount(done, unit)})")
 
 
 def _amount(n: float, unit: str) -> str:

@@ -268,3 +268,25 @@ def _parse_citation(f: _Fields) -> Citation:
     if not bibtex.lstrip().startswith("@"):
         raise f.fail("bibtex", "a BibTeX entry starting with '@'", bibtex[:40])
     return Citation(doi=f.get("doi", str), bibtex=bibtex.strip() + "\n")
+
+
+def lint_card(card: Card) -> list[str]:
+    """What keeps a valid card from being publishable (built-in cards must have none).
+
+    Schema validity is checked on load; this adds the release rules: no scaffold
+    TODO markers, every file pinned with size and hash, https links.
+    """
+    problems = []
+    text = card.path.read_text(encoding="utf-8") if card.path else ""
+    if TODO_MARKER in text:
+        problems.append(f"{card.path}: still holds {TODO_MARKER} markers from 'omnimedseg new'")
+    for url_field, url in (("homepage", card.homepage), ("license.url", card.license.url)):
+        if not url.startswith("https://"):
+            problems.append(f"{card.path}: field '{url_field}': expected an https:// URL, found {url!r}")
+    if not card.source.files:
+        problems.append(f"{card.path}: source.files is empty; expected every remote file")
+    for remote in card.source.files:
+        if remote.size is None or not remote.hashes:
+            problems.append(f"{card.path}: file {remote.name!r} lacks size or hash; "
+                            f"run: omnimedseg registry lock {card.id}")
+    return problems

@@ -1,0 +1,106 @@
+"""Registry lint over every built-in card, and precise errors for broken cards."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from omnimedseg.converters import Converter
+from omnimedseg.errors import RegistryError
+from omnimedseg.plugins import load_plugin
+from omnimedseg.registry import Card, builtin_card_paths, load_registry
+from omnimedseg.registry.card import lint_card
+
+SPDX_LIKE = re.compile(r"^(LicenseRef-[A-Za-z0-9.-]+|[A-Za-z0-9][A-Za-z0-9.+-]*)$")
+CARDS = builtin_card_paths()
+
+
+def test_there_are_builtin_cards():
+    assert any(p.name == "hc18.toml" for p in CARDS)
+
+
+@pytest.mark.parametrize("path", CARDS, ids=lambda p: p.stem)
+def test_builtin_card_is_complete(path: Path):
+    card = Card.from_toml(path)
+    assert lint_card(card) == []
+    assert SPDX_LIKE.match(card.license.spdx), card.license.spdx
+    converter = load_plugin("converters", card.converter, Converter)
+    assert converter.__module__ == f"omnimedseg.converters.{card.converter}"
+
+
+def test_every_builtin_converter_has_a_card():
+    from omnimedseg.plugins import available_plugins
+
+    card_converters = {Card.from_toml(p).converter for p in CARDS}
+    builtins = {name for name, origin in available_plugins("converters").items() if origin == "built-in"}
+    assert builtins <= card_converters
+
+
+HC18 = (Path(__file__).resolve().parents[1] / "registry" / "hc18.toml").read_text()
+
+
+def _broken(tmp_path: Path, old: str, new: str, name: str = "hc18") -> Path:
+    assert old in HC18
+    path = tmp_path / f"{name}.toml"
+    path.write_text(HC18.replace(old, new, 1))
+    return path
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ('modality = "ultrasound"', 'modality = "US"', "field 'modality': expected one of CT, MRI, X-ray"),
+    ('1 = "fetal_head"', '2 = "fetal_head"', "field 'classes': expected consecutive label ids 1..N"),
+    ('dimensionality = 2', 'dimensionality = "2D"', "field 'dimensionality': expected an integer, found '2D'"),
+    ('spdx = "CC-BY-4.0"\n', '', "missing required field 'license.spdx'"),
+    ('md5 = "00eb8198b9a505b2b3a6dfc740382497"', 'md5 = "00eb"', "field 'source.files[0].hashes.md5'"),
+    ('name = "test_set.zip"', 'name = "../test_set.zip"', "field 'source.files[1].name'"),
+    ('version = "1.0.0"', 'version = "1"', "field 'converter.version': expected MAJOR.MINOR.PATCH"),
+    ('schema = 1', 'schema = 1\n[oops', "not valid TOML"),
+])
+def test_invalid_card_errors_name_file_and_field(tmp_path, old, new, message):
+    path = _broken(tmp_path, old, new)
+    with pytest.raises(RegistryError) as info:
+        Card.from_toml(path)
+    assert str(path) in str(info.value) and message in str(info.value)
+
+
+def test_card_file_name_must_equal_id(tmp_path):
+    path = _broken(tmp_path, 'id = "hc18"', 'id = "hc18"', name="other")
+    with pytest.raises(RegistryError, match="file is named 'other'"):
+        Card.from_toml(path)
+
+
+def test_user_registry_folders_add_cards_and_duplicates_name_both_files(tmp_path, monkeypatch):
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "hc18_private.toml").write_text(HC18.replace('id = "hc18"', 'id = "hc18_private"'))
+    monkeypatch.setenv("OMNIMEDSEG_REGISTRY_PATH", str(private))
+    registry = load_registry()
+    assert "hc18_private" in registry and "hc18" in registry
+    assert registry.get("hc18_private").converter == "hc18"
+
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    (clash / "hc18.toml").write_text(HC18)
+    with pytest.raises(RegistryError) as info:
+        load_registry([clash])
+    assert "defined twice" in str(info.value) and str(clash / "hc18.toml") in str(info.value)
+    assert "registry/hc18.toml" in str(info.value)
+
+
+def test_missing_registry_folder_is_an_error(tmp_path):
+    with pytest.raises(RegistryError, match="does not exist"):
+        load_registry([tmp_path / "nope"])
+
+
+def test_unknown_dataset_lists_known_ones():
+    with pytest.raises(RegistryError, match="unknown dataset 'nope'; known datasets: hc18"):
+        load_registry().get("nope")
+
+
+def test_select_filters():
+    registry = load_registry()
+    assert [c.id for c in registry.select(modality="Ultrasound", dimensionality=2, licence="cc-by-4.0",
+                                          platform="zenodo")] == ["hc18"]
+    assert registry.select(modality="CT") == []
