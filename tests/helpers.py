@@ -44,3 +44,30 @@ def write_pinned_card(dataset_id: str, new_id: str, files_dir: Path, registry_di
     out = registry_dir / f"{new_id}.toml"
     out.write_text(head + "\n".join(blocks) + tail)
     return out
+
+
+def install_fake_distribution(site: Path, package: str, source: str, group: str, entry: str) -> None:
+    """A real installed-package layout (package + .dist-info) that importlib.metadata discovers."""
+    import textwrap
+
+    folder = site / package
+    folder.mkdir(parents=True)
+    (folder / "__init__.py").write_text(textwrap.dedent(source))
+    info = site / f"{package}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package.replace('_', '-')}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[{group}]\n{entry}\n")
+
+
+def write_card_variant(registry_dir: Path, new_id: str, replacements: dict[str, str], files_toml: str) -> Path:
+    """The HC18 card rewritten for a test dataset: text replacements plus new [[source.files]]."""
+    text = (REGISTRY / "hc18.toml").read_text().replace('id = "hc18"', f'id = "{new_id}"')
+    text = text.replace('name = "hc18"', f'name = "{new_id}"')
+    for old, new in replacements.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    head, rest = text.split("[[source.files]]", 1)
+    registry_dir.mkdir(parents=True, exist_ok=True)
+    path = registry_dir / f"{new_id}.toml"
+    path.write_text(head + files_toml + rest[rest.index("\n[license]"):])
+    return path

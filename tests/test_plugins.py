@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from omnimedseg.plugins import available_plugins, load_plugin
 from omnimedseg.registry import Card
 from omnimedseg.registry.card import lint_card
 from omnimedseg.testing import check_converter
-from tests.helpers import REGISTRY, run_cli
+from tests.helpers import install_fake_distribution, run_cli, write_card_variant
 
 
 def test_builtin_converter_found_by_id():
@@ -29,25 +28,21 @@ def test_private_modules_and_unknown_names_are_not_plugins():
         load_plugin("converters", "nope", Converter)
 
 
+POLYP_PLUGIN = '''
+    from omnimedseg.converters import Case, Converter, Source
+    from omnimedseg.converters.formats.image2d import read_binary_mask, read_image
+
+
+    class PolypConverter(Converter):
+        def cases(self, raw_dir):
+            for image in sorted((raw_dir / "frames").glob("*.png")):
+                yield Case(case_id=image.stem, image=Source(image, read_image), split="train",
+                           masks={"polyp": Source(raw_dir / "labels" / image.name, read_binary_mask)})
+'''
+
+
 def _install_fake_distribution(site: Path, entry_point_line: str) -> None:
-    """A real installed-package layout (package + .dist-info) that importlib.metadata discovers."""
-    package = site / "thirdparty_polyps"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text(textwrap.dedent('''
-        from omnimedseg.converters import Case, Converter, Source
-        from omnimedseg.converters.formats.image2d import read_binary_mask, read_image
-
-
-        class PolypConverter(Converter):
-            def cases(self, raw_dir):
-                for image in sorted((raw_dir / "frames").glob("*.png")):
-                    yield Case(case_id=image.stem, image=Source(image, read_image), split="train",
-                               masks={"polyp": Source(raw_dir / "labels" / image.name, read_binary_mask)})
-    '''))
-    info = site / "thirdparty_polyps-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-polyps\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[omnimedseg.converters]\n{entry_point_line}\n")
+    install_fake_distribution(site, "thirdparty_polyps", POLYP_PLUGIN, "omnimedseg.converters", entry_point_line)
 
 
 def _polyp_release(folder: Path) -> None:
@@ -73,13 +68,9 @@ def test_entry_point_converter_runs_through_the_real_pipeline(tmp_path, monkeypa
     _install_fake_distribution(site, "polyps_private = thirdparty_polyps:PolypConverter")
     monkeypatch.syspath_prepend(str(site))
     cards = tmp_path / "cards"
-    cards.mkdir()
-    text = (REGISTRY / "hc18.toml").read_text()
-    text = text.replace('id = "hc18"', 'id = "polyps_private"').replace('name = "hc18"', 'name = "polyps_private"')
-    text = text.replace('modality = "ultrasound"', 'modality = "endoscopy"').replace('"fetal_head"', '"polyp"')
-    head, rest = text.split("[[source.files]]", 1)
-    text = head + '[[source.files]]\nname = "polyps.zip"\nsize = 1\nextract = true\n' + rest[rest.index("\n[license]"):]
-    (cards / "polyps_private.toml").write_text(text)
+    write_card_variant(cards, "polyps_private", {'modality = "ultrasound"': 'modality = "endoscopy"',
+                                                 '"fetal_head"': '"polyp"'},
+                       '[[source.files]]\nname = "polyps.zip"\nextract = true\n')
     assert available_plugins("converters")["polyps_private"] == "thirdparty_polyps:PolypConverter"
     out = check_converter("polyps_private", _polyp_release, tmp_path, {"train": 3}, registry_dirs=(cards,))
     assert (out / "masks" / "case0" / "polyp.png").is_file()

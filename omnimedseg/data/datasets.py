@@ -1,0 +1,190 @@
+"""PyTorch datasets over the standard output (docs/format.md).
+
+Samples are dicts with fixed keys (MONAI-style), so dict transforms apply directly:
+
+=============  ==============================================================
+``image``      float32 tensor, channels first: (C, H, W) or (C, I, J, K)
+``masks``      bool tensor (n_classes, ...spatial); all False for unlabelled cases
+``labelled``   whether the case has annotations
+``class_names`` list of class names, in mask order
+``case_id``    str
+``spacing``    tuple of floats in mm, or None when the dataset gives none
+``affine``     4x4 float64 numpy array (3D) or None (2D)
+``modality``   e.g. "CT", "ultrasound"
+``dataset``    dataset id
+``split``      the dataset's own split name
+=============  ==============================================================
+
+Constructors never download: missing data raises ``DatasetNotFoundError`` with the
+exact commands to run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from omnimedseg import paths
+from omnimedseg.errors import DatasetNotFoundError, UsageError
+
+
+def open_converted(dataset_id: str, root: str | os.PathLike | None = None,
+                   registry_dirs: Sequence[str] = ()) -> tuple[Path, dict]:
+    """The converted folder of ``dataset_id`` and its dataset.json; errors say what to run."""
+    from omnimedseg.registry import load_registry
+
+    card = load_registry(registry_dirs).get(dataset_id)
+    folder = paths.converted_dir(card.id, card.converter_version, root)
+    if not (folder / ".complete").is_file():
+        raise DatasetNotFoundError(f"{dataset_id}: no complete converted data in {folder}; run: "
+                                   f"omnimedseg download {dataset_id} && omnimedseg convert {dataset_id}")
+    return folder, json.loads((folder / "dataset.json").read_text())
+
+
+def _read_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    if path.name.endswith(".png"):
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return np.asarray(image), None
+    import nibabel as nib
+
+    image = nib.load(path)
+    return np.asanyarray(image.dataobj), image.affine
+
+
+class ConvertedDataset:
+    """Whole images (2D) or volumes (3D) of one converted dataset.
+
+    Args:
+        dataset_id: registry id.
+        split: keep only this split (None keeps all).
+        labelled_only: drop cases without annotations (e.g. HC18's test split).
+        transform: callable applied to each sample dict.
+    """
+
+    def __init__(self, dataset_id: str, split: str | None = None, root: str | os.PathLike | None = None,
+                 transform: Callable[[dict], dict] | None = None, labelled_only: bool = True,
+                 registry_dirs: Sequence[str] = ()):
+        self.folder, self.info = open_converted(dataset_id, root, registry_dirs)
+        meta = self.info["omnimedseg"]
+        self.dataset_id, self.modality = meta["dataset_id"], meta["modality"]
+        self.class_names: list[str] = list(meta["classes"])
+        self.dimensionality: int = meta["dimensionality"]
+        cases = self.info["cases"]
+        splits = sorted({c["split"] for c in cases})
+        if split is not None and split not in splits:
+            raise UsageError(f"{dataset_id}: no split {split!r}; the dataset has {splits}")
+        self.cases = [c for c in cases if (split is None or c["split"] == split)
+                      and (c["masks"] or not labelled_only)]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def load_case(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(image array, bool masks (n_classes, ...), affine) of one case, as stored."""
+        case = self.cases[index]
+        image, affine = _read_file(self.folder / case["image"])
+        spatial = image.shape[:2] if self.dimensionality == 2 else image.shape[:3]
+        masks = np.zeros((len(self.class_names), *spatial), dtype=bool)
+        for i, name in enumerate(self.class_names):
+            if name in case["masks"]:
+                masks[i] = _read_file(self.folder / case["masks"][name])[0].astype(bool)
+        return image, masks, affine
+
+    def _sample(self, case: dict, image: np.ndarray, masks: np.ndarray, affine, spatial_dims: int) -> dict:
+        import torch
+
+        channels_last = image.ndim == spatial_dims + 1
+        array = np.moveaxis(image, -1, 0) if channels_last else image[None]
+        sample = {
+            "image": torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)),
+            "masks": torch.from_numpy(masks),
+            "labelled": bool(case["masks"]),
+            "class_names": list(self.class_names),
+            "case_id": case["case_id"],
+            "spacing": tuple(case["spacing"]) if case["spacing"] is not None else None,
+            "affine": affine,
+            "modality": self.modality,
+            "dataset": self.dataset_id,
+            "split": case["split"],
+        }
+        return self.transform(sample) if self.transform else sample
+
+    def __getitem__(self, index: int) -> dict:
+        image, masks, affine = self.load_case(index)
+        return self._sample(self.cases[index], image, masks, affine, self.dimensionality)
+
+
+class SliceDataset(ConvertedDataset):
+    """2D slices drawn from the 3D volumes of a converted dataset.
+
+    Volumes are decompressed once into an on-disk ``.npy`` cache under
+    ``<root>/cache/`` and memory-mapped, so random slice access reads one slice
+    instead of inflating the whole ``.nii.gz`` (bounded memory, worker-safe).
+
+    Args:
+        axis: 0, 1 or 2 (array axis i, j, k) to slice along.
+        foreground_class: keep only slices where this class is present.
+    """
+
+    def __init__(self, dataset_id: str, axis: int = 2, foreground_class: str | None = None, **kwargs):
+        super().__init__(dataset_id, **kwargs)
+        if self.dimensionality != 3:
+            raise UsageError(f"{dataset_id} is 2D; use ConvertedDataset for 2D images")
+        if axis not in (0, 1, 2):
+            raise UsageError(f"axis must be 0, 1 or 2, found {axis}")
+        if foreground_class is not None and foreground_class not in self.class_names:
+            raise UsageError(f"{dataset_id}: no class {foreground_class!r}; classes are {self.class_names}")
+        self.axis = axis
+        self.cache_dir = paths.data_root(kwargs.get("root")) / "cache" / self.folder.relative_to(
+            paths.data_root(kwargs.get("root")) / "converted")
+        self.index: list[tuple[int, int]] = []
+        for case_index in range(len(self.cases)):
+            masks = self._cached(case_index)[1]  # (slices, n_classes, ...)
+            if foreground_class is None:
+                self.index.extend((case_index, s) for s in range(masks.shape[0]))
+            else:
+                fg = masks[:, self.class_names.index(foreground_class)].reshape(masks.shape[0], -1).any(1)
+                self.index.extend((case_index, int(s)) for s in np.flatnonzero(fg))
+
+    def _cached(self, case_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Memory-mapped (image, masks, affine) with the slice axis first and contiguous."""
+        case = self.cases[case_index]
+        folder = self.cache_dir / f"axis{self.axis}" / case["case_id"]
+        files = [folder / n for n in ("image.npy", "masks.npy", "affine.npy")]
+        if not all(f.is_file() for f in files):
+            image, masks, affine = self.load_case(case_index)
+            arrays = (np.ascontiguousarray(np.moveaxis(image, self.axis, 0)),
+                      np.ascontiguousarray(np.moveaxis(masks, self.axis + 1, 0)), affine)
+            folder.mkdir(parents=True, exist_ok=True)
+            for f, array in zip(files, arrays):
+                tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp")
+                with open(tmp, "wb") as fh:
+                    np.save(fh, array)
+                os.replace(tmp, f)  # atomic: concurrent workers never read a partial cache file
+        image, masks = (np.load(f, mmap_mode="r") for f in files[:2])
+        return image, masks, np.load(files[2])
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, index: int) -> dict:
+        case_index, s = self.index[index]
+        image, masks, affine = self._cached(case_index)
+        case = self.cases[case_index]
+        sample = self._sample({**case, "spacing": _slice_spacing(case["spacing"], self.axis)},
+                              np.array(image[s]), np.array(masks[s]), affine, spatial_dims=2)
+        sample["slice_index"] = s
+        return sample
+
+
+def _slice_spacing(spacing, axis: int):
+    if spacing is None:
+        return None
+    return tuple(v for i, v in enumerate(spacing) if i != axis)
