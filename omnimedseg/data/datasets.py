@@ -116,9 +116,14 @@ class ConvertedDataset:
         }
         return self.transform(sample) if self.transform else sample
 
-    def __getitem__(self, index: int) -> dict:
+    def raw_item(self, index: int) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray | None]:
+        """(case entry, image in its stored dtype, bool masks, affine) of one sample."""
         image, masks, affine = self.load_case(index)
-        return self._sample(self.cases[index], image, masks, affine, self.dimensionality)
+        return self.cases[index], image, masks, affine
+
+    def __getitem__(self, index: int) -> dict:
+        case, image, masks, affine = self.raw_item(index)
+        return self._sample(case, image, masks, affine, self.dimensionality)
 
 
 class SliceDataset(ConvertedDataset):
@@ -174,13 +179,17 @@ class SliceDataset(ConvertedDataset):
     def __len__(self) -> int:
         return len(self.index)
 
-    def __getitem__(self, index: int) -> dict:
+    def raw_item(self, index: int) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
         case_index, s = self.index[index]
         image, masks, affine = self._cached(case_index)
         case = self.cases[case_index]
-        sample = self._sample({**case, "spacing": _slice_spacing(case["spacing"], self.axis)},
-                              np.array(image[s]), np.array(masks[s]), affine, spatial_dims=2)
-        sample["slice_index"] = s
+        entry = {**case, "spacing": _slice_spacing(case["spacing"], self.axis), "slice_index": s}
+        return entry, np.array(image[s]), np.array(masks[s]), affine
+
+    def __getitem__(self, index: int) -> dict:
+        case, image, masks, affine = self.raw_item(index)
+        sample = self._sample(case, image, masks, affine, spatial_dims=2)
+        sample["slice_index"] = case["slice_index"]
         return sample
 
 
