@@ -27,6 +27,8 @@ COMMANDS = {
     "validate": "omnimedseg.cli.validate:validate",
     "new": "omnimedseg.cli.new:new",
     "formats": "omnimedseg.cli.formats:formats",
+    "verify": "omnimedseg.cli.verify:verify",
+    "registry": "omnimedseg.cli.registry_cmd:registry",
 }
 
 

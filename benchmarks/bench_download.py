@@ -1,0 +1,95 @@
+"""Throughput of the omnimedseg engine vs curl (and zenodo-get) over loopback, same run, as ratios.
+
+    python benchmarks/bench_download.py            # 1 GiB file + 1000 small files
+    python benchmarks/bench_download.py --quick    # 64 MiB + 100 small files
+
+Never asserts times: it prints MiB/s and ratios (target: >= 0.9x curl on the big file;
+many small files faster than zenodo-get).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    big_size = (64 if args.quick else 1024) << 20
+    n_small = 100 if args.quick else 1000
+    os.environ["OMNIMEDSEG_MAX_RPS"] = "0"
+    from omnimedseg.downloaders._transfer import fetch, fetch_all
+    from omnimedseg.downloaders._http import HttpClient
+    from omnimedseg.downloaders.emulators import ZenodoEmulator
+    from omnimedseg.downloaders.zenodo import ZenodoDownloader, parse_files
+    from omnimedseg.registry import RemoteFile
+
+    work = Path(tempfile.mkdtemp(prefix="omnimedseg-bench-"))
+    try:
+        big = work / "big.bin"
+        with open(big, "wb") as fh:
+            block = os.urandom(1 << 20)
+            for _ in range(big_size >> 20):
+                fh.write(block)
+        small = {f"s/{i:04d}.bin": os.urandom(16 << 10) for i in range(n_small)}
+        with ZenodoEmulator() as emu:
+            emu.add_record("1", {"big.bin": big})
+            emu.add_record("2", small)
+            os.environ["OMNIMEDSEG_ZENODO_URL"] = emu.url
+            big_remote = parse_files(ZenodoDownloader().record("1"), emu.url)[0]
+            client = HttpClient(rate=0, per_host=4)
+            out = work / "out"
+            rows = []
+            t_curl = timed(lambda: subprocess.run(["curl", "-s", "-o", str(work / "curl.bin"), big_remote.url],
+                                                  check=True))
+            t_ours = timed(lambda: fetch(big_remote, out / "big", client=client))
+            mib = big_size / (1 << 20)
+            rows.append(("big file curl", mib / t_curl, ""))
+            rows.append(("big file omnimedseg (verified)", mib / t_ours, f"{t_curl / t_ours:.2f}x curl"))
+            small_remotes = parse_files(ZenodoDownloader().record("2"), emu.url)
+            urls = work / "urls.txt"
+            urls.write_text("".join(f'url = "{r.url}"\noutput = "{work / "curl-small" / r.name}"\n'
+                                    for r in small_remotes))
+            t_curl_s = timed(lambda: subprocess.run(["curl", "-s", "--create-dirs", "-K", str(urls)], check=True))
+            t_ours_s = timed(lambda: fetch_all(small_remotes, out / "small", client=client, jobs=8))
+            rows.append((f"{n_small} small curl (one process, sequential)", n_small / t_curl_s, ""))
+            rows.append((f"{n_small} small omnimedseg --jobs 8", n_small / t_ours_s,
+                         f"{t_curl_s / t_ours_s:.2f}x curl"))
+            try:
+                import zenodo_get  # noqa: F401
+                env = {**os.environ}
+                from omnimedseg.downloaders._zenodo_get import _RUNNER
+                t_zg = timed(lambda: subprocess.run([sys.executable, "-c", _RUNNER, "2", str(work / "zg"), emu.url],
+                                                    check=True, env=env, capture_output=True))
+                rows.append((f"{n_small} small zenodo-get", n_small / t_zg, ""))
+                rows[-2] = (*rows[-2][:2], rows[-2][2] + f", {t_zg / t_ours_s:.2f}x zenodo-get")
+                t_zg_big = timed(lambda: subprocess.run([sys.executable, "-c", _RUNNER, "1", str(work / "zgb"),
+                                                         emu.url], check=True, env=env, capture_output=True))
+                rows.append(("big file zenodo-get", mib / t_zg_big, f"ours {t_zg_big / t_ours:.2f}x faster"))
+            except ImportError:
+                rows.append(("zenodo-get", 0, "not installed (pip install zenodo-get)"))
+        print(f"{'case':45} {'rate':>14}  ratio")
+        for name, rate, ratio in rows:
+            unit = "MiB/s" if "big" in name else "files/s"
+            print(f"{name:45} {rate:9.1f} {unit:7} {ratio}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,271 @@
+"""The one HTTP client every platform uses: retries, rate limits, safe redirects, credentials.
+
+Why not plain ``requests.get``: platforms answer 429/503 with ``Retry-After``, redirect to
+signed storage URLs on other hosts (where a token must never follow), and slow down clients
+that do not identify themselves. Everything here is per host and shared by all threads.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from omnimedseg import __version__
+from omnimedseg.errors import DownloadError
+
+USER_AGENT = f"omnimedseg/{__version__} (+https://github.com/omnimedseg/omnimedseg)"
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+ENV_OFFLINE = "OMNIMEDSEG_OFFLINE"
+ENV_MAX_RPS = "OMNIMEDSEG_MAX_RPS"  # overrides every per-host request rate (0 = unlimited)
+ENV_TIMEOUT = "OMNIMEDSEG_TIMEOUT"  # read timeout in seconds
+ENV_RETRIES = "OMNIMEDSEG_RETRIES"
+ENV_MAX_WAIT = "OMNIMEDSEG_MAX_RETRY_WAIT"  # cap on one Retry-After / backoff wait, seconds
+
+
+def platform_url(platform: str, default: str) -> str:
+    """Scheme and host of ``platform``: ``$OMNIMEDSEG_<PLATFORM>_URL`` or the real one.
+
+    Only scheme/host/port (and an optional path prefix) are replaced; API paths stay real,
+    so emulators, mirrors and institutional proxies stand in without code changes.
+    """
+    value = os.environ.get(f"OMNIMEDSEG_{platform.upper()}_URL", "").strip()
+    return (value or default).rstrip("/")
+
+
+def offline() -> bool:
+    return os.environ.get(ENV_OFFLINE, "").strip().lower() in ("1", "true", "yes")
+
+
+def origin(url: str) -> tuple[str, str]:
+    """(scheme, host:port) - the unit of trust for credentials and of rate limiting."""
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443, "ftp": 21}.get(parts.scheme, 0)
+    return parts.scheme, f"{(parts.hostname or '').lower()}:{port}"
+
+
+def redact(url: str) -> str:
+    """``url`` without its query string (signed URLs and tokens live there)."""
+    parts = urlsplit(url)
+    return parts._replace(query="…" if parts.query else "", fragment="").geturl()
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    """The server's requested wait: ``Retry-After`` (seconds or HTTP-date) or ``X-RateLimit-Reset``."""
+    value = response.headers.get("Retry-After")
+    if value:
+        value = value.strip()
+        if value.isdigit():
+            return float(value)
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+        except (TypeError, ValueError):
+            pass
+    if response.status_code == 429:
+        reset = response.headers.get("X-RateLimit-Reset", "")
+        if reset.isdigit():
+            reset_at = float(reset)
+            # epoch seconds (Zenodo, GitHub) or seconds-from-now (some proxies)
+            return max(0.0, reset_at - time.time()) if reset_at > 1e9 else reset_at
+    return None
+
+
+@dataclass
+class Credential:
+    """Headers that authenticate to exactly one origin; never sent anywhere else."""
+
+    url: str
+    headers: dict[str, str]
+
+    def applies_to(self, url: str) -> bool:
+        return origin(url) == origin(self.url)
+
+    def __repr__(self) -> str:  # never leak the secret through logs or tracebacks
+        return f"Credential(origin={origin(self.url)[1]!r}, headers=[{', '.join(self.headers)}])"
+
+
+@dataclass
+class _Host:
+    interval: float
+    semaphore: threading.BoundedSemaphore
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    next_at: float = 0.0
+
+    def wait_turn(self) -> None:
+        """Token bucket of one: at most one request per ``interval`` to this host."""
+        with self.lock:
+            now = time.monotonic()
+            start = max(now, self.next_at)
+            self.next_at = start + self.interval
+        if start > now:
+            time.sleep(start - now)
+
+    def hold_off(self, seconds: float) -> None:
+        with self.lock:
+            self.next_at = max(self.next_at, time.monotonic() + seconds)
+
+
+class HttpClient:
+    """A pooled ``requests.Session`` with per-host limits, retries and redirect rules.
+
+    ``rate``: requests per second per host (``$OMNIMEDSEG_MAX_RPS`` overrides, 0 = none);
+    ``per_host``: concurrent requests per host.
+    """
+
+    def __init__(self, rate: float = 2.0, per_host: int = 2, credentials: list[Credential] | None = None,
+                 timeout: tuple[float, float] | None = None, retries: int | None = None,
+                 max_wait: float | None = None, allow_downgrade: bool = False):
+        env_rate = os.environ.get(ENV_MAX_RPS)
+        self.rate = float(env_rate) if env_rate else rate
+        self.per_host = per_host
+        self.credentials = list(credentials or [])
+        read = float(os.environ.get(ENV_TIMEOUT, 60))
+        self.timeout = timeout or (min(read, 30.0), read)
+        self.retries = int(os.environ.get(ENV_RETRIES, 6)) if retries is None else retries
+        self.max_wait = float(os.environ.get(ENV_MAX_WAIT, 120)) if max_wait is None else max_wait
+        self.allow_downgrade = allow_downgrade
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        self.session.trust_env = True  # proxies from the environment, but no ~/.netrc below
+        self.session.auth = None
+        adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=32, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self._hosts: dict[tuple[str, str], _Host] = {}
+        self._hosts_lock = threading.Lock()
+
+    def host(self, url: str) -> _Host:
+        key = origin(url)
+        with self._hosts_lock:
+            if key not in self._hosts:
+                interval = 1.0 / self.rate if self.rate > 0 else 0.0
+                self._hosts[key] = _Host(interval, threading.BoundedSemaphore(self.per_host))
+            return self._hosts[key]
+
+    def _headers_for(self, url: str, headers: dict | None) -> dict:
+        out = dict(headers or {})
+        for cred in self.credentials:
+            if cred.applies_to(url):
+                out.update(cred.headers)
+        return out
+
+    def _send_once(self, method: str, url: str, headers: dict | None, stream: bool, max_redirects: int = 10,
+                   params: dict | None = None) -> requests.Response:
+        """One logical request, following redirects by hand so credentials stay on their origin."""
+        first = url
+        for _ in range(max_redirects + 1):
+            host = self.host(url)
+            if offline():
+                raise DownloadError(f"{redact(url)}: offline mode (${ENV_OFFLINE}) forbids network access; "
+                                    f"unset it or run: omnimedseg verify <dataset>")
+            host.wait_turn()
+            with host.semaphore:
+                response = self.session.request(method, url, headers=self._headers_for(url, headers), params=params,
+                                                stream=stream, timeout=self.timeout, allow_redirects=False)
+            params = None
+            self._respect_quota(response, host)
+            if response.status_code in (301, 302, 303, 307, 308) and "Location" in response.headers:
+                target = urljoin(url, response.headers["Location"])
+                response.close()
+                if urlsplit(url).scheme == "https" and urlsplit(target).scheme == "http" and not self.allow_downgrade:
+                    raise DownloadError(f"{redact(first)}: refusing redirect from https to plain http "
+                                        f"({redact(target)})")
+                if response.status_code == 303:
+                    method = "GET"
+                url = target
+                continue
+            return response
+        raise DownloadError(f"{redact(first)}: more than {max_redirects} redirects")
+
+    @staticmethod
+    def _respect_quota(response: requests.Response, host: _Host) -> None:
+        """Slow down before the quota runs out (X-RateLimit-Remaining), not after a 429."""
+        remaining = response.headers.get("X-RateLimit-Remaining", "")
+        if remaining.isdigit() and int(remaining) == 0:
+            wait = retry_after_seconds(response)
+            reset = response.headers.get("X-RateLimit-Reset", "")
+            if wait is None and reset.isdigit():
+                wait = max(0.0, float(reset) - time.time()) if float(reset) > 1e9 else float(reset)
+            if wait:
+                host.hold_off(min(wait, 120.0))
+
+    def backoff(self, attempt: int, response: requests.Response | None = None) -> float:
+        """Capped exponential backoff with full jitter; the server's ``Retry-After`` wins."""
+        hinted = retry_after_seconds(response) if response is not None else None
+        if hinted is not None:
+            return min(hinted, self.max_wait)
+        return random.uniform(0, min(self.max_wait, 0.5 * 2 ** attempt))
+
+    def request(self, method: str, url: str, headers: dict | None = None, stream: bool = False,
+                params: dict | None = None, ok: tuple[int, ...] = (200,), what: str = "") -> requests.Response:
+        """Send with retries on transient failures; raise a one-line :class:`DownloadError` otherwise."""
+        last = ""
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._send_once(method, url, headers, stream, params=params)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last = f"{type(exc).__name__}"
+                if attempt < self.retries:
+                    time.sleep(self.backoff(attempt))
+                    continue
+                break
+            if response.status_code in ok:
+                return response
+            if response.status_code in RETRY_STATUSES and attempt < self.retries:
+                wait = self.backoff(attempt, response)
+                self.host(url).hold_off(wait)
+                response.close()
+                time.sleep(wait)
+                continue
+            raise http_error(response, url, what)
+        raise DownloadError(f"{what or redact(url)}: {last} after {self.retries + 1} attempts "
+                            f"({redact(url)}); check the network and rerun the same command to resume")
+
+    def get_json(self, url: str, params: dict | None = None, headers: dict | None = None, what: str = "",
+                 ok: tuple[int, ...] = (200,)):
+        response = self.request("GET", url, headers={"Accept": "application/json", **(headers or {})},
+                                params=params, ok=ok, what=what)
+        if not response.content.strip():
+            return None  # e.g. TCIA's "no results" is an empty 200
+        try:
+            return response.json()
+        except ValueError:
+            kind = response.headers.get("Content-Type", "?")
+            raise DownloadError(f"{what or redact(url)}: expected JSON from {redact(response.url)}, "
+                                f"got {kind} ({len(response.content)} bytes)") from None
+
+
+def http_error(response: requests.Response, url: str, what: str = "") -> DownloadError:
+    """One line: which URL, which status, the server's own message, what to do next."""
+    detail = ""
+    try:
+        if "json" in response.headers.get("Content-Type", ""):
+            body = response.json()
+            if isinstance(body, dict):
+                detail = str(body.get("message") or body.get("detail") or body.get("error") or "")[:200]
+    except ValueError:
+        pass
+    status = response.status_code
+    hint = {401: "the platform wants credentials (see docs/download.md)",
+            403: "access denied: accept the dataset's terms or provide credentials (see docs/download.md)",
+            404: "not found: check the record id in the dataset card",
+            429: "rate limited: wait and rerun, or provide a token"}.get(status, "rerun later; partial files are kept")
+    response.close()
+    text = f"{what + ': ' if what else ''}HTTP {status} from {redact(response.url or url)}"
+    return DownloadError(text + (f" ({detail})" if detail else "") + f"; {hint}")
+
+
+def load_json_file(path: str) -> dict | None:
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None

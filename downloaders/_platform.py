@@ -1,0 +1,68 @@
+"""What platform downloaders share: the listing step, the pin check, the HTTP client, credentials.
+
+A platform module implements ``listing(card)`` (ask the API which files the record has);
+``resolve`` then keeps the card's pinned files (refusing drift), and ``registry lock``
+uses the same listing to write the pins, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from omnimedseg.downloaders._base import Downloader, Manifest
+from omnimedseg.downloaders._http import Credential, HttpClient, platform_url
+from omnimedseg.errors import DatasetNotFoundError
+from omnimedseg.registry import Card, RemoteFile
+
+
+@dataclass
+class Listing:
+    """The files of one exact version of a record, as the platform reports them."""
+
+    record: str
+    version: str
+    files: list[RemoteFile]
+    extra: dict = field(default_factory=dict)
+
+
+class PlatformDownloader(Downloader):
+    """Base for HTTP platforms. Subclasses set ``default_url`` and implement :meth:`listing`."""
+
+    default_url = ""
+    rate = 2.0  # requests per second per host
+    per_host = 2  # concurrent requests per host
+    token_env: tuple[str, ...] = ()  # environment variables holding a token
+    token_header = "Authorization"
+    token_format = "Bearer {}"
+
+    def __init__(self, client: HttpClient | None = None):
+        self.base = platform_url(self.platform, self.default_url)
+        self.client = client or HttpClient(rate=self.rate, per_host=self.per_host, credentials=self.credentials())
+
+    def token(self) -> str | None:
+        for name in self.token_env:
+            if os.environ.get(name, "").strip():
+                return os.environ[name].strip()
+        return None
+
+    def credentials(self) -> list[Credential]:
+        """Credentials for this platform's own origin only (never sent to storage hosts)."""
+        token = self.token()
+        return [Credential(self.base, {self.token_header: self.token_format.format(token)})] if token else []
+
+    def listing(self, card: Card) -> Listing:
+        raise NotImplementedError(f"{type(self).__name__} must implement listing()")
+
+    def refresh(self, remote: RemoteFile) -> str:
+        """A fresh URL for ``remote`` (signed links expire); platforms with expiring links override."""
+        return remote.url
+
+    def resolve(self, card: Card) -> Manifest:
+        found = self.listing(card)
+        if not found.files:
+            raise DatasetNotFoundError(f"{card.id}: {self.platform} record {found.record} (version {found.version}) "
+                                       f"lists no downloadable files; check source.record in {card.path}")
+        files = self.check_against_card(card, found.files) if card.source.files else tuple(found.files)
+        return Manifest(card.id, self.platform, found.record, found.version, files,
+                        extra={"base_url": self.base, **found.extra})

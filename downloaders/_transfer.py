@@ -1,0 +1,466 @@
+"""The shared transfer engine: fetch to ``<name>.part``, hash while streaming, verify, rename.
+
+A file only ever appears under its final name after its size and hash have been
+checked, so a crash, SIGKILL or Ctrl-C can leave a ``.part`` file but never a corrupt
+final file. ``<name>.part.json`` records what the part belongs to (expected size and
+hash, ETag/Last-Modified), so a rerun resumes with ``Range`` only when that still holds.
+A file lock per target keeps two processes from writing the same file.
+All platforms go through :func:`fetch` / :func:`fetch_all`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import unicodedata
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterable
+from urllib.parse import unquote, urlparse
+
+import requests
+from filelock import FileLock
+
+from omnimedseg.downloaders._http import HttpClient, offline, redact
+from omnimedseg.errors import ChecksumMismatchError, DownloadError
+from omnimedseg.progress import SILENT, Progress
+from omnimedseg.registry import RemoteFile
+
+CHUNK = 1 << 20  # disk reads
+NET_CHUNK = 1 << 16  # network reads: a dropped connection loses at most this much of what arrived
+PART = ".part"
+SIDE = ".part.json"
+LOCK = ".lock"
+_STREAM_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                  requests.exceptions.ContentDecodingError)
+
+
+class Cancelled(DownloadError):
+    """The user interrupted; ``.part`` files were kept so a rerun resumes."""
+
+
+def safe_name(name: str, where: str = "remote file name") -> str:
+    """A remote (API, archive member, Content-Disposition) name as a safe relative POSIX path.
+
+    Refuses absolute paths, drive letters, ``..``, NUL and control characters: a server
+    must never choose where on disk we write.
+    """
+    text = unicodedata.normalize("NFC", str(name))
+    if not text or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise DownloadError(f"{where}: refusing unsafe name {name!r} (empty or control characters)")
+    text = text.replace("\\", "/")
+    path = PurePosixPath(text)
+    if text.startswith("/") or re.match(r"^[A-Za-z]:", text) or ".." in path.parts:
+        raise DownloadError(f"{where}: refusing unsafe name {name!r} (absolute path or '..')")
+    parts = [p for p in path.parts if p not in ("", ".")]
+    if not parts:
+        raise DownloadError(f"{where}: refusing unsafe name {name!r} (no file name)")
+    return "/".join(parts)
+
+
+def target_path(dest_dir: Path, name: str) -> Path:
+    """``dest_dir/name``, checked to stay inside ``dest_dir`` even through symlinks."""
+    rel = safe_name(name)
+    root = Path(dest_dir).resolve()
+    out = (root / rel).resolve()
+    if root not in out.parents:
+        raise DownloadError(f"{name!r} would be written outside {root}")
+    return root / rel
+
+
+def filename_from_disposition(header: str | None) -> str | None:
+    """File name from ``Content-Disposition`` (``filename*=UTF-8''…`` wins over ``filename=``), sanitised."""
+    if not header:
+        return None
+    star = re.search(r"filename\*\s*=\s*([^']*)'[^']*'([^;]+)", header, re.I)
+    if star:
+        name = unquote(star.group(2).strip().strip('"'), encoding=star.group(1) or "utf-8")
+    else:
+        plain = re.search(r'filename\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;]+))', header, re.I)
+        if not plain:
+            return None
+        name = (plain.group(1) if plain.group(1) is not None else plain.group(2)).strip()
+    return PurePosixPath(safe_name(name, "Content-Disposition")).name
+
+
+def file_hashes(path: Path, algorithms: tuple[str, ...] = ("sha256",)) -> dict[str, str]:
+    """Hex digests of ``path`` for every algorithm, in one read."""
+    digests = {alg: hashlib.new(alg) for alg in algorithms}
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK), b""):
+            for d in digests.values():
+                d.update(chunk)
+    return {alg: d.hexdigest() for alg, d in digests.items()}
+
+
+def _expected(remote: RemoteFile) -> tuple[str, str | None]:
+    """(algorithm, digest) to verify with; sha256 and ``None`` when the platform gave no hash."""
+    return remote.strongest_hash if remote.hashes else ("sha256", None)
+
+
+def verify_file(path: Path, remote: RemoteFile) -> dict[str, str]:
+    """Raise unless ``path`` has the pinned size and (strongest) hash; return the digest."""
+    size = path.stat().st_size
+    if remote.size is not None and size != remote.size:
+        raise ChecksumMismatchError(f"{path}: expected {remote.size} bytes, found {size}")
+    alg, expected = _expected(remote)
+    actual = file_hashes(path, (alg,))[alg]
+    if expected is not None and actual != expected:
+        raise ChecksumMismatchError(f"{path}: expected {alg} {expected}, found {actual}")
+    return {alg: actual}
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _sibling(target: Path, suffix: str) -> Path:
+    return target.with_name(target.name + suffix)
+
+
+def fetch(remote: RemoteFile, dest_dir: Path, progress: Progress = SILENT, client: HttpClient | None = None,
+          refresh: Callable[[RemoteFile], str] | None = None, cancel: threading.Event | None = None) -> Path:
+    """Bring ``remote`` to ``dest_dir/remote.name``, verified; skip when already there and valid.
+
+    ``refresh`` returns a new URL when a signed one expired (403); ``cancel`` stops between chunks.
+    """
+    target = target_path(Path(dest_dir), remote.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(_sibling(target, LOCK))):
+        if target.is_file():
+            try:
+                verify_file(target, remote)
+                return target
+            except ChecksumMismatchError:
+                pass  # stale or foreign: fetch again; replaced only after verification
+        if not remote.url:
+            raise DownloadError(f"{remote.name}: no URL to fetch it from; check the dataset card")
+        scheme = urlparse(remote.url).scheme
+        part = _sibling(target, PART)
+        if scheme == "file":
+            digest = _copy_local(remote, part, progress)
+        elif scheme in ("http", "https"):
+            if offline():
+                raise DownloadError(f"{target} is missing and offline mode forbids fetching {redact(remote.url)}; "
+                                    f"unset OMNIMEDSEG_OFFLINE and rerun")
+            digest = _HttpTransfer(remote, part, progress, client or HttpClient(), refresh, cancel).run()
+        elif scheme == "ftp":
+            digest = _fetch_ftp(remote, part, progress)
+        else:
+            raise DownloadError(f"{remote.name}: unsupported URL scheme {scheme!r} in {redact(remote.url)}")
+        _check_digest(part, remote, digest)
+        with open(part, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(part, target)
+        _sibling(target, SIDE).unlink(missing_ok=True)
+    return target
+
+
+def _check_digest(part: Path, remote: RemoteFile, digest: dict[str, str]) -> None:
+    size = part.stat().st_size
+    alg, expected = _expected(remote)
+    if remote.size is not None and size != remote.size:
+        part.unlink(missing_ok=True)
+        raise ChecksumMismatchError(f"{remote.name}: expected {remote.size} bytes, received {size} "
+                                    f"from {redact(remote.url or '')}; rerun to retry")
+    if expected is not None and digest.get(alg) != expected:
+        part.unlink(missing_ok=True)
+        raise ChecksumMismatchError(f"{remote.name}: expected {alg} {expected}, received {digest.get(alg)} "
+                                    f"from {redact(remote.url or '')}; the platform serves other bytes than "
+                                    f"pinned: rerun later, or re-pin with omnimedseg registry lock")
+
+
+def fetch_all(remotes: Iterable[RemoteFile], dest_dir: Path, progress: Progress = SILENT,
+              client: HttpClient | None = None, jobs: int = 4,
+              refresh: Callable[[RemoteFile], str] | None = None) -> list[Path]:
+    """Fetch many files with at most ``jobs`` in flight (the client also limits per host).
+
+    Ctrl-C cancels the workers between chunks; their ``.part`` files stay for a rerun.
+    The first failure stops new transfers and is raised after the running ones end.
+    """
+    remotes = list(remotes)
+    client = client or HttpClient()
+    cancel = threading.Event()
+    total = sum(r.size or 0 for r in remotes)
+    with progress.task(f"{len(remotes)} files", total or None, unit="B") as overall:
+        overall_progress = _Tee(progress, overall)
+        with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="omnimedseg-fetch") as pool:
+            futures = [pool.submit(fetch, r, dest_dir, overall_progress, client, refresh, cancel) for r in remotes]
+            try:
+                while True:
+                    done, pending = wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
+                    if not pending or any(f.exception() for f in done):
+                        break
+            except KeyboardInterrupt:
+                cancel.set()
+                raise
+            finally:
+                cancel.set() if any(f.done() and f.exception() for f in futures) else None
+                for f in futures:
+                    f.cancel()
+    errors = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception()]
+    real = [e for e in errors if not isinstance(e, Cancelled)]
+    if real:
+        if len(real) > 1:
+            raise type(real[0])(f"{real[0]} (and {len(real) - 1} more failed files)")
+        raise real[0]
+    return [f.result() for f in futures]
+
+
+class _Tee:
+    """A Progress whose per-file tasks also advance one overall byte counter."""
+
+    def __init__(self, progress: Progress, overall: Callable[[float], None]):
+        self.progress, self.overall, self.lock = progress, overall, threading.Lock()
+
+    def task(self, description, total=None, unit="it"):
+        from contextlib import contextmanager
+
+        @contextmanager
+        def both():
+            with self.progress.task(description, total, unit) as advance:
+                def step(n: float = 1) -> None:
+                    advance(n)
+                    with self.lock:
+                        self.overall(n)
+                yield step
+        return both()
+
+
+class _HttpTransfer:
+    """One file over HTTP(S): Range resume, validators, retries on dropped streams, hashing."""
+
+    def __init__(self, remote: RemoteFile, part: Path, progress: Progress, client: HttpClient,
+                 refresh: Callable[[RemoteFile], str] | None, cancel: threading.Event | None):
+        self.remote, self.part, self.progress, self.client = remote, part, progress, client
+        self.refresh, self.cancel = refresh, cancel
+        self.side = part.with_name(part.name + ".json")
+        self.url = remote.url
+        self.alg, self.expected = _expected(remote)
+        self.size = remote.size
+        self.failures = 0
+        self.shown = 0  # bytes already reported to progress (never reported twice)
+
+    # --- the side record: what the .part belongs to -------------------------------------------
+    def _load_state(self) -> dict:
+        try:
+            state = json.loads(self.side.read_text())
+        except (OSError, ValueError):
+            state = None
+        if not self.part.exists():
+            return {}
+        if not state or state.get("size") != self.size or state.get("hash") != [self.alg, self.expected]:
+            self._reset()  # a part of unknown or other provenance: never resume into it
+            return {}
+        return state
+
+    def _save_state(self, response: requests.Response) -> None:
+        etag = response.headers.get("ETag", "")
+        state = {"url": redact(self.url), "size": self.size, "hash": [self.alg, self.expected],
+                 "etag": etag, "last_modified": response.headers.get("Last-Modified", ""), "saved": time.time()}
+        atomic_write_text(self.side, json.dumps(state))
+
+    def _reset(self) -> None:
+        self.part.unlink(missing_ok=True)
+        self.side.unlink(missing_ok=True)
+
+    def _fail(self, reason: str) -> None:
+        """Count a failed attempt; raise once the client's retry budget is spent, else back off."""
+        self.failures += 1
+        if self.failures > self.client.retries:
+            raise DownloadError(f"{self.remote.name}: {reason} from {redact(self.url)} "
+                                f"(gave up after {self.failures} attempts); rerun the same command to resume")
+        time.sleep(self.client.backoff(self.failures - 1))
+
+    def run(self) -> dict[str, str]:
+        restarted = False
+        with self.progress.task(self.remote.name, self.size, unit="B") as advance:
+            while True:
+                state = self._load_state()
+                offset = self.part.stat().st_size if state else 0
+                if self.size is not None and offset > self.size:
+                    self._reset()
+                    offset = 0
+                hasher = hashlib.new(self.alg)
+                if offset:
+                    with open(self.part, "rb") as fh:
+                        for chunk in iter(lambda: fh.read(CHUNK), b""):
+                            hasher.update(chunk)
+                if self.size is not None and offset == self.size and offset > 0:
+                    digest = hasher.hexdigest()
+                    if self.expected is None or digest == self.expected:
+                        advance(max(0, offset - self.shown))
+                        return {self.alg: digest}
+                    self._reset()
+                    continue
+                result = self._attempt(offset, state, hasher, advance)
+                if result is None:
+                    continue
+                if self.expected is not None and result != self.expected:
+                    self._reset()
+                    if restarted:
+                        raise ChecksumMismatchError(
+                            f"{self.remote.name}: expected {self.alg} {self.expected}, received {result} from "
+                            f"{redact(self.url)} twice; the platform serves other bytes than pinned: "
+                            f"rerun later, or re-pin with omnimedseg registry lock")
+                    restarted = True
+                    continue
+                return {self.alg: result}
+
+    def _attempt(self, offset: int, state: dict, hasher, advance) -> str | None:
+        """One GET; returns the final digest, or ``None`` to go round again (resume or restart)."""
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+            validator = state.get("etag") if state.get("etag") and not state["etag"].startswith("W/") \
+                else state.get("last_modified")
+            if validator:
+                headers["If-Range"] = validator
+        try:
+            response = self.client.request("GET", self.url, headers=headers, stream=True,
+                                           ok=(200, 202, 206, 403, 416), what=self.remote.name)
+        except DownloadError:
+            raise
+        status = response.status_code
+        if status == 403:
+            response.close()
+            if self.refresh is None:
+                raise DownloadError(f"{self.remote.name}: HTTP 403 from {redact(self.url)}; access denied: accept "
+                                    f"the dataset's terms or provide credentials (see docs/download.md)")
+            self.url = self.refresh(self.remote)  # a signed URL expired: ask the API for a new one
+            self._fail("HTTP 403 on a signed URL")
+            return None
+        if status == 416:
+            response.close()
+            self._reset()  # the server has fewer bytes than our part: it is not ours
+            self._fail("HTTP 416 (range not satisfiable)")
+            return None
+        length = response.headers.get("Content-Length")
+        if status == 202 or (length == "0" and (self.size or 0) > 0):
+            waf = " (bot challenge: x-amzn-waf-action)" if "x-amzn-waf-action" in response.headers else ""
+            response.close()
+            raise DownloadError(f"{self.remote.name}: HTTP {status} with an empty body{waf} from "
+                                f"{redact(self.url)}; this host does not serve files to scripts, "
+                                f"use the platform's download host (see docs/download.md)")
+        ctype = response.headers.get("Content-Type", "").lower()
+        if ctype.startswith("text/html") and not self.remote.name.lower().endswith((".html", ".htm")):
+            response.close()
+            self._fail(f"an HTML page ({ctype}) instead of the file")
+            return None
+        if status == 206:
+            match = re.match(r"bytes (\d+)-(\d+)/(\d+|\*)", response.headers.get("Content-Range", ""))
+            start = int(match.group(1)) if match else -1
+            total = int(match.group(3)) if match and match.group(3) != "*" else None
+            if start != offset or (self.size is not None and total is not None and total != self.size):
+                response.close()
+                self._reset()  # a range we did not ask for: start over rather than splice
+                return None
+        elif offset:
+            self._reset()  # 200 to a Range request (or changed validator): full body follows
+            offset = 0
+            hasher = hashlib.new(self.alg)
+        self._save_state(response)
+        received = offset
+
+        def show(n: int) -> None:
+            if received > self.shown:
+                advance(received - self.shown)
+                self.shown = received
+        show(0)
+        try:
+            with open(self.part, "ab" if offset else "wb", buffering=0) as out:
+                for chunk in response.iter_content(NET_CHUNK):
+                    if self.cancel is not None and self.cancel.is_set():
+                        raise Cancelled(f"{self.remote.name}: cancelled; {received} bytes kept in {self.part}")
+                    received += len(chunk)
+                    if self.size is not None and received > self.size:
+                        self._reset()
+                        raise DownloadError(f"{self.remote.name}: {redact(self.url)} sent more than the expected "
+                                            f"{self.size} bytes; the record changed: re-pin with omnimedseg "
+                                            f"registry lock")
+                    out.write(chunk)
+                    hasher.update(chunk)
+                    show(len(chunk))
+        except _STREAM_ERRORS as exc:
+            response.close()
+            self._fail(f"connection lost after {received} bytes ({type(exc).__name__})")
+            return None  # the part keeps what arrived; the next round resumes with Range
+        finally:
+            response.close()
+        if self.size is not None and received < self.size:
+            self._fail(f"body ended after {received} of {self.size} bytes")
+            return None
+        return hasher.hexdigest()
+
+
+def _copy_local(remote: RemoteFile, part: Path, progress: Progress) -> dict[str, str]:
+    """``file://`` transport: copy a local file (never moving or touching the source), hashing as it goes."""
+    source = Path(unquote(urlparse(remote.url).path))
+    if not source.is_file():
+        raise DownloadError(f"{remote.name}: source file {source} does not exist")
+    alg = _expected(remote)[0]
+    hasher = hashlib.new(alg)
+    with progress.task(remote.name, source.stat().st_size, unit="B") as advance, \
+            open(source, "rb") as src, open(part, "wb") as dst:
+        for chunk in iter(lambda: src.read(CHUNK), b""):
+            dst.write(chunk)
+            hasher.update(chunk)
+            advance(len(chunk))
+    return {alg: hasher.hexdigest()}
+
+
+def _fetch_ftp(remote: RemoteFile, part: Path, progress: Progress) -> dict[str, str]:
+    """``ftp://`` with ``REST`` resume (stdlib ftplib; anonymous unless the URL carries a user)."""
+    import ftplib
+
+    url = urlparse(remote.url)
+    alg = _expected(remote)[0]
+    hasher = hashlib.new(alg)
+    offset = part.stat().st_size if part.exists() else 0
+    if remote.size is not None and offset > remote.size:
+        part.unlink()
+        offset = 0
+    if offset:
+        with open(part, "rb") as fh:
+            for chunk in iter(lambda: fh.read(CHUNK), b""):
+                hasher.update(chunk)
+    try:
+        with ftplib.FTP() as ftp, progress.task(remote.name, remote.size, unit="B") as advance, \
+                open(part, "ab") as out:
+            ftp.connect(url.hostname, url.port or 21, timeout=60)
+            ftp.login(unquote(url.username or "anonymous"), unquote(url.password or "anonymous@"))
+            advance(offset)
+
+            def write(chunk: bytes) -> None:
+                out.write(chunk)
+                hasher.update(chunk)
+                advance(len(chunk))
+            ftp.retrbinary(f"RETR {unquote(url.path)}", write, blocksize=CHUNK, rest=offset or None)
+    except (OSError, ftplib.Error) as exc:
+        raise DownloadError(f"{remote.name}: FTP transfer from {redact(remote.url)} failed ({exc}); "
+                            f"rerun to resume") from None
+    return {alg: hasher.hexdigest()}
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link when possible (no extra disk), else copy; the source is never changed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)

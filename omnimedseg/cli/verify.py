@@ -1,0 +1,36 @@
+"""``omnimedseg verify``: re-check downloaded files against the lock written at download time."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from omnimedseg.cli import Env, pass_env
+from omnimedseg.errors import ChecksumMismatchError
+
+
+@click.command()
+@click.argument("dataset_id")
+@click.option("--repair", is_flag=True, help="Fetch missing or corrupt files again (bad files are kept as *.corrupt).")
+@click.option("--jobs", default=4, show_default=True, help="Files fetched in parallel when repairing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the per-file status as JSON.")
+@pass_env
+def verify(env: Env, dataset_id: str, repair: bool, jobs: int, as_json: bool) -> None:
+    """Verify DATASET_ID's downloads (sizes and hashes) against manifest.lock.json, offline."""
+    from omnimedseg.downloaders import verify_dataset
+
+    card = env.card(dataset_id)
+    status = verify_dataset(card, env.root, repair=repair, progress=env.progress, jobs=jobs)
+    if as_json:
+        click.echo(json.dumps({"dataset": card.id, "files": status}, indent=2))
+    else:
+        for name, state in status.items():
+            env.echo(f"{state:9} {name}", level=0 if state != "ok" else 1)
+    bad = sorted(n for n, s in status.items() if s in ("missing", "corrupt"))
+    if bad:
+        raise ChecksumMismatchError(f"{card.id}: {len(bad)} of {len(status)} files missing or corrupt "
+                                    f"({', '.join(bad[:5])}{'…' if len(bad) > 5 else ''}); "
+                                    f"run: omnimedseg verify {card.id} --repair")
+    if not as_json:
+        env.echo(f"{card.id}: {len(status)} files verified")

@@ -1,0 +1,96 @@
+"""Fixtures for the download layer: emulators on loopback, cards pointing at them, fast retry settings."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from omnimedseg.registry import Card
+
+CARD = """schema = 1
+id = "{id}"
+title = "Emulated {platform} dataset"
+description = "test"
+homepage = "http://127.0.0.1/"
+modality = "CT"
+dimensionality = 3
+
+[classes]
+1 = "organ"
+
+[source]
+platform = "{platform}"
+record = "{record}"
+version = "{version}"
+{files}
+[license]
+spdx = "CC-BY-4.0"
+url = "https://creativecommons.org/licenses/by/4.0/"
+redistribution = true
+
+[citation]
+doi = "10.0/test"
+bibtex = "@misc{{t, title={{t}}}}"
+
+[converter]
+version = "1.0.0"
+"""
+
+
+def file_entry(name: str, data: bytes, algs=("md5",), extract: bool = False, url: str | None = None) -> str:
+    hashes = ", ".join(f'{a} = "{hashlib.new(a, data).hexdigest()}"' for a in algs)
+    text = f'\n[[source.files]]\nname = "{name}"\nsize = {len(data)}\nhashes = {{ {hashes} }}\n'
+    if extract:
+        text += "extract = true\n"
+    if url:
+        text += f'url = "{url}"\n'
+    return text
+
+
+@pytest.fixture
+def make_card(tmp_path):
+    """Write ``registry/<id>.toml`` pinning ``files`` ({name: bytes}) and load it."""
+    def make(platform: str, record: str, files: dict[str, bytes] | None, version: str = "", dataset_id: str = "emu",
+             algs=("md5",), urls: dict[str, str] | None = None, extract: tuple[str, ...] = ()) -> Card:
+        folder = tmp_path / "registry"
+        folder.mkdir(exist_ok=True)
+        entries = "".join(file_entry(n, d, algs, n in extract, (urls or {}).get(n)) for n, d in (files or {}).items())
+        entries = entries or "files = []\n"
+        path = folder / f"{dataset_id}.toml"
+        path.write_text(CARD.format(id=dataset_id, platform=platform, record=record, version=version, files=entries))
+        return Card.from_toml(path)
+    return make
+
+
+@pytest.fixture(autouse=True)
+def fast_network(monkeypatch):
+    """No client-side pacing, short waits and timeouts: faults are survived in milliseconds."""
+    monkeypatch.setenv("OMNIMEDSEG_MAX_RPS", "0")
+    monkeypatch.setenv("OMNIMEDSEG_MAX_RETRY_WAIT", "0.05")
+    monkeypatch.setenv("OMNIMEDSEG_TIMEOUT", "2")
+    monkeypatch.setenv("OMNIMEDSEG_RETRIES", "5")
+    for key in list(os.environ):
+        if key.startswith("OMNIMEDSEG_") and key.endswith("_URL"):
+            monkeypatch.delenv(key)
+    for key in ("ZENODO_TOKEN", "ZENODO_ACCESS_TOKEN", "GITHUB_TOKEN", "DATAVERSE_API_TOKEN", "FIGSHARE_TOKEN",
+                "OMNIMEDSEG_OFFLINE", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture
+def emulator(monkeypatch):
+    """Start an emulator class, point omnimedseg at it, stop it at test end."""
+    started = []
+
+    def start(cls, **kw):
+        emu = cls(**kw).start()
+        started.append(emu)
+        for k, v in emu.env.items():
+            monkeypatch.setenv(k, v)
+        return emu
+    yield start
+    for emu in started:
+        emu.stop()
