@@ -19,6 +19,7 @@ import numpy as np
 
 from omnimedseg import __version__, paths
 from omnimedseg.converters._base import CASE_ID_PATTERN, SPLIT_PATTERN, Case, Converter
+from omnimedseg.converters.formats.geometry import check_same_geometry
 from omnimedseg.converters.formats.image2d import write_png
 from omnimedseg.converters.formats.imagedata import ImageData
 from omnimedseg.downloaders._transfer import atomic_write_text, file_hashes
@@ -28,7 +29,6 @@ from omnimedseg.progress import SILENT, Progress
 from omnimedseg.registry import Card
 
 COMPLETE_MARKER = ".complete"
-AFFINE_TOLERANCE_MM = 1e-3
 
 
 @dataclass(frozen=True)
@@ -212,12 +212,8 @@ def _case_masks(card: Card, case: Case, image: ImageData,
 
 def _check_geometry(mask: ImageData, image: ImageData, spatial: tuple[int, ...], mask_path: Path,
                     image_path: Path) -> None:
-    if tuple(mask.array.shape) != tuple(spatial):
-        raise ConversionError(f"{mask_path}: mask shape {tuple(mask.array.shape)} differs from its image "
-                              f"{image_path.name} {tuple(spatial)}; expected the same grid")
-    if image.is_3d and mask.is_3d and not np.allclose(mask.affine, image.affine, atol=AFFINE_TOLERANCE_MM):
-        raise ConversionError(f"{mask_path}: mask affine differs from image {image_path.name} by "
-                              f"{np.abs(mask.affine - image.affine).max():.4g} mm (tolerance {AFFINE_TOLERANCE_MM})")
+    check_same_geometry(mask_path, mask.array.shape, mask.affine if image.is_3d else None, image_path, spatial,
+                        image.affine)
 
 
 def _write_array(data: ImageData, path: Path) -> None:

@@ -111,7 +111,7 @@ def test_label_of_other_size_is_refused_then_rerun_after_fix_works(fake):
     card, convert = _convert(remote, root)
     with pytest.raises(ConversionError) as info:
         convert()
-    assert "010_2HC_Annotation.png: mask shape (60, 80) differs from its image 010_2HC.png (54, 80)" \
+    assert "010_2HC_Annotation.png: geometry differs from image 010_2HC.png: shape (60, 80) vs (54, 80)" \
         in str(info.value)
     _nothing_half_written(card, root)
     shutil.copy(pristine, remote / "training_set.zip")  # the corrected release

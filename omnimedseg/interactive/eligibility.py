@@ -1,0 +1,228 @@
+"""Eligibility region M = f(image, label, prediction) and its connected components.
+
+M says where a robot user may interact and with which polarity:
+
+* ``target="label"`` (non-iterative, positive): M = label.
+* ``target="background"`` (non-iterative, negative): M = not label, optionally limited to the
+  label's bounding box grown by ``background_margin`` voxels.
+* ``target="errors"`` (iterative): false negatives FN = label & ~prediction (positive) and false
+  positives FP = ~label & prediction (negative), **kept as two separate masks** so a touching
+  FN/FP pair never becomes one component (CVPR25's XOR map merges them; RITM/SAM do not).
+* ``target="auto"`` (default): ``"label"`` when ``prediction is None``, else ``"errors"``.
+
+Components are labelled per polarity, only inside the bounding box of that polarity's mask,
+which is what keeps 256^3 volumes fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from omnimedseg.errors import UsageError
+
+__all__ = ["Eligibility", "Component", "eligibility", "find_components", "as_binary",
+           "check_spacing", "bounding_box", "TARGETS"]
+
+TARGETS = ("auto", "label", "errors", "background")
+
+
+def as_binary(a, name: str, ndim: Sequence[int] = (2, 3), shape=None) -> np.ndarray:
+    """Return ``a`` as a bool array; integers/floats must hold only 0 and 1 (a multi-class map
+    passed by mistake would otherwise silently become "any class")."""
+    a = np.asarray(a)
+    if a.ndim not in ndim:
+        raise UsageError(f"{name}: expected a {' or '.join(map(str, ndim))}D array, found shape {a.shape}")
+    if shape is not None and a.shape != tuple(shape):
+        raise UsageError(f"{name}: expected shape {tuple(shape)} (same as label), found {a.shape}")
+    if a.dtype == bool:
+        return a
+    if a.dtype.kind not in "iuf":
+        raise UsageError(f"{name}: expected a bool or 0/1 numeric array, found dtype {a.dtype}")
+    b = a != 0
+    if np.any(a[b] != 1):
+        raise UsageError(f"{name}: expected values in {{0, 1}} (one binary class), found values "
+                         f"{np.unique(a)[:6].tolist()}; compare with the class id or threshold first")
+    return b
+
+
+def check_spacing(spacing, ndim: int) -> tuple[float, ...]:
+    """Spacing in array axis order; ``None`` means 1.0 on every axis."""
+    if spacing is None:
+        return (1.0,) * ndim
+    try:
+        sp = tuple(float(s) for s in spacing)
+    except TypeError:
+        raise UsageError(f"spacing: expected a sequence of {ndim} positive floats, found {spacing!r}") from None
+    if len(sp) != ndim or not all(np.isfinite(s) and s > 0 for s in sp):
+        raise UsageError(f"spacing: expected {ndim} positive finite floats (array axis order), found {sp}")
+    return sp
+
+
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """Half-open bounding box of the True voxels, or ``None`` when empty (one pass per axis)."""
+    slices = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        hit = np.flatnonzero(np.any(mask, axis=other) if other else mask)
+        if hit.size == 0:
+            return None
+        slices.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(slices)
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    """Where a robot user may interact: ``positive`` (label or FN) and ``negative`` (FP or
+    background) masks, never overlapping."""
+
+    positive: np.ndarray
+    negative: np.ndarray
+    target: str
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.positive.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.positive.ndim
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The 2-label map (0 = not eligible, 1 = positive/FN, 2 = negative/FP)."""
+        out = self.positive.astype(np.uint8)
+        out[self.negative] = 2
+        return out
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.positive.any() or self.negative.any())
+
+
+def eligibility(label, prediction=None, image=None, *, target: str = "auto", ignore=None,
+                background_margin: int | None = None) -> Eligibility:
+    """Compute M from the ground truth ``label`` and optional ``prediction``.
+
+    ``image`` is accepted so that M = f(image, label, prediction) has one signature for every
+    user; none of the built-in users reads intensities. ``ignore`` (bool mask, e.g. RITM's
+    label -1 pixels) is removed from M.
+    """
+    if target not in TARGETS:
+        raise UsageError(f"target: expected one of {TARGETS}, found {target!r}")
+    label = as_binary(label, "label")
+    if image is not None and np.shape(image)[:label.ndim] != label.shape:
+        raise UsageError(f"image: expected leading shape {label.shape} (same as label), found {np.shape(image)}")
+    pred = None if prediction is None else as_binary(prediction, "prediction", shape=label.shape)
+    if target == "auto":
+        target = "label" if pred is None else "errors"
+    empty = np.zeros(label.shape, dtype=bool)
+    if target == "label":
+        pos, neg = label.copy(), empty
+    elif target == "errors":
+        if pred is None:
+            pos, neg = label.copy(), empty
+        else:
+            pos, neg = label & ~pred, pred & ~label
+    else:  # background
+        pos, neg = empty, ~label
+        if background_margin is not None:
+            if int(background_margin) < 0:
+                raise UsageError(f"background_margin: expected an int >= 0, found {background_margin}")
+            box = bounding_box(label)
+            keep = np.zeros(label.shape, dtype=bool)
+            if box is not None:
+                m = int(background_margin)
+                keep[tuple(slice(max(s.start - m, 0), s.stop + m) for s in box)] = True
+            neg &= keep
+    if ignore is not None:
+        ign = as_binary(ignore, "ignore", shape=label.shape)
+        pos = pos & ~ign
+        neg = neg & ~ign
+    return Eligibility(positive=pos, negative=neg, target=target)
+
+
+def _structure(ndim: int, connectivity) -> np.ndarray:
+    if connectivity in ("full", None):
+        rank = ndim
+    elif connectivity == "face":
+        rank = 1
+    elif isinstance(connectivity, (int, np.integer)) and 1 <= int(connectivity) <= ndim:
+        rank = int(connectivity)
+    else:
+        raise UsageError(f"connectivity: expected 'full', 'face' or an int in 1..{ndim}, found {connectivity!r}")
+    return ndimage.generate_binary_structure(ndim, rank)
+
+
+@dataclass(eq=False)
+class Component:
+    """One connected component of M. ``slices`` is its half-open bounding box in the full
+    array; :meth:`mask` returns the boolean crop over that box."""
+
+    id: int
+    positive: bool
+    size: int
+    slices: tuple[slice, ...]
+    first_voxel: int  # flat index (raster order) of its first voxel in the full array
+    _labels: np.ndarray = field(repr=False)
+    _offset: tuple[int, ...] = field(repr=False)
+    _k: int = field(repr=False)
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def lo(self) -> tuple[int, ...]:
+        return tuple(s.start for s in self.slices)
+
+    @property
+    def hi(self) -> tuple[int, ...]:
+        """Inclusive upper corner."""
+        return tuple(s.stop - 1 for s in self.slices)
+
+    def mask(self) -> np.ndarray:
+        if "mask" not in self._cache:
+            local = tuple(slice(s.start - o, s.stop - o) for s, o in zip(self.slices, self._offset))
+            self._cache["mask"] = self._labels[local] == self._k
+        return self._cache["mask"]
+
+    def coords(self) -> np.ndarray:
+        """``(n, ndim)`` global indices in raster order."""
+        return np.argwhere(self.mask()) + np.asarray(self.lo)
+
+
+def find_components(elig: Eligibility, connectivity="full", min_size: int = 1) -> list[Component]:
+    """Connected components of each polarity separately (FN and FP never merge).
+
+    Ids are 1-based in raster order of each component's first voxel, across both polarities,
+    so "ties go to the smaller id" is a deterministic, position-based rule.
+    """
+    if int(min_size) < 1:
+        raise UsageError(f"min_component_size: expected an int >= 1, found {min_size}")
+    structure = _structure(elig.ndim, connectivity)
+    strides = np.array([int(np.prod(elig.shape[a + 1:])) for a in range(elig.ndim)], dtype=np.int64)
+    found = []
+    for positive, mask in ((True, elig.positive), (False, elig.negative)):
+        box = bounding_box(mask)
+        if box is None:
+            continue
+        offset = tuple(s.start for s in box)
+        labels, n = ndimage.label(mask[box], structure=structure)
+        sizes = np.bincount(labels.ravel(), minlength=n + 1)
+        for k, sl in enumerate(ndimage.find_objects(labels), start=1):
+            if sl is None or sizes[k] < min_size:
+                continue
+            # first voxel in raster order lies in the first plane (along axis 0) of its box
+            plane = labels[(sl[0].start,) + tuple(sl[1:])] == k
+            first_local = np.unravel_index(int(np.argmax(plane)), plane.shape) if plane.ndim else ()
+            first = (sl[0].start + offset[0],) + tuple(
+                int(f) + s.start + o for f, s, o in zip(first_local, sl[1:], offset[1:]))
+            glob = tuple(slice(s.start + o, s.stop + o) for s, o in zip(sl, offset))
+            found.append(Component(id=0, positive=positive, size=int(sizes[k]), slices=glob,
+                                   first_voxel=int(np.dot(first, strides)), _labels=labels,
+                                   _offset=offset, _k=k))
+    found.sort(key=lambda c: c.first_voxel)
+    for i, c in enumerate(found, start=1):
+        c.id = i
+    return found
