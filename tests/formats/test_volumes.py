@@ -339,7 +339,7 @@ def test_core_refuses_label_on_another_grid(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((2, 2, 2), np.int16), np.eye(4)), tmp_path / "img.nii.gz")
     nib.save(nib.Nifti1Image(np.zeros((2, 2, 2), np.uint8), np.diag([1, 1, 2.0, 1])), tmp_path / "seg.nii.gz")
     image, label = read_volume(tmp_path / "img.nii.gz"), read_label_volume(tmp_path / "seg.nii.gz")
-    with pytest.raises(ConversionError, match=r"seg\.nii\.gz: mask affine differs from image img\.nii\.gz"):
+    with pytest.raises(ConversionError, match=r"seg\.nii\.gz: geometry differs from image img\.nii\.gz: affine differs by 1 mm"):
         _check_geometry(label, image, image.array.shape, tmp_path / "seg.nii.gz", tmp_path / "img.nii.gz")
 
 
