@@ -61,7 +61,8 @@ def download_dataset(card: Card, root: str | os.PathLike | None = None, sources:
             raise UsageError(f"unknown engine {engine!r}; choose 'default' or 'zenodo-get'")
         else:
             fetch_all(manifest.files, folder, progress, client=getattr(downloader, "client", None), jobs=jobs,
-                      refresh=getattr(downloader, "refresh", None))
+                      refresh=getattr(downloader, "refresh", None), check=getattr(downloader, "check_part", None))
+        manifest = pin_unhashed(manifest, folder)
         manifest.write(folder)
     return prepare_raw(card, manifest, root, progress)
 
@@ -99,12 +100,31 @@ def verify_dataset(card: Card, root: str | os.PathLike | None = None, repair: bo
         downloader = None
         if manifest.platform not in ("local",):
             downloader = load_plugin("downloaders", manifest.platform, Downloader)()
+            if hasattr(downloader, "bind"):
+                downloader.bind(manifest)  # expiring links are re-listed from the lock's record and version
         fetch_all(bad, folder, progress, client=getattr(downloader, "client", None), jobs=jobs,
-                  refresh=getattr(downloader, "refresh", None))
+                  refresh=getattr(downloader, "refresh", None), check=getattr(downloader, "check_part", None))
         for remote in bad:
             status[remote.name] = "repaired"
         prepare_raw(card, manifest, root, progress)
     return status
+
+
+def pin_unhashed(manifest: Manifest, folder: Path) -> Manifest:
+    """The manifest with size and sha256 of what was verified on arrival for files the platform gives
+    no hash for (TCIA zips, Kaggle), so ``verify`` and offline mode can check them later."""
+    from dataclasses import replace
+
+    from omnimedseg.downloaders._transfer import file_hashes
+
+    files = []
+    for remote in manifest.files:
+        if not remote.hashes or remote.size is None:
+            target = target_path(folder, remote.name)
+            remote = replace(remote, size=target.stat().st_size,
+                             hashes=remote.hashes or file_hashes(target, ("sha256",)))
+        files.append(remote)
+    return replace(manifest, files=tuple(files))
 
 
 def prepare_raw(card: Card, manifest: Manifest, root: str | os.PathLike | None = None,

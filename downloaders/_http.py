@@ -96,36 +96,40 @@ class Credential:
 class _Host:
     interval: float
     semaphore: threading.BoundedSemaphore
+    burst: int = 1
     lock: threading.Lock = field(default_factory=threading.Lock)
-    next_at: float = 0.0
+    next_at: float = 0.0  # when the bucket is full again (GCRA theoretical arrival time)
+    blocked_until: float = 0.0  # a server-requested pause (Retry-After), never shortened by the burst
 
     def wait_turn(self) -> None:
-        """Token bucket of one: at most one request per ``interval`` to this host."""
+        """Token bucket: ``burst`` requests at once, then one per ``interval`` to this host."""
         with self.lock:
             now = time.monotonic()
-            start = max(now, self.next_at)
-            self.next_at = start + self.interval
+            due = max(now, self.next_at)
+            start = max(now, due - (self.burst - 1) * self.interval, self.blocked_until)
+            self.next_at = max(due, start) + self.interval
         if start > now:
             time.sleep(start - now)
 
     def hold_off(self, seconds: float) -> None:
         with self.lock:
-            self.next_at = max(self.next_at, time.monotonic() + seconds)
+            self.blocked_until = max(self.blocked_until, time.monotonic() + seconds)
 
 
 class HttpClient:
     """A pooled ``requests.Session`` with per-host limits, retries and redirect rules.
 
     ``rate``: requests per second per host (``$OMNIMEDSEG_MAX_RPS`` overrides, 0 = none);
-    ``per_host``: concurrent requests per host.
+    ``per_host``: concurrent requests per host; ``burst``: requests allowed at once before the rate applies.
     """
 
     def __init__(self, rate: float = 2.0, per_host: int = 2, credentials: list[Credential] | None = None,
                  timeout: tuple[float, float] | None = None, retries: int | None = None,
-                 max_wait: float | None = None, allow_downgrade: bool = False):
+                 max_wait: float | None = None, allow_downgrade: bool = False, burst: int = 1):
         env_rate = os.environ.get(ENV_MAX_RPS)
         self.rate = float(env_rate) if env_rate else rate
         self.per_host = per_host
+        self.burst = max(1, burst)
         self.credentials = list(credentials or [])
         read = float(os.environ.get(ENV_TIMEOUT, 60))
         self.timeout = timeout or (min(read, 30.0), read)
@@ -147,7 +151,7 @@ class HttpClient:
         with self._hosts_lock:
             if key not in self._hosts:
                 interval = 1.0 / self.rate if self.rate > 0 else 0.0
-                self._hosts[key] = _Host(interval, threading.BoundedSemaphore(self.per_host))
+                self._hosts[key] = _Host(interval, threading.BoundedSemaphore(self.per_host), self.burst)
             return self._hosts[key]
 
     def _headers_for(self, url: str, headers: dict | None) -> dict:

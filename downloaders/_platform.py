@@ -32,13 +32,20 @@ class PlatformDownloader(Downloader):
     default_url = ""
     rate = 2.0  # requests per second per host
     per_host = 2  # concurrent requests per host
+    burst = 1  # requests at once before ``rate`` applies (hourly quotas allow a burst)
     token_env: tuple[str, ...] = ()  # environment variables holding a token
     token_header = "Authorization"
     token_format = "Bearer {}"
 
     def __init__(self, client: HttpClient | None = None):
         self.base = platform_url(self.platform, self.default_url)
-        self.client = client or HttpClient(rate=self.rate, per_host=self.per_host, credentials=self.credentials())
+        self.client = client or HttpClient(rate=self.rate, per_host=self.per_host, credentials=self.credentials(),
+                                           burst=self.burst)
+        self.manifest: Manifest | None = None
+
+    def bind(self, manifest: Manifest) -> None:
+        """Remember the pinned manifest, so ``refresh``/``check_part`` also work on a lock read from disk."""
+        self.manifest = manifest
 
     def token(self) -> str | None:
         for name in self.token_env:
@@ -58,11 +65,21 @@ class PlatformDownloader(Downloader):
         """A fresh URL for ``remote`` (signed links expire); platforms with expiring links override."""
         return remote.url
 
+    def find(self, listing: Listing, name: str) -> RemoteFile:
+        """The file called ``name`` in a fresh ``listing``; a clear error when it vanished."""
+        for remote in listing.files:
+            if remote.name == name:
+                return remote
+        raise DatasetNotFoundError(f"{self.platform} record {listing.record} (version {listing.version}) no longer "
+                                   f"lists {name!r}; check the record, then run: omnimedseg registry lock")
+
     def resolve(self, card: Card) -> Manifest:
         found = self.listing(card)
         if not found.files:
             raise DatasetNotFoundError(f"{card.id}: {self.platform} record {found.record} (version {found.version}) "
                                        f"lists no downloadable files; check source.record in {card.path}")
         files = self.check_against_card(card, found.files) if card.source.files else tuple(found.files)
-        return Manifest(card.id, self.platform, found.record, found.version, files,
-                        extra={"base_url": self.base, **found.extra})
+        manifest = Manifest(card.id, self.platform, found.record, found.version, files,
+                            extra={"base_url": self.base, **found.extra})
+        self.bind(manifest)
+        return manifest

@@ -10,9 +10,12 @@ All platforms go through :func:`fetch` / :func:`fetch_all`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import os
+import queue
 import re
 import shutil
 import tempfile
@@ -25,6 +28,7 @@ from typing import Callable, Iterable
 from urllib.parse import unquote, urlparse
 
 import requests
+import urllib3
 from filelock import FileLock
 
 from omnimedseg.downloaders._http import HttpClient, offline, redact
@@ -33,12 +37,12 @@ from omnimedseg.progress import SILENT, Progress
 from omnimedseg.registry import RemoteFile
 
 CHUNK = 1 << 20  # disk reads
-NET_CHUNK = 1 << 16  # network reads: a dropped connection loses at most this much of what arrived
+NET_CHUNK = 1 << 20  # network reads: large reads cut per-call overhead (a FIN keeps the short read)
 PART = ".part"
 SIDE = ".part.json"
 LOCK = ".lock"
 _STREAM_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                  requests.exceptions.ContentDecodingError)
+                  requests.exceptions.ContentDecodingError, urllib3.exceptions.HTTPError)
 
 
 class Cancelled(DownloadError):
@@ -99,6 +103,16 @@ def file_hashes(path: Path, algorithms: tuple[str, ...] = ("sha256",)) -> dict[s
     return {alg: d.hexdigest() for alg, d in digests.items()}
 
 
+def goog_md5(header: str) -> str | None:
+    """Hex md5 from Google Cloud Storage's ``x-goog-hash: crc32c=...,md5=<base64>`` (whole object)."""
+    match = re.search(r"md5=([A-Za-z0-9+/=]+)", header or "")
+    try:
+        raw = base64.b64decode(match.group(1), validate=True) if match else b""
+    except (binascii.Error, ValueError):
+        return None
+    return raw.hex() if len(raw) == 16 else None
+
+
 def _expected(remote: RemoteFile) -> tuple[str, str | None]:
     """(algorithm, digest) to verify with; sha256 and ``None`` when the platform gave no hash."""
     return remote.strongest_hash if remote.hashes else ("sha256", None)
@@ -134,10 +148,13 @@ def _sibling(target: Path, suffix: str) -> Path:
 
 
 def fetch(remote: RemoteFile, dest_dir: Path, progress: Progress = SILENT, client: HttpClient | None = None,
-          refresh: Callable[[RemoteFile], str] | None = None, cancel: threading.Event | None = None) -> Path:
+          refresh: Callable[[RemoteFile], str] | None = None, cancel: threading.Event | None = None,
+          check: Callable[[Path, RemoteFile], None] | None = None) -> Path:
     """Bring ``remote`` to ``dest_dir/remote.name``, verified; skip when already there and valid.
 
-    ``refresh`` returns a new URL when a signed one expired (403); ``cancel`` stops between chunks.
+    ``refresh`` returns a new URL when a signed one expired (403); ``cancel`` stops between chunks;
+    ``check(part, remote)`` is a platform's own content check (TCIA's per-file MD5 list) run
+    before the rename, raising :class:`ChecksumMismatchError` (an HTTP transfer then retries once).
     """
     target = target_path(Path(dest_dir), remote.name)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -145,6 +162,8 @@ def fetch(remote: RemoteFile, dest_dir: Path, progress: Progress = SILENT, clien
         if target.is_file():
             try:
                 verify_file(target, remote)
+                if check is not None and not remote.hashes:
+                    check(target, remote)
                 return target
             except ChecksumMismatchError:
                 pass  # stale or foreign: fetch again; replaced only after verification
@@ -158,12 +177,14 @@ def fetch(remote: RemoteFile, dest_dir: Path, progress: Progress = SILENT, clien
             if offline():
                 raise DownloadError(f"{target} is missing and offline mode forbids fetching {redact(remote.url)}; "
                                     f"unset OMNIMEDSEG_OFFLINE and rerun")
-            digest = _HttpTransfer(remote, part, progress, client or HttpClient(), refresh, cancel).run()
+            digest = _HttpTransfer(remote, part, progress, client or HttpClient(), refresh, cancel, check).run()
         elif scheme == "ftp":
             digest = _fetch_ftp(remote, part, progress)
         else:
             raise DownloadError(f"{remote.name}: unsupported URL scheme {scheme!r} in {redact(remote.url)}")
         _check_digest(part, remote, digest)
+        if check is not None and scheme != "http" and scheme != "https":
+            check(part, remote)
         with open(part, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(part, target)
@@ -187,7 +208,8 @@ def _check_digest(part: Path, remote: RemoteFile, digest: dict[str, str]) -> Non
 
 def fetch_all(remotes: Iterable[RemoteFile], dest_dir: Path, progress: Progress = SILENT,
               client: HttpClient | None = None, jobs: int = 4,
-              refresh: Callable[[RemoteFile], str] | None = None) -> list[Path]:
+              refresh: Callable[[RemoteFile], str] | None = None,
+              check: Callable[[Path, RemoteFile], None] | None = None) -> list[Path]:
     """Fetch many files with at most ``jobs`` in flight (the client also limits per host).
 
     Ctrl-C cancels the workers between chunks; their ``.part`` files stay for a rerun.
@@ -200,7 +222,8 @@ def fetch_all(remotes: Iterable[RemoteFile], dest_dir: Path, progress: Progress 
     with progress.task(f"{len(remotes)} files", total or None, unit="B") as overall:
         overall_progress = _Tee(progress, overall)
         with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="omnimedseg-fetch") as pool:
-            futures = [pool.submit(fetch, r, dest_dir, overall_progress, client, refresh, cancel) for r in remotes]
+            futures = [pool.submit(fetch, r, dest_dir, overall_progress, client, refresh, cancel, check)
+                       for r in remotes]
             try:
                 while True:
                     done, pending = wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
@@ -246,9 +269,11 @@ class _HttpTransfer:
     """One file over HTTP(S): Range resume, validators, retries on dropped streams, hashing."""
 
     def __init__(self, remote: RemoteFile, part: Path, progress: Progress, client: HttpClient,
-                 refresh: Callable[[RemoteFile], str] | None, cancel: threading.Event | None):
+                 refresh: Callable[[RemoteFile], str] | None, cancel: threading.Event | None,
+                 check: Callable[[Path, RemoteFile], None] | None = None):
         self.remote, self.part, self.progress, self.client = remote, part, progress, client
-        self.refresh, self.cancel = refresh, cancel
+        self.refresh, self.cancel, self.check = refresh, cancel, check
+        self.server_md5: str | None = None  # from x-goog-hash (GCS: Kaggle, OSF) when nothing is pinned
         self.side = part.with_name(part.name + ".json")
         self.url = remote.url
         self.alg, self.expected = _expected(remote)
@@ -311,16 +336,31 @@ class _HttpTransfer:
                 result = self._attempt(offset, state, hasher, advance)
                 if result is None:
                     continue
-                if self.expected is not None and result != self.expected:
+                problem = self._problem(result)
+                if problem is not None:
                     self._reset()
                     if restarted:
                         raise ChecksumMismatchError(
-                            f"{self.remote.name}: expected {self.alg} {self.expected}, received {result} from "
-                            f"{redact(self.url)} twice; the platform serves other bytes than pinned: "
-                            f"rerun later, or re-pin with omnimedseg registry lock")
+                            f"{self.remote.name}: {problem} from {redact(self.url)} twice; the platform serves "
+                            f"other bytes than pinned: rerun later, or re-pin with omnimedseg registry lock")
                     restarted = True
                     continue
                 return {self.alg: result}
+
+    def _problem(self, digest: str) -> str | None:
+        """Why the complete part is not the file (pinned hash, server md5, platform check), or None."""
+        if self.expected is not None and digest != self.expected:
+            return f"expected {self.alg} {self.expected}, received {digest}"
+        if self.expected is None and self.server_md5:
+            actual = file_hashes(self.part, ("md5",))["md5"]
+            if actual != self.server_md5:
+                return f"expected md5 {self.server_md5} (x-goog-hash), received {actual}"
+        if self.check is not None:
+            try:
+                self.check(self.part, self.remote)
+            except ChecksumMismatchError as exc:
+                return str(exc).removeprefix(f"{self.remote.name}: ")
+        return None
 
     def _attempt(self, offset: int, state: dict, hasher, advance) -> str | None:
         """One GET; returns the final digest, or ``None`` to go round again (resume or restart)."""
@@ -374,6 +414,8 @@ class _HttpTransfer:
             self._reset()  # 200 to a Range request (or changed validator): full body follows
             offset = 0
             hasher = hashlib.new(self.alg)
+        if self.expected is None:
+            self.server_md5 = goog_md5(response.headers.get("x-goog-hash", "")) or self.server_md5
         self._save_state(response)
         received = offset
 
@@ -382,9 +424,15 @@ class _HttpTransfer:
                 advance(received - self.shown)
                 self.shown = received
         show(0)
+        # decoding makes urllib3 read on until a full chunk, losing a short read to a dropped connection
+        decode = response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
+        hashing = _Hasher(hasher)
         try:
-            with open(self.part, "ab" if offset else "wb", buffering=0) as out:
-                for chunk in response.iter_content(NET_CHUNK):
+            with open(self.part, "ab" if offset else "wb") as out:
+                while True:
+                    chunk = response.raw.read(NET_CHUNK, decode_content=decode)
+                    if not chunk:
+                        break
                     if self.cancel is not None and self.cancel.is_set():
                         raise Cancelled(f"{self.remote.name}: cancelled; {received} bytes kept in {self.part}")
                     received += len(chunk)
@@ -393,19 +441,53 @@ class _HttpTransfer:
                         raise DownloadError(f"{self.remote.name}: {redact(self.url)} sent more than the expected "
                                             f"{self.size} bytes; the record changed: re-pin with omnimedseg "
                                             f"registry lock")
-                    out.write(chunk)
-                    hasher.update(chunk)
+                    try:
+                        out.write(chunk)
+                    except OSError as exc:
+                        raise DownloadError(f"{self.remote.name}: writing {self.part} failed ({exc.strerror or exc}); "
+                                            f"free disk space or fix permissions, then rerun to resume") from None
+                    hashing.put(chunk)
                     show(len(chunk))
         except _STREAM_ERRORS as exc:
+            hashing.close()
             response.close()
             self._fail(f"connection lost after {received} bytes ({type(exc).__name__})")
             return None  # the part keeps what arrived; the next round resumes with Range
         finally:
+            hashing.close()
             response.close()
         if self.size is not None and received < self.size:
             self._fail(f"body ended after {received} of {self.size} bytes")
             return None
         return hasher.hexdigest()
+
+
+class _Hasher:
+    """Hashes received chunks in a second thread, in order.
+
+    Why: md5 of a big file costs more CPU than receiving and writing it; hashlib releases
+    the GIL, so the socket keeps being read while the previous chunk is hashed (the
+    engine then runs at about the hash speed instead of half of it). ``close`` waits, so
+    the digest always covers exactly the bytes written to the part.
+    """
+
+    def __init__(self, hasher, depth: int = 4):
+        self.hasher = hasher
+        self.queue: queue.Queue = queue.Queue(depth)
+        self.thread = threading.Thread(target=self._run, daemon=True, name="omnimedseg-hash")
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self.queue.get()) is not None:
+            self.hasher.update(chunk)
+
+    def put(self, chunk: bytes) -> None:
+        self.queue.put(chunk)
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
 
 
 def _copy_local(remote: RemoteFile, part: Path, progress: Progress) -> dict[str, str]:

@@ -10,6 +10,7 @@ hash here and moved into place atomically. It is never imported into this proces
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -17,9 +18,9 @@ import sys
 from pathlib import Path
 
 from omnimedseg.downloaders._base import Manifest
-from omnimedseg.downloaders._http import platform_url
+from omnimedseg.downloaders._http import USER_AGENT, platform_url
 from omnimedseg.downloaders._transfer import safe_name, target_path, verify_file
-from omnimedseg.errors import DownloadError, UsageError
+from omnimedseg.errors import ChecksumMismatchError, DownloadError, UsageError
 from omnimedseg.progress import SILENT, Progress
 
 _RUNNER = r"""
@@ -33,6 +34,7 @@ def redirected(*a, **k):
         def handle_request(self, request):
             if request.url.host in ("zenodo.org", "sandbox.zenodo.org"):
                 request.url = request.url.copy_with(scheme=base.scheme, host=base.host, port=base.port)
+            request.headers["User-Agent"] = sys.argv[4]  # Zenodo throttles anonymous library User-Agents
             return inner.handle_request(request)
         def close(self):
             inner.close()
@@ -45,11 +47,9 @@ zenodo_get.download(record=sys.argv[1], output_dir=sys.argv[2], exceptions_on_fa
 
 
 def fetch_with_zenodo_get(manifest: Manifest, folder: Path, progress: Progress = SILENT) -> None:
-    try:
-        import zenodo_get  # noqa: F401  (only checks it is installed; it runs in a subprocess)
-    except ImportError:
+    if importlib.util.find_spec("zenodo_get") is None:  # never import it here: that replaces our SIGINT handler
         raise UsageError("--engine zenodo-get needs the optional package: pip install zenodo-get "
-                         "(AGPL-3.0-only); or run without --engine") from None
+                         "(AGPL-3.0-only); or run without --engine")
     for remote in manifest.files:
         safe_name(remote.name, f"Zenodo record {manifest.version}")  # refuse before zenodo-get writes anything
     todo = [r for r in manifest.files if not _valid(folder, r)]
@@ -59,24 +59,33 @@ def fetch_with_zenodo_get(manifest: Manifest, folder: Path, progress: Progress =
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
-    with progress.task(f"zenodo-get {manifest.version}", len(todo), unit="file") as advance:
-        done = subprocess.run([sys.executable, "-c", _RUNNER, manifest.version, str(staging),
-                               platform_url("zenodo", "https://zenodo.org")], env=env, capture_output=True,
-                              text=True, timeout=24 * 3600)
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise DownloadError(f"zenodo-get failed for record {manifest.version} ({tail[0][:200]}); "
-                                f"rerun without --engine to use the resumable default engine")
-        for remote in todo:
-            got = target_path(staging, remote.name)
-            if not got.is_file():
-                raise DownloadError(f"zenodo-get did not produce {remote.name} for record {manifest.version}")
-            verify_file(got, remote)  # our own size + hash check, whatever zenodo-get claimed
-            final = target_path(folder, remote.name)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(got, final)
-            advance(1)
-    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        with progress.task(f"zenodo-get {manifest.version}", len(todo), unit="file") as advance:
+            done = subprocess.run([sys.executable, "-c", _RUNNER, manifest.version, str(staging),
+                                   platform_url("zenodo", "https://zenodo.org"), f"{USER_AGENT} zenodo-get"],
+                                  env=env, capture_output=True, text=True, timeout=24 * 3600)
+            if done.returncode != 0:
+                tail = ((done.stderr or done.stdout).strip().splitlines() or ["no output"])[-1][:200]
+                error = ChecksumMismatchError if "checksum" in tail.lower() else DownloadError
+                raise error(f"zenodo-get failed for record {manifest.version} ({tail}); nothing was kept; "
+                            f"rerun without --engine to use the resumable default engine")
+            for remote in todo:
+                got = target_path(staging, remote.name)
+                if not got.is_file():
+                    raise DownloadError(f"zenodo-get did not produce {remote.name} for record {manifest.version}; "
+                                        f"rerun without --engine")
+                try:
+                    verify_file(got, remote)  # our own size + hash check, whatever zenodo-get claimed
+                except ChecksumMismatchError as exc:
+                    raise ChecksumMismatchError(f"zenodo-get delivered other bytes than pinned for {remote.name} "
+                                                f"({str(exc).split(': ', 1)[-1]}); nothing was kept; rerun "
+                                                f"without --engine, or re-pin with omnimedseg registry lock") from None
+                final = target_path(folder, remote.name)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(got, final)
+                advance(1)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # never leave unverified bytes behind
 
 
 def _valid(folder: Path, remote) -> bool:

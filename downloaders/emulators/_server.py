@@ -136,16 +136,17 @@ class Emulator:
         self.url = self.storage_url = ""
 
     # --- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> "Emulator":
+    def start(self, port: int = 0, host: str = "127.0.0.1") -> "Emulator":
+        """Serve the API on ``host:port`` (0: any free port) and the storage host on a free port."""
         for role in ("api", "storage"):
-            server = _Server(("127.0.0.1", 0), _handler(self, role))
+            server = _Server((host, port if role == "api" else 0), _handler(self, role))
             thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True,
                                       name=f"emulator-{self.platform}-{role}")
             thread.start()
             self._servers.append(server)
             self._threads.append(thread)
-        self.url = f"http://127.0.0.1:{self._servers[0].server_address[1]}"
-        self.storage_url = f"http://127.0.0.1:{self._servers[1].server_address[1]}"
+        self.url = f"http://{host}:{self._servers[0].server_address[1]}"
+        self.storage_url = f"http://{host}:{self._servers[1].server_address[1]}"
         return self
 
     def stop(self) -> None:
@@ -254,7 +255,15 @@ class Emulator:
         return self.serve_blob(req, self._storage_blobs[key])
 
     def serve_blob(self, req: "_Handler", blob: Blob) -> Reply:
-        return Reply(200, blob=blob)
+        return Reply(200, self.blob_headers(blob), blob=blob)
+
+    def blob_headers(self, blob: Blob) -> dict:
+        """Extra headers on a file's bytes (GCS-backed platforms send ``x-goog-hash``)."""
+        return {}
+
+    def add_folder(self, folder: Path) -> dict:
+        """Serve every file under ``folder`` as one record; return the card's ``[source]`` for it."""
+        raise NotImplementedError(f"{type(self).__name__} cannot serve a folder")
 
 
 def json_reply(data, status: int = 200, headers: dict | None = None) -> Reply:

@@ -28,6 +28,12 @@ def _blobs(files: dict) -> dict[str, Blob]:
     return {name: _blob(name, value) for name, value in files.items()}
 
 
+def folder_files(folder: Path) -> dict[str, Path]:
+    """Every file under ``folder`` by relative POSIX path (what ``add_folder`` serves)."""
+    folder = Path(folder)
+    return {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 class ZenodoEmulator(Emulator):
     """Zenodo (InvenioRDM). ``shape``: "zenodo" (since 2023-10-25), "oct2023" (filename/filesize,
     2023-10-13..25, whose ``links.self`` 404s as it did), or "legacy" (before 2023-10-13).
@@ -47,6 +53,10 @@ class ZenodoEmulator(Emulator):
         self.records[str(recid)] = {"files": blobs, "concept": str(concept or int(recid) - 1), "version": version,
                                     "bucket": uuid.uuid4().hex, "ids": {k: str(uuid.uuid4()) for k in blobs}}
         return blobs
+
+    def add_folder(self, folder: Path) -> dict:
+        self.add_record("2", folder_files(folder), concept="1")
+        return {"platform": "zenodo", "record": "10.5281/zenodo.1", "version": "2"}
 
     def latest(self, concept: str) -> str | None:
         ids = [r for r, rec in self.records.items() if rec["concept"] == concept]
@@ -182,6 +192,10 @@ class FigshareEmulator(Emulator):
         self.articles.setdefault(str(article_id), {})[version] = {"files": entries, "folders": folders or {}}
         return blobs
 
+    def add_folder(self, folder: Path) -> dict:
+        self.add_article("1000001", folder_files(folder))
+        return {"platform": "figshare", "record": "10.6084/m9.figshare.1000001.v1", "version": "1"}
+
     def routes(self):
         return [("GET", r"/v2/articles/(\d+)", self.article),
                 ("GET", r"/v2/articles/(\d+)/versions", self.versions),
@@ -273,6 +287,10 @@ class DataverseEmulator(Emulator):
             "versionNumber": int(major), "versionMinorNumber": int(minor), "versionState": "RELEASED", "files": entries}}
         return blobs
 
+    def add_folder(self, folder: Path) -> dict:
+        self.add_dataset("10.70122/FK2/EMULAT", folder_files(folder))
+        return {"platform": "dataverse", "record": "doi:10.70122/FK2/EMULAT", "version": "1.0"}
+
     def routes(self):
         return [("GET", r"/api/datasets/:persistentId/?", self.dataset),
                 ("GET", r"/api/datasets/:persistentId/versions/([^/]+)", self.dataset),
@@ -319,6 +337,10 @@ class GitHubEmulator(Emulator):
         blobs = _blobs(files)
         self.releases[(repo, tag)] = {"blobs": blobs, "digest": digest, "id": len(self.releases) + 1}
         return blobs
+
+    def add_folder(self, folder: Path) -> dict:
+        self.add_release("emu/folder", "v1", folder_files(folder))
+        return {"platform": "github", "record": "emu/folder", "version": "v1"}
 
     def routes(self):
         return [("GET", r"/repos/([^/]+/[^/]+)/releases/tags/(.+)", self.release),
@@ -369,6 +391,10 @@ class StaticEmulator(Emulator):
         self.objects.update(blobs)
         return blobs
 
+    def add_folder(self, folder: Path) -> dict:
+        self.add_files(folder_files(folder))
+        return {"platform": self.platform, "record": self.url + "/", "version": ""}
+
     def routes(self):
         return [("GET", r"/", self.listing), ("GET", r"/(.+)", self.get)]
 
@@ -397,6 +423,4 @@ class StaticEmulator(Emulator):
         return Reply(200, {"ETag": self.etag(key, blob)}, blob=blob)
 
 
-EMULATORS = {"zenodo": ZenodoEmulator, "figshare": FigshareEmulator, "dataverse": DataverseEmulator,
-             "github": GitHubEmulator, "http": StaticEmulator, "s3": lambda **kw: StaticEmulator("s3", **kw)}
 

@@ -29,6 +29,9 @@ COMMANDS = {
     "formats": "omnimedseg.cli.formats:formats",
     "verify": "omnimedseg.cli.verify:verify",
     "registry": "omnimedseg.cli.registry_cmd:registry",
+    "emulate": "omnimedseg.cli.emulate:emulate",
+    "export": "omnimedseg.cli.export:export",
+    "qa": "omnimedseg.cli.qa:qa",
 }
 
 

@@ -1,7 +1,9 @@
 """``omnimedseg registry lock``: pin a card's files (names, sizes, hashes, version) from the platform API.
 
-Adding a dataset then never needs hand-copied checksums: write the card's ``[source]``
-(platform, record) with ``files = []``, run ``omnimedseg registry lock <id> --write``.
+Adding a dataset then never needs hand-copied checksums: ``omnimedseg registry doi <DOI>``
+prints the card's ``[source]`` (platform, record), or write ``platform = "doi"`` with the DOI
+as record; then ``omnimedseg registry lock <id> --write`` pins the files (and, for a DOI
+card, the concrete platform and record, so downloads never depend on doi.org again).
 """
 
 from __future__ import annotations
@@ -40,12 +42,15 @@ def lock(env: Env, dataset_id: str, write: bool) -> None:
     extract = {f.name: f.extract for f in card.source.files}
     text = render_files(found.files, extract, is_archive)
     missing = [f.name for f in found.files if not f.hashes]
+    routed = found.extra.get("platform") if card.source.platform == "doi" else None
+    source = {"platform": routed, "record": found.record} if routed else {}
     if not write:
-        click.echo(f'version = "{found.version}"\n{text}')
+        head = "".join(f"{k} = {toml_str(v)}\n" for k, v in source.items())
+        click.echo(f'{head}version = "{found.version}"\n{text}')
     else:
         if card.path is None:
             raise UsageError(f"{dataset_id}: card has no file to write")
-        update_card(Path(card.path), found.version, text)
+        update_card(Path(card.path), found.version, text, **source)
         env.echo(f"{card.path}: pinned {len(found.files)} files of {card.source.platform} record "
                  f"{found.record} version {found.version}")
     if missing:
@@ -71,8 +76,26 @@ def toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def update_card(path: Path, version: str, files_text: str) -> None:
-    """Replace the ``[[source.files]]`` blocks (or ``files = []``) and ``source.version``; keep the rest."""
+@registry.command("doi")
+@click.argument("doi")
+@pass_env
+def doi_command(env: Env, doi: str) -> None:
+    """Print the [source] table for DOI: the platform that serves it, its record and version."""
+    from omnimedseg.downloaders._doi import resolve_doi
+    from omnimedseg.downloaders._http import offline
+
+    route = resolve_doi(doi, online=not offline())
+    click.echo(f"[source]\nplatform = {toml_str(route.platform)}\nrecord = {toml_str(route.record)}\n"
+               f"version = {toml_str(route.version or 'latest')}\ndoi = {toml_str(route.doi)}")
+    if route.url:
+        env.echo(f"# doi.org: {route.url}", level=1)
+    env.echo("# next: paste it into the card, then run: omnimedseg registry lock <id> --write", level=1)
+
+
+def update_card(path: Path, version: str, files_text: str, platform: str | None = None,
+                record: str | None = None) -> None:
+    """Replace the ``[[source.files]]`` blocks (or ``files = []``) and ``source.version`` (and, for a
+    routed DOI card, ``platform``/``record``); keep the rest."""
     from omnimedseg.downloaders._transfer import atomic_write_text
     from omnimedseg.registry import Card
 
@@ -83,7 +106,11 @@ def update_card(path: Path, version: str, files_text: str) -> None:
     section = re.search(r"^\[source\]\n(?:(?!\[).*\n?)*", text, re.M)
     if section is None:
         raise UsageError(f"{path}: no [source] table to update")
-    body = re.sub(r'^version\s*=.*$', f"version = {toml_str(version)}", section.group(0), flags=re.M)
+    body = re.sub(r'^version\s*=.*$', lambda _: f"version = {toml_str(version)}", section.group(0), flags=re.M)
+    for key, value in (("platform", platform), ("record", record)):
+        if value is not None:
+            line = f"{key} = {toml_str(value)}"
+            body = re.sub(rf"^{key}\s*=.*$", lambda _, line=line: line, body, flags=re.M)
     if "version" not in body:
         body = body.rstrip("\n") + f"\nversion = {toml_str(version)}\n"
     new = text[:section.start()] + body.rstrip("\n") + "\n\n" + files_text + "\n" + text[section.end():].lstrip("\n")

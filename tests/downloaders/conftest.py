@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 
 import pytest
 
@@ -66,7 +65,7 @@ def make_card(tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def fast_network(monkeypatch):
+def fast_network(monkeypatch, tmp_path):
     """No client-side pacing, short waits and timeouts: faults are survived in milliseconds."""
     monkeypatch.setenv("OMNIMEDSEG_MAX_RPS", "0")
     monkeypatch.setenv("OMNIMEDSEG_MAX_RETRY_WAIT", "0.05")
@@ -76,8 +75,10 @@ def fast_network(monkeypatch):
         if key.startswith("OMNIMEDSEG_") and key.endswith("_URL"):
             monkeypatch.delenv(key)
     for key in ("ZENODO_TOKEN", "ZENODO_ACCESS_TOKEN", "GITHUB_TOKEN", "DATAVERSE_API_TOKEN", "FIGSHARE_TOKEN",
+                "OSF_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN",
                 "OMNIMEDSEG_OFFLINE", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-kaggle-config"))  # never the user's kaggle.json
 
 
 @pytest.fixture
