@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -136,9 +137,11 @@ class SliceDataset(ConvertedDataset):
     Args:
         axis: 0, 1 or 2 (array axis i, j, k) to slice along.
         foreground_class: keep only slices where this class is present.
+        open_volumes: how many volumes' memory maps each process keeps open.
     """
 
-    def __init__(self, dataset_id: str, axis: int = 2, foreground_class: str | None = None, **kwargs):
+    def __init__(self, dataset_id: str, axis: int = 2, foreground_class: str | None = None,
+                 open_volumes: int = 32, **kwargs):
         super().__init__(dataset_id, **kwargs)
         if self.dimensionality != 3:
             raise UsageError(f"{dataset_id} is 2D; use ConvertedDataset for 2D images")
@@ -147,6 +150,8 @@ class SliceDataset(ConvertedDataset):
         if foreground_class is not None and foreground_class not in self.class_names:
             raise UsageError(f"{dataset_id}: no class {foreground_class!r}; classes are {self.class_names}")
         self.axis = axis
+        self.open_volumes = open_volumes
+        self._opened: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
         self.cache_dir = paths.data_root(kwargs.get("root")) / "cache" / self.folder.relative_to(
             paths.data_root(kwargs.get("root")) / "converted")
         self.index: list[tuple[int, int]] = []
@@ -159,22 +164,52 @@ class SliceDataset(ConvertedDataset):
                 self.index.extend((case_index, int(s)) for s in np.flatnonzero(fg))
 
     def _cached(self, case_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Memory-mapped (image, masks, affine) with the slice axis first and contiguous."""
+        """Memory-mapped (image, masks, affine) with the slice axis first and contiguous.
+
+        The last ``open_volumes`` maps are kept open per process (parsing .npy headers
+        costs more than reading a slice); the cache is rebuilt when the converted files
+        change (their size and mtime are recorded in ``source.json``).
+        """
+        opened = self._opened.get(case_index)
+        if opened is not None:
+            self._opened.move_to_end(case_index)
+            return opened
         case = self.cases[case_index]
         folder = self.cache_dir / f"axis{self.axis}" / case["case_id"]
         files = [folder / n for n in ("image.npy", "masks.npy", "affine.npy")]
-        if not all(f.is_file() for f in files):
+        stamp_file = folder / "source.json"
+        stamp = json.dumps([[rel, *self._stat(rel)] for rel in (case["image"], *case["masks"].values())])
+        if not (stamp_file.is_file() and stamp_file.read_text() == stamp and all(f.is_file() for f in files)):
             image, masks, affine = self.load_case(case_index)
             arrays = (np.ascontiguousarray(np.moveaxis(image, self.axis, 0)),
                       np.ascontiguousarray(np.moveaxis(masks, self.axis + 1, 0)), affine)
             folder.mkdir(parents=True, exist_ok=True)
             for f, array in zip(files, arrays):
-                tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp")
-                with open(tmp, "wb") as fh:
-                    np.save(fh, array)
-                os.replace(tmp, f)  # atomic: concurrent workers never read a partial cache file
+                self._atomic(f, lambda fh, a=array: np.save(fh, a))
+            self._atomic(stamp_file, lambda fh: fh.write(stamp.encode()))  # last: marks the set complete
         image, masks = (np.load(f, mmap_mode="r") for f in files[:2])
-        return image, masks, np.load(files[2])
+        opened = (image, masks, np.load(files[2]))
+        self._opened[case_index] = opened
+        while len(self._opened) > self.open_volumes:
+            self._opened.popitem(last=False)
+        return opened
+
+    def _stat(self, rel: str) -> tuple[int, int]:
+        st = (self.folder / rel).stat()
+        return st.st_size, st.st_mtime_ns
+
+    @staticmethod
+    def _atomic(path: Path, write: Callable) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)  # atomic: concurrent workers never read a partial cache file
+
+    def __getstate__(self) -> dict:
+        """Open maps are per process: never pickle them (spawned workers would copy whole volumes)."""
+        state = dict(self.__dict__)
+        state["_opened"] = OrderedDict()
+        return state
 
     def __len__(self) -> int:
         return len(self.index)

@@ -1,0 +1,263 @@
+"""Visual QA of a converted dataset: contact sheets of image + mask overlays and an HTML index.
+
+The sample is stratified and deterministic for a given seed: cases are visited in a
+seeded random order and kept while fewer than ``n_images`` are kept or while a class
+they contain has fewer than ``per_class`` examples (the OmniMedSeg QA protocol: at
+least 20 images per dataset, at least 5 per class). A class found in no case is
+reported. 3D cases are reoriented to RAS and shown in radiological convention
+(patient right on the image's left; anterior / superior up) in three planes, each at
+the slice with the largest cross-section, with the voxel spacing's aspect ratio.
+The automated checks of ``omnimedseg validate`` run too and are shown on the page.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from omnimedseg import paths
+from omnimedseg.errors import UsageError
+
+PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+           (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
+           (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180),
+           (0, 0, 128), (128, 128, 128)]
+PLANES = ("axial", "coronal", "sagittal")  # slice along RAS axis 2, 1, 0
+
+
+def colour(index: int, n_classes: int = len(PALETTE)) -> tuple[int, int, int]:
+    """Distinct colours: a fixed palette up to 20 classes, evenly spaced hues beyond (no repeats)."""
+    if n_classes <= len(PALETTE):
+        return PALETTE[index]
+    import colorsys
+
+    r, g, b = colorsys.hsv_to_rgb((index * 0.618034) % 1.0, 0.85 if index % 2 else 0.6, 1.0)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+@dataclass
+class QAReport:
+    dataset_id: str
+    folder: Path
+    index_html: Path
+    seed: int
+    sample: list[dict]
+    sheets: list[Path]
+    findings: list[str] = field(default_factory=list)
+    validation_ok: bool = True
+    validation_problems: list[str] = field(default_factory=list)
+
+
+def stratified_sample(n_cases: int, class_names: Sequence[str], presence: Callable[[int], set[str]],
+                      n_images: int = 20, per_class: int = 5, seed: int = 0) -> tuple[list[int], dict[int, set[str]]]:
+    """(chosen case indices in visiting order, classes present in every visited case).
+
+    Stops visiting as soon as both quotas are met, so big datasets are not read whole.
+    """
+    order = np.random.default_rng(seed).permutation(n_cases)
+    counts = dict.fromkeys(class_names, 0)
+    chosen, seen = [], {}
+    for i in (int(i) for i in order):
+        if len(chosen) >= n_images and all(v >= per_class for v in counts.values()):
+            break
+        present = seen[i] = presence(i)
+        if len(chosen) < n_images or any(counts[c] < per_class for c in present):
+            chosen.append(i)
+            for c in present:
+                counts[c] += 1
+    return chosen, seen
+
+
+def to_ras(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """``array`` (I, J, K[, ...]) reoriented so its axes run to patient Right, Anterior, Superior; spacing in mm."""
+    import nibabel as nib
+
+    ornt = nib.orientations.io_orientation(affine)
+    ras = nib.orientations.apply_orientation(array, ornt)
+    canonical = affine @ nib.orientations.inv_ornt_aff(ornt, array.shape[:3])
+    return ras, tuple(float(v) for v in np.sqrt((canonical[:3, :3] ** 2).sum(0)))
+
+
+def display_plane(volume: np.ndarray, plane: str, index: int) -> np.ndarray:
+    """One RAS slice as displayed: rows run anterior->posterior (axial) or superior->inferior,
+    columns run from patient right to left (axial, coronal) or anterior to posterior (sagittal)."""
+    axis = 2 - PLANES.index(plane)
+    s = np.take(volume, index, axis=axis)  # (R, A) / (R, S) / (A, S) index order
+    return np.ascontiguousarray(s[::-1, ::-1].swapaxes(0, 1))
+
+
+def _plane_spacing(spacing, plane: str) -> tuple[float, float]:
+    i, j, k = spacing
+    return {"axial": (j, i), "coronal": (k, i), "sagittal": (k, j)}[plane]
+
+
+def render_tile(image: np.ndarray, masks: np.ndarray, class_indices: Sequence[int], modality: str, title: str,
+                size: int = 256, pixel_spacing: tuple[float, float] | None = None):
+    """Image (H, W[, C]) with the outlines and a light fill of ``masks`` (n, H, W) drawn in class colours."""
+    from PIL import Image, ImageDraw
+
+    from omnimedseg.data.preprocessing import intensity_to_uint8
+    from omnimedseg.interactive.clicks import inner_boundary
+
+    h, w = image.shape[:2]
+    row_mm, col_mm = pixel_spacing or (1.0, 1.0)
+    height, width = h * row_mm / min(row_mm, col_mm), w * col_mm / min(row_mm, col_mm)  # square display pixels
+    scale = size / max(height, width)
+    out_h, out_w = max(1, round(height * scale)), max(1, round(width * scale))
+    rgb = Image.fromarray(intensity_to_uint8(image, modality)).resize((out_w, out_h), Image.BILINEAR)
+    px = np.asarray(rgb, dtype=np.float32).copy()
+    for c in class_indices:
+        mask = np.asarray(Image.fromarray(masks[c].astype(np.uint8) * 255).resize((out_w, out_h), Image.NEAREST)) > 0
+        colour_c = np.asarray(colour(c, len(masks)), np.float32)
+        px[mask] = 0.7 * px[mask] + 0.3 * colour_c
+        px[inner_boundary(mask)] = colour_c
+    tile = Image.new("RGB", (size, size + 14), (20, 20, 20))
+    tile.paste(Image.fromarray(px.astype(np.uint8)), ((size - out_w) // 2, 14 + (size - out_h) // 2))
+    ImageDraw.Draw(tile).text((2, 1), title[: size // 6], fill=(255, 255, 255))
+    return tile
+
+
+def _sheet(tiles: list, columns: int, legend: list[tuple[str, tuple[int, int, int]]], heading: str):
+    from PIL import Image, ImageDraw
+
+    w, h = tiles[0].size
+    rows = -(-len(tiles) // columns)
+    top = 18 + 14 * (-(-len(legend) // 4))
+    sheet = Image.new("RGB", (columns * w, top + rows * h), (40, 40, 40))
+    draw = ImageDraw.Draw(sheet)
+    draw.text((4, 2), heading, fill=(255, 255, 255))
+    for n, (name, rgb) in enumerate(legend):
+        x, y = 4 + (n % 4) * (columns * w // 4), 18 + 14 * (n // 4)
+        draw.rectangle([x, y + 2, x + 10, y + 11], fill=rgb)
+        draw.text((x + 14, y + 1), name, fill=(255, 255, 255))
+    for n, t in enumerate(tiles):
+        sheet.paste(t, ((n % columns) * w, top + (n // columns) * h))
+    return sheet
+
+
+def _case_tiles(dataset, index: int, class_indices: Sequence[int], size: int, spot: int | None) -> list:
+    """Tiles of one case: the image (2D), or three planes at the largest cross-section of ``spot`` (3D)."""
+    case = dataset.cases[index]
+    image, masks, affine = dataset.load_case(index)
+    if dataset.dimensionality == 2:
+        spacing = tuple(case["spacing"]) if case.get("spacing") else None
+        empty = "" if any(masks[c].any() for c in class_indices) else " [no mask]"
+        return [render_tile(image, masks, class_indices, dataset.modality, f"{case['case_id']}{empty}", size, spacing)]
+    ras_image, spacing = to_ras(image, affine)
+    ras_masks = to_ras(np.moveaxis(masks, 0, -1), affine)[0]
+    ras_masks = np.moveaxis(ras_masks, -1, 0)
+    focus = ras_masks[spot] if spot is not None else ras_masks[list(class_indices)].any(0)
+    tiles = []
+    for plane in PLANES:
+        axis = 2 - PLANES.index(plane)
+        area = focus.sum(axis=tuple(a for a in range(3) if a != axis))
+        k = int(area.argmax()) if area.any() else ras_image.shape[axis] // 2
+        img = display_plane(ras_image if ras_image.ndim == 3 else ras_image[..., 0], plane, k)
+        msk = np.stack([display_plane(m, plane, k) for m in ras_masks]) if len(ras_masks) else np.zeros((0, *img.shape))
+        tiles.append(render_tile(img, msk, class_indices, dataset.modality,
+                                 f"{case['case_id']} {plane} {k}", size, _plane_spacing(spacing, plane)))
+    return tiles
+
+
+def run_qa(dataset_id: str, out: str | os.PathLike | None = None, *, root=None, registry_dirs: Sequence[str] = (),
+           seed: int = 0, n_images: int = 20, per_class: int = 5, tile: int = 256, force: bool = True) -> QAReport:
+    """Write contact sheets and ``index.html`` for ``dataset_id`` into ``out`` (default ``<root>/qa/<id>/<version>``)."""
+    from omnimedseg.converters._validate import validate_converted
+    from omnimedseg.data.datasets import ConvertedDataset
+    from omnimedseg.data.exports import staged
+
+    if n_images < 1 or per_class < 0 or tile < 32:
+        raise UsageError(f"expected n_images >= 1, per_class >= 0, tile >= 32; found {n_images}, {per_class}, {tile}")
+    dataset = ConvertedDataset(dataset_id, root=root, registry_dirs=registry_dirs, labelled_only=True)
+    version = dataset.folder.name
+    out = Path(out) if out is not None else paths.data_root(root) / "qa" / dataset.dataset_id / version
+    report = validate_converted(dataset.folder, paths.raw_dir(dataset.dataset_id, root))
+    names = dataset.class_names
+    if not dataset.cases:  # nothing labelled: show images only
+        dataset = ConvertedDataset(dataset_id, root=root, registry_dirs=registry_dirs, labelled_only=False)
+
+    def presence(i: int) -> set[str]:
+        masks = dataset.load_case(i)[1]
+        return {c for c, m in zip(names, masks) if m.any()}
+
+    chosen, seen = stratified_sample(len(dataset), names, presence, n_images, per_class, seed)
+    findings = []
+    exhausted = len(seen) == len(dataset)
+    labelled = any(case["masks"] for case in dataset.cases)
+    having = {c: sum(c in p for p in seen.values()) for c in names}
+    if exhausted and labelled:
+        absent = [c for c in names if having[c] == 0]
+        rare = [f"{c} ({having[c]})" for c in names if 0 < having[c] < per_class]
+        if absent:
+            findings.append(f"class(es) empty in all {len(seen)} labelled cases: {', '.join(absent)}")
+        if rare:
+            findings.append(f"class(es) in fewer than {per_class} cases (count): {', '.join(rare)}")
+    if len(dataset) < n_images:
+        findings.append(f"only {len(dataset)} {'labelled ' if labelled else ''}case(s): fewer than {n_images} to show")
+    empty = [dataset.cases[i]["case_id"] for i in chosen if dataset.cases[i]["masks"] and not seen[i]]
+    if empty:
+        findings.append(f"{len(empty)} sampled labelled case(s) have all masks empty: {empty[:10]}")
+    legend = [(c, colour(i, len(names))) for i, c in enumerate(names)]
+    columns = 3 if dataset.dimensionality == 3 else 5
+    per_sheet = 18 if dataset.dimensionality == 3 else 20
+    with staged(out, force, f"omnimedseg qa {dataset_id}") as staging:
+        sheets: list[Path] = []
+
+        def write(prefix: str, tiles: list, heading: str, legend_items) -> None:
+            for page, start in enumerate(range(0, len(tiles), per_sheet), 1):
+                path = staging / f"{prefix}_{page:02d}.png"
+                _sheet(tiles[start:start + per_sheet], columns, legend_items,
+                       f"{dataset.dataset_id} {version} - {heading} (seed {seed}, page {page})").save(path)
+                sheets.append(out / path.name)
+
+        everything = list(range(len(names)))
+        write("overview", [t for i in chosen for t in _case_tiles(dataset, i, everything, tile, None)],
+              f"{len(chosen)} sampled cases, all classes", legend)
+        for c, name in enumerate(names):
+            with_c = [i for i in chosen if name in seen[i]][: max(per_class, 1)]
+            if with_c:
+                write(f"class_{c + 1:03d}_{name}", [t for i in with_c for t in _case_tiles(dataset, i, [c], tile, c)],
+                      f"class {name}: {len(with_c)} cases", [legend[c]])
+        sample = [{"case_id": dataset.cases[i]["case_id"], "split": dataset.cases[i]["split"],
+                   "classes": sorted(seen[i], key=names.index)} for i in chosen]
+        qa = QAReport(dataset.dataset_id, out, out / "index.html", seed, sample, sheets, findings, report.ok,
+                      list(report.problems))
+        (staging / "index.html").write_text(_html(qa, dataset, version))
+        (staging / "qa.json").write_text(json.dumps({"dataset": qa.dataset_id, "version": version, "seed": seed,
+                                                     "sample": sample, "findings": findings,
+                                                     "validation_ok": report.ok, "validation_problems": report.problems,
+                                                     "sheets": [p.name for p in sheets]}, indent=2) + "\n")
+    return qa
+
+
+def _html(qa: QAReport, dataset, version: str) -> str:
+    e = html.escape
+    status = "OK" if qa.validation_ok else f"{len(qa.validation_problems)} problem(s)"
+    rows = "\n".join(f"<tr><td>{e(s['case_id'])}</td><td>{e(s['split'])}</td><td>{e(', '.join(s['classes']) or '-')}</td></tr>"
+                     for s in qa.sample)
+    problems = "".join(f"<li>{e(p)}</li>" for p in qa.validation_problems)
+    findings = "".join(f"<li>{e(f)}</li>" for f in qa.findings) or "<li>none</li>"
+    sheets = "\n".join(f'<h3>{e(p.stem)}</h3><a href="{e(p.name)}"><img src="{e(p.name)}" style="max-width:100%"></a>'
+                       for p in qa.sheets)
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>QA {e(qa.dataset_id)} {e(version)}</title></head>
+<body style="font-family:sans-serif">
+<h1>QA: {e(qa.dataset_id)} {e(version)}</h1>
+<p>{e(dataset.modality)}, {dataset.dimensionality}D, {len(dataset.cases)} cases, classes: {e(', '.join(dataset.class_names))}.
+Folder: <code>{e(str(dataset.folder))}</code>. Sample seed {qa.seed}; rerun with <code>omnimedseg qa {e(qa.dataset_id)} --seed {qa.seed}</code>.
+3D: RAS, radiological view (patient right on the left), largest cross-section per plane.</p>
+<h2>Automated checks (validate): {e(status)}</h2><ul>{problems}</ul>
+<h2>QA findings</h2><ul>{findings}</ul>
+<h2>Sample ({len(qa.sample)} cases)</h2>
+<table border="1" cellpadding="3"><tr><th>case</th><th>split</th><th>classes present</th></tr>
+{rows}</table>
+<h2>Contact sheets</h2>
+{sheets}
+</body></html>
+"""
