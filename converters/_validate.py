@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from omnimedseg.converters._run import COMPLETE_MARKER
+from omnimedseg.converters.formats.outputs import read_output
 from omnimedseg.converters.formats.geometry import AFFINE_TOLERANCE_MM
 from omnimedseg.downloaders._transfer import file_hashes
 
@@ -32,19 +33,6 @@ class ValidationReport:
 
     def add(self, message: str) -> None:
         self.problems.append(message)
-
-
-def _read(path: Path):
-    """Pixels and affine (None for PNG) of one output file."""
-    if path.name.endswith(".png"):
-        from PIL import Image
-
-        with Image.open(path) as image:
-            return np.asarray(image), None
-    import nibabel as nib
-
-    image = nib.load(path)
-    return np.asarray(image.dataobj), image.affine
 
 
 def validate_converted(folder: Path, raw: Path | None = None) -> ValidationReport:
@@ -120,7 +108,7 @@ def _check_case(folder: Path, case: dict, classes: list[str], report: Validation
     if not image_path.is_file():
         report.add(f"{image_path}: missing image of case {case['case_id']}")
         return
-    image, affine = _read(image_path)
+    image, affine = read_output(image_path)
     if list(image.shape) != case["shape"]:
         report.add(f"{image_path}: shape {list(image.shape)} differs from dataset.json {case['shape']}")
     if not case["masks"]:
@@ -134,7 +122,7 @@ def _check_case(folder: Path, case: dict, classes: list[str], report: Validation
         if not path.is_file():
             report.add(f"{path}: missing mask '{name}' of case {case['case_id']}")
             continue
-        mask, mask_affine = _read(path)
+        mask, mask_affine = read_output(path)
         if mask.shape != spatial:
             report.add(f"{path}: shape {mask.shape} differs from image {spatial}")
         if affine is not None and (mask_affine is None or not np.allclose(mask_affine, affine,

@@ -75,7 +75,7 @@ def _as_mask(array, name: str) -> np.ndarray:
     except Exception as error:  # e.g. ragged nested lists
         raise UsageError(f"{name} must be a boolean NumPy array, found {type(array).__name__} ({error})") from None
     if array.dtype == bool:
-        return array
+        return array != 0  # canonical 0/1 bytes: Pillow's 1-bit images hold 0/255 behind a bool dtype
     if array.dtype.kind in "iuf":
         if array.size == 0 or bool(np.all((array == 0) | (array == 1))):
             return array.astype(bool)
@@ -805,3 +805,17 @@ class InteractiveMetric:
 
     def __repr__(self) -> str:
         return f"InteractiveMetric({self.metric!r}, include_step0={self.include_step0})"
+
+
+METRICS: dict[str, type[Metric]] = {"dice": Dice, "iou": IoU, "nsd": NSD, "hd95": HD95, "assd": ASSD}
+
+
+def get_metric(name: str, **params) -> Metric:
+    """A metric by its short name with its parameters, e.g. ``get_metric("nsd", tolerance=2.0)``."""
+    cls = METRICS.get(name)
+    if cls is None:
+        raise UsageError(f"unknown metric {name!r}; expected one of {', '.join(METRICS)}")
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise UsageError(f"metric {name!r}: bad parameters {params}: {exc}") from None

@@ -654,3 +654,28 @@ def test_interactive_metric_with_a_distance_metric_keeps_lower_is_better():
     assert not interactive.higher_is_better and interactive.name == "hd95"
     assert score.step_values[0] == pytest.approx(math.hypot(32, 32))  # missed: the array diagonal
     assert score.step_values[1] == pytest.approx(2.0) and score.final == 0.0
+
+
+def test_non_canonical_booleans_from_pillow_1bit_pngs(tmp_path):
+    """Pillow gives 1-bit PNGs as bool arrays holding bytes 0/255; metrics must not see 255."""
+    from PIL import Image
+
+    mask = np.zeros((40, 50), bool)
+    mask[10:30, 12:40] = True
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    loaded = np.asarray(Image.open(tmp_path / "m.png"))
+    assert loaded.dtype == bool and loaded.view(np.uint8).max() == 255  # the quirk is real
+    assert nsd(loaded, mask, tolerance=1.0) == 1.0
+    assert hd95(loaded, mask) == 0.0 and dice(loaded, mask) == 1.0
+
+
+def test_converted_masks_read_back_as_canonical_booleans(tmp_path):
+    from omnimedseg.converters.formats.image2d import write_png
+    from omnimedseg.converters.formats.outputs import read_output
+
+    mask = np.zeros((8, 9), bool)
+    mask[2:5, 3:7] = True
+    write_png(mask, tmp_path / "m.png")
+    back, affine = read_output(tmp_path / "m.png")
+    assert affine is None and back.dtype == bool and back.view(np.uint8).max() == 1
+    assert np.array_equal(back, mask)

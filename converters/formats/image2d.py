@@ -105,6 +105,20 @@ def fill_outline(path: Path) -> ImageData:
     return ImageData(filled)
 
 
+def read_png_array(path: Path) -> np.ndarray:
+    """Pixels of a PNG this project wrote: 1-bit masks come back as canonical bool arrays.
+
+    Pillow hands out 1-bit images as ``bool`` arrays whose bytes are 0/255; numpy code
+    that views them as bytes (``.view(np.uint8)``) or copies them with ``astype(bool)``
+    then sees 255, not 1. Comparing with 0 makes them ordinary 0/1 booleans.
+    """
+    with Image.open(path) as image:
+        image.load()
+        if image.mode == "1":
+            return np.asarray(image.convert("L")) > 0
+        return np.asarray(image)
+
+
 def write_png(array: np.ndarray, path: Path) -> None:
     """Write a 2D array losslessly: bool -> 1-bit, uint8 -> 8-bit, uint16 -> 16-bit, RGB(A) kept."""
     if array.dtype == bool:

@@ -20,6 +20,7 @@ from omnimedseg.errors import OmnimedsegError, UsageError
 
 # command name -> "module:attribute"; adding a command is adding one line and one module.
 COMMANDS = {
+    "benchmark": "omnimedseg.cli.benchmark:benchmark",
     "list": "omnimedseg.cli.list_cmd:list_command",
     "info": "omnimedseg.cli.info:info",
     "download": "omnimedseg.cli.download:download",

@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from omnimedseg import paths
+from omnimedseg.converters.formats.outputs import read_output
 from omnimedseg.errors import DatasetNotFoundError, UsageError
 
 
@@ -44,18 +45,6 @@ def open_converted(dataset_id: str, root: str | os.PathLike | None = None,
         raise DatasetNotFoundError(f"{dataset_id}: no complete converted data in {folder}; run: "
                                    f"omnimedseg download {dataset_id} && omnimedseg convert {dataset_id}")
     return folder, json.loads((folder / "dataset.json").read_text())
-
-
-def _read_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    if path.name.endswith(".png"):
-        from PIL import Image
-
-        with Image.open(path) as image:
-            return np.asarray(image), None
-    import nibabel as nib
-
-    image = nib.load(path)
-    return np.asanyarray(image.dataobj), image.affine
 
 
 class ConvertedDataset:
@@ -90,12 +79,12 @@ class ConvertedDataset:
     def load_case(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(image array, bool masks (n_classes, ...), affine) of one case, as stored."""
         case = self.cases[index]
-        image, affine = _read_file(self.folder / case["image"])
+        image, affine = read_output(self.folder / case["image"])
         spatial = image.shape[:2] if self.dimensionality == 2 else image.shape[:3]
         masks = np.zeros((len(self.class_names), *spatial), dtype=bool)
         for i, name in enumerate(self.class_names):
             if name in case["masks"]:
-                masks[i] = _read_file(self.folder / case["masks"][name])[0].astype(bool)
+                masks[i] = read_output(self.folder / case["masks"][name])[0].astype(bool)
         return image, masks, affine
 
     def _sample(self, case: dict, image: np.ndarray, masks: np.ndarray, affine, spatial_dims: int) -> dict:

@@ -36,6 +36,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from omnimedseg import paths
+from omnimedseg.converters.formats.outputs import read_output
 from omnimedseg.errors import UsageError, ValidationError
 
 FORMATS = ("nnunet", "msd", "croissant", "medsegdb")
@@ -277,7 +278,7 @@ def verify_label_export(folder: Path, fmt: str) -> None:
             shape, affine = _read_geometry(image)
             if shape != label_shape or (affine is not None and not np.allclose(affine, label_affine, atol=1e-4)):
                 problems.append(f"{label}: grid {label_shape} does not match image {image} {shape}")
-        values = set(np.unique(_read_pixels(label)).tolist())
+        values = set(np.unique(read_output(label)[0]).tolist())
         if not values <= allowed:
             problems.append(f"{label}: label values {sorted(values - allowed)} are not declared in dataset.json")
     for test in info.get("test", []):
@@ -286,17 +287,6 @@ def verify_label_export(folder: Path, fmt: str) -> None:
     if problems:
         raise ValidationError(f"{fmt} export in {folder} failed its check ({len(problems)} problem(s)): "
                               + "; ".join(problems[:5]) + "; this is a bug, please report it")
-
-
-def _read_pixels(path: Path) -> np.ndarray:
-    if path.name.endswith(".png"):
-        from PIL import Image
-
-        with Image.open(path) as im:
-            return np.asarray(im)
-    import nibabel as nib
-
-    return np.asanyarray(nib.load(path).dataobj)
 
 
 # --- Croissant -----------------------------------------------------------------------------------------------------

@@ -1,0 +1,168 @@
+"""Run a suite: model x datasets x robot users x metrics, resumable and parallel.
+
+The unit of work is one task = (dataset, case, class, robot user): one interactive
+session of ``steps + 1`` interactions, scored after each. Each finished task is
+written atomically to ``records/<task>.json``, so an interrupted run resumes where it
+stopped; tasks run in worker processes; results never depend on order because every
+random draw comes from a Generator seeded by (seed, case, class, step, user).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+
+from omnimedseg import __version__
+from omnimedseg.benchmark.suite import DatasetSelection, Suite
+from omnimedseg.downloaders._transfer import atomic_write_text
+from omnimedseg.errors import UsageError
+from omnimedseg.progress import SILENT, Progress
+
+
+@dataclass(frozen=True)
+class Task:
+    dataset: DatasetSelection
+    index: int
+    case_id: str
+    class_name: str
+    user: str
+
+    @property
+    def key(self) -> str:
+        text = f"{self.dataset.id}|{self.dataset.mode}|{self.case_id}|{self.class_name}|{self.user}"
+        slug = "".join(c if c.isalnum() or c in "._-" else "_" for c in f"{self.dataset.id}_{self.case_id}")
+        return f"{slug}_{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+@lru_cache(maxsize=8)
+def _open_dataset(selection: DatasetSelection, root: str | None, registry_dirs: tuple[str, ...]):
+    from omnimedseg.data import ConvertedDataset, SliceDataset
+
+    common = dict(split=selection.split, root=root, registry_dirs=registry_dirs)
+    if selection.mode == "slices":
+        foreground = selection.classes[0] if len(selection.classes) == 1 else None
+        return SliceDataset(selection.id, axis=selection.axis, foreground_class=foreground, **common)
+    return ConvertedDataset(selection.id, **common)
+
+
+@lru_cache(maxsize=2)
+def _model(name: str, params_json: str):
+    from omnimedseg.benchmark.models import get_model
+
+    return get_model(name, **json.loads(params_json))
+
+
+def plan(suite: Suite, root: str | None = None, registry_dirs: tuple[str, ...] = ()) -> list[Task]:
+    """Every task of the suite, in a deterministic order."""
+    tasks = []
+    for selection in suite.datasets:
+        dataset = _open_dataset(selection, root, registry_dirs)
+        unknown = set(selection.classes) - set(dataset.class_names)
+        if unknown:
+            raise UsageError(f"suite {suite.name}: {selection.id} has no class(es) {sorted(unknown)}; "
+                             f"classes are {dataset.class_names}")
+        classes = selection.classes or tuple(dataset.class_names)
+        n = len(dataset) if selection.max_cases is None else min(selection.max_cases, len(dataset))
+        for index in range(n):
+            entry = dataset.raw_item(index)[0] if selection.mode == "slices" else dataset.cases[index]
+            case_id = entry["case_id"] + (f"_s{entry['slice_index']}" if "slice_index" in entry else "")
+            for class_name in classes:
+                tasks.extend(Task(selection, index, case_id, class_name, user) for user in suite.robot_users)
+    return tasks
+
+
+def run_task(suite: Suite, task: Task, root: str | None, registry_dirs: tuple[str, ...]) -> dict:
+    """One interactive session, scored after every step; returns its record."""
+    from omnimedseg.interactive import get_robot_user, run_robot_session
+    from omnimedseg.metrics import InteractiveMetric, get_metric
+
+    dataset = _open_dataset(task.dataset, root, registry_dirs)
+    case, image, masks, affine = dataset.raw_item(task.index)
+    reference = masks[dataset.class_names.index(task.class_name)]
+    spacing = tuple(case["spacing"]) if case.get("spacing") else None
+    model = _model(suite.model, json.dumps(suite.model_params, sort_keys=True))
+    model.set_image(image, {**case, "affine": affine, "modality": dataset.modality, "dataset": dataset.dataset_id})
+    record = {"dataset": task.dataset.id, "case_id": task.case_id, "class_name": task.class_name,
+              "robot_user": task.user, "empty_reference": not reference.any(), "steps": []}
+    if not reference.any():
+        return record  # nothing to segment: recorded, not scored
+    user = get_robot_user(task.user)
+    initial = get_robot_user(suite.initial_user) if suite.initial_user else None
+    ref = reference if model.needs_reference else None
+    session = run_robot_session(user, reference, lambda prompts, previous: model.predict(prompts, previous, ref),
+                                suite.steps, seed=suite.seed, case_id=task.case_id, class_name=task.class_name,
+                                spacing=spacing, initial_user=initial)
+    metrics = [get_metric(m.name, **m.params) for m in suite.metrics]
+    for step in session:
+        values = {m.name: float(m(step.prediction, reference, spacing=spacing)) for m in metrics}
+        record["steps"].append({"step": step.step, "interaction": type(step.interaction).__name__, **values})
+    for m in metrics:
+        score = InteractiveMetric(m, include_step0=suite.include_step0).summarise(
+            [s[m.name] for s in record["steps"]])
+        record[f"{m.name}_auc"] = score.auc_normalised
+        record[f"{m.name}_final"] = score.final
+    record["prompts"] = [_describe(s.interaction) for s in session]
+    return record
+
+
+def _describe(prompt) -> dict:
+    """A JSON-friendly summary of one interaction (kind, polarity, where)."""
+    out = {"kind": type(prompt).__name__}
+    for attr in ("positive", "coord", "lo", "hi"):
+        if hasattr(prompt, attr):
+            value = getattr(prompt, attr)
+            out[attr] = list(value) if isinstance(value, tuple) else value
+    if hasattr(prompt, "coords"):
+        out["n_voxels"] = int(len(prompt.coords))
+    if hasattr(prompt, "vertices"):
+        out["n_vertices"] = int(len(prompt.vertices))
+    return out
+
+
+def run_benchmark(suite: Suite, out: Path, root: str | None = None, registry_dirs: tuple[str, ...] = (),
+                  workers: int = 1, progress: Progress = SILENT) -> Path:
+    """Run (or resume) ``suite`` into ``out``; writes records, tables, summary and plots."""
+    from omnimedseg.benchmark import report
+
+    out = Path(out)
+    records_dir = out / "records"
+    config_path = out / "config.json"
+    config = {"suite": suite.to_dict(), "config_hash": suite.config_hash, "tool_version": __version__}
+    if config_path.is_file():
+        previous = json.loads(config_path.read_text())
+        if previous.get("config_hash") != suite.config_hash:
+            raise UsageError(f"{out} holds results of another configuration (hash {previous.get('config_hash')} "
+                             f"vs {suite.config_hash}); choose another --out or delete that folder")
+    records_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(config_path, json.dumps(config, indent=2) + "\n")
+    tasks = plan(suite, root, registry_dirs)
+    todo = [t for t in tasks if not (records_dir / f"{t.key}.json").is_file()]
+    with progress.task(f"benchmark {suite.name}", len(tasks), unit="task") as advance:
+        advance(len(tasks) - len(todo))
+        if workers <= 1:
+            for task in todo:
+                _save(records_dir, task, run_task(suite, task, root, registry_dirs))
+                advance(1)
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = {pool.submit(run_task, suite, t, root, registry_dirs): t for t in todo}
+                for future, task in futures.items():
+                    _save(records_dir, task, future.result())
+                    advance(1)
+    records = [json.loads((records_dir / f"{t.key}.json").read_text()) for t in tasks]
+    report.write_reports(suite, records, out)
+    if suite.sheets:
+        report.write_interaction_sheets(suite, tasks, out, root, registry_dirs)
+    return out
+
+
+def _save(records_dir: Path, task: Task, record: dict) -> None:
+    atomic_write_text(records_dir / f"{task.key}.json", json.dumps(record) + "\n")
+
+
+__all__ = ["Task", "plan", "run_task", "run_benchmark"]

@@ -1,0 +1,144 @@
+"""The benchmark runner end to end on converted data: records, tables, plots, resume, determinism."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from omnimedseg.benchmark import Suite, get_model, run_benchmark
+from omnimedseg.benchmark.models import OracleNoiseModel, RegionGrowingModel
+from omnimedseg.errors import PluginError, UsageError
+from omnimedseg.interactive import Box, Click, get_robot_user
+from tests.helpers import run_cli
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _suite(**changes) -> Suite:
+    data = {"name": "t", "steps": 3, "seed": 1, "sheets": 1,
+            "model": {"name": "oracle_noise", "params": {"noise": 0.4, "radius": 6}},
+            "datasets": [{"id": "hc18", "split": "train"}],
+            "robot_users": ["click_largest_center", "box_careful"],
+            "metrics": ["dice", {"name": "nsd", "tolerance": 1.0}, {"name": "hd95"}]}
+    data.update(changes)
+    return Suite.from_dict(data)
+
+
+def test_suite_errors_name_the_field():
+    with pytest.raises(UsageError, match="missing required field 'datasets'"):
+        Suite.from_dict({"name": "x", "model": {"name": "oracle_noise"}, "robot_users": [], "metrics": []})
+    with pytest.raises(UsageError, match="click_nowhere"):
+        _suite(robot_users=["click_nowhere"])
+    with pytest.raises(UsageError, match="unknown metric 'dsc'"):
+        _suite(metrics=["dsc"])
+    with pytest.raises(PluginError, match="no model named 'sam3'"):
+        _suite(model={"name": "sam3"})
+    with pytest.raises(UsageError, match="datasets\\[0\\].mode"):
+        _suite(datasets=[{"id": "hc18", "mode": "cubes"}])
+
+
+def test_shipped_suites_parse():
+    for path in sorted((REPO / "benchmarks").glob("*.toml")):
+        assert Suite.from_toml(path).robot_users
+
+
+def test_oracle_run_writes_everything_and_curves_rise(hc18, tmp_path):
+    suite = _suite()
+    out = run_benchmark(suite, tmp_path / "out", root=hc18["root"])
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 3 * 2 * (3 + 1)  # cases x users x (steps + 1)
+    assert set(rows[0]) == {"dataset", "case_id", "class_name", "robot_user", "step", "interaction",
+                            "dice", "nsd_1mm", "hd95"}
+    records = json.loads((out / "results.json").read_text())["records"]
+    for r in records:
+        dice = [s["dice"] for s in r["steps"]]
+        assert all(b >= a for a, b in zip(dice, dice[1:])), dice  # interactions only remove oracle noise
+        if r["robot_user"].startswith("click"):
+            assert dice[-1] > dice[0] + 0.03, dice  # each click clears the noise around it
+        assert r["dice_final"] == dice[-1]
+        assert r["dice_auc"] == pytest.approx(np.trapezoid(dice) / 3)
+    summary = (out / "summary.md").read_text()
+    assert "| hc18 | box_careful | 3 |" in summary and "| hc18 | click_largest_center | 3 |" in summary
+    for name in ("dice", "nsd_1mm", "hd95"):
+        assert (out / "plots" / f"hc18_{name}.png").stat().st_size > 1000
+    assert len(list((out / "sheets").glob("*.png"))) == 1
+    assert json.loads((out / "config.json").read_text())["config_hash"] == suite.config_hash
+
+
+def test_resume_recomputes_only_missing_sessions_and_refuses_other_configs(hc18, tmp_path):
+    suite = _suite(sheets=0)
+    out = run_benchmark(suite, tmp_path / "out", root=hc18["root"])
+    records = sorted((out / "records").glob("*.json"))
+    stamps = {p: p.stat().st_mtime_ns for p in records}
+    first = (out / "results.csv").read_text()
+    records[0].unlink()
+    run_benchmark(suite, out, root=hc18["root"])
+    assert records[0].is_file()
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if p != records[0])
+    assert (out / "results.csv").read_text() == first
+    with pytest.raises(UsageError, match="another configuration"):
+        run_benchmark(_suite(seed=2, sheets=0), out, root=hc18["root"])
+
+
+def test_parallel_results_equal_serial(hc18, tmp_path):
+    serial = run_benchmark(_suite(sheets=0), tmp_path / "a", root=hc18["root"])
+    parallel = run_benchmark(_suite(sheets=0), tmp_path / "b", root=hc18["root"], workers=2)
+    assert (serial / "results.csv").read_text() == (parallel / "results.csv").read_text()
+
+
+def test_region_growing_on_volumes_and_slices(organs, tmp_path):
+    base = dict(model={"name": "region_growing"}, robot_users=["click_largest_center"], steps=2, sheets=1,
+                metrics=["dice"])
+    volumes = run_benchmark(_suite(datasets=[{"id": "organs3d"}], **base), tmp_path / "v", **organs)
+    records = json.loads((volumes / "results.json").read_text())["records"]
+    assert {(r["case_id"], r["class_name"]) for r in records} == {
+        (c, k) for c in ("organs_001", "organs_002") for k in ("liver", "spleen")}
+    slices = run_benchmark(_suite(datasets=[{"id": "organs3d", "mode": "slices", "classes": ["spleen"]}],
+                                  **base), tmp_path / "s", **organs)
+    records = json.loads((slices / "results.json").read_text())["records"]
+    assert [r["case_id"] for r in records] == ["organs_001_s4", "organs_002_s4"]
+    assert list((slices / "sheets").glob("*.png"))
+
+
+def test_benchmark_cli(hc18, tmp_path):
+    suite_file = tmp_path / "suite.toml"
+    suite_file.write_text('name = "cli"\nsteps = 1\nsheets = 0\nrobot_users = ["click_largest_center"]\n'
+                          'metrics = ["dice"]\n[model]\nname = "region_growing"\n[[datasets]]\nid = "hc18"\n')
+    result = run_cli("--root", hc18["root"], "-q", "benchmark", suite_file, "--out", tmp_path / "o", "--json")
+    assert result.exit_code == 0, result.output
+    assert Path(json.loads(result.output)["summary"]).is_file()
+
+
+def test_region_growing_follows_clicks_on_a_synthetic_blob():
+    rng = np.random.default_rng(0)
+    image = rng.normal(50, 5, (80, 90))
+    truth = np.zeros((80, 90), bool)
+    truth[20:50, 30:70] = True
+    image[truth] += 100
+    model = RegionGrowingModel()
+    model.set_image(image, {"affine": None})
+    pred = model.predict([Click(coord=(35, 50), positive=True)], None)
+    assert (pred & truth).sum() / truth.sum() > 0.95 and (pred & ~truth).sum() == 0
+    boxed = model.predict([Box(lo=(20, 30), hi=(49, 69), positive=True)], None)
+    assert not (boxed & ~truth).any() and boxed.sum() / truth.sum() > 0.95  # grown from the box centre
+    cut = model.predict([Click(coord=(35, 50), positive=True), Click(coord=(35, 31), positive=False)], None)
+    assert not cut[35, 31] and cut[35, 50]
+
+
+def test_oracle_is_exact_where_the_user_clicked():
+    truth = np.zeros((60, 60), bool)
+    truth[15:45, 15:45] = True
+    model = OracleNoiseModel(noise=0.5, radius=8)
+    model.set_image(np.zeros((60, 60)), {"case_id": "x"})
+    first = model.predict([], None, truth)
+    assert (first != truth).any()
+    click = get_robot_user("click_largest_center").next_prompt(truth, first, np.random.default_rng(0))
+    after = model.predict([click], first, truth)
+    assert (after != truth).sum() <= (first != truth).sum()
+    with pytest.raises(UsageError, match="needs the reference"):
+        model.predict([], None)
+    assert get_model("region_growing", tolerance=2).tolerance == 2
