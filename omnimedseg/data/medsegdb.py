@@ -52,6 +52,13 @@ class TaskContext:
     def complete(self) -> bool:
         return self.modality is not None and self.organ is not None
 
+    def as_row(self) -> list[int]:
+        """``[modality, level1, level2, level3, task]``: the row MedSegX's encoder takes."""
+        if not self.complete:
+            raise UsageError(f"task {self.task_name!r} ({self.modality_name}) has no complete MedSegX context: "
+                             f"modality row {self.modality}, organ rows {self.organ}")
+        return [self.modality, *self.organ, self.task]
+
 
 class LabelTree:
     def __init__(self, data: dict):

@@ -1,0 +1,115 @@
+"""MedSegX ViT-B inference throughput: fused SDPA attention vs the explicit softmax form.
+
+Images/s and peak memory at batch 1 and 32, box prompt + task context, 256-px inputs,
+through :func:`omnimedseg.models.predict`. Weights are random (speed does not depend on them),
+so no checkpoint is needed. Each case runs in its own process so peak memory is its own:
+peak RSS on CPU, peak allocated tensor memory on CUDA.
+
+    python benchmarks/bench_models.py [--quick] [--device cpu|cuda] [--dtype fp32|bf16|fp16]
+                                      [--batch-sizes 1 32] [--repeat N] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+
+def run_case(args: argparse.Namespace) -> dict:
+    import torch
+
+    from omnimedseg.models import ModelConfig, Sam, predict
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    config = ModelConfig.preset(args.config, attn_impl=args.impl)
+    torch.manual_seed(0)
+    model = Sam(config).eval().to(device)
+    size = config.image_size
+    images = torch.rand(args.batch, 3, size, size, device=device) * 255
+    boxes = torch.tensor([[size * 0.2, size * 0.25, size * 0.7, size * 0.8]], device=device).repeat(args.batch, 1)
+    context = torch.tensor([[2, 1, 4, 17, 59]], device=device).repeat(args.batch, 1)
+    dtype = None if args.dtype == "fp32" else args.dtype
+
+    def step() -> None:
+        predict(model, images, boxes=boxes, context=context, autocast_dtype=dtype)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    step()  # warm-up: kernels, allocator, lazy inits
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    best = min(times)
+    if device.type == "cuda":
+        peak_mib = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return {"impl": args.impl, "batch": args.batch, "images_per_s": args.batch / best,
+            "ms_per_batch": best * 1000, "peak_mib": peak_mib}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny MedSegX config (seconds, for smoke tests)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast dtype")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--repeat", type=int, default=None, help="timed runs per case (best is kept)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    parser.add_argument("--impls", nargs="+", default=["sdpa", "explicit"], choices=["sdpa", "explicit"])
+    parser.add_argument("--_case", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--config", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--impl", default="sdpa", help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._case:
+        print(json.dumps(run_case(args)))
+        return
+
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    config = "tiny_medsegx" if args.quick else "medsegx_vit_b"
+    repeat = args.repeat or (3 if args.quick or device == "cuda" else 2)
+    if device == "cuda":
+        repeat = max(repeat, 10)
+    where = torch.cuda.get_device_name(0) if device == "cuda" else f"cpu, {args.threads or torch.get_num_threads()} threads"
+    from omnimedseg.models import ModelConfig
+
+    size = ModelConfig.preset(config).image_size
+    print(f"MedSegX inference ({config}, {size}x{size} inputs, box + task context), {where}, "
+          f"torch {torch.__version__}, autocast {args.dtype}, best of {repeat}")
+    memory = "peak allocated MiB" if device == "cuda" else "peak RSS MiB"
+    print(f"{'attention':>9} {'batch':>5} {'images/s':>9} {'ms/batch':>9} {memory:>18} {'sdpa speed-up':>13}")
+    for batch in args.batch_sizes:
+        results = {}
+        for impl in args.impls:
+            command = [sys.executable, __file__, "--_case", "--config", config, "--impl", impl,
+                       "--batch", str(batch), "--device", device, "--dtype", args.dtype,
+                       "--repeat", str(repeat), "--threads", str(args.threads)]
+            done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
+            if done.returncode != 0:
+                print(f"{impl:>9} {batch:>5} failed: {done.stderr.strip().splitlines()[-1:]}")
+                continue
+            results[impl] = json.loads(done.stdout.strip().splitlines()[-1])
+        for impl, r in results.items():
+            speedup = ""
+            if impl == "sdpa" and "explicit" in results:
+                speedup = f"{r['images_per_s'] / results['explicit']['images_per_s']:.2f}x"
+            print(f"{impl:>9} {batch:>5} {r['images_per_s']:>9.2f} {r['ms_per_batch']:>9.1f} "
+                  f"{r['peak_mib']:>18.0f} {speedup:>13}")
+
+
+if __name__ == "__main__":
+    main()
