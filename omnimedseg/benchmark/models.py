@@ -166,9 +166,16 @@ class OracleNoiseModel(InteractiveModel):
         return reference ^ flips
 
 
+def _sam(**params) -> InteractiveModel:
+    from omnimedseg.benchmark.sam_adapter import SamInteractiveModel  # imports torch only when used
+
+    return SamInteractiveModel(**params)
+
+
 BUILTIN_MODELS: dict[str, Callable[..., InteractiveModel]] = {
     RegionGrowingModel.name: RegionGrowingModel,
     OracleNoiseModel.name: OracleNoiseModel,
+    "sam": _sam,
 }
 
 

@@ -86,7 +86,8 @@ def run_task(suite: Suite, task: Task, root: str | None, registry_dirs: tuple[st
     reference = masks[dataset.class_names.index(task.class_name)]
     spacing = tuple(case["spacing"]) if case.get("spacing") else None
     model = _model(suite.model, json.dumps(suite.model_params, sort_keys=True))
-    model.set_image(image, {**case, "affine": affine, "modality": dataset.modality, "dataset": dataset.dataset_id})
+    model.set_image(image, {**case, "affine": affine, "modality": dataset.modality, "dataset": dataset.dataset_id,
+                            "class_name": task.class_name})
     record = {"dataset": task.dataset.id, "case_id": task.case_id, "class_name": task.class_name,
               "robot_user": task.user, "empty_reference": not reference.any(), "steps": []}
     if not reference.any():
