@@ -50,8 +50,8 @@ def main() -> None:
     big_size = (64 if args.quick else 1024) << 20
     n_small = 100 if args.quick else 1000
     os.environ["OMNIMEDSEG_MAX_RPS"] = "0"
-    from omnimedseg.downloaders._transfer import fetch, fetch_all
     from omnimedseg.downloaders._http import HttpClient
+    from omnimedseg.downloaders._transfer import fetch, fetch_all
     from omnimedseg.downloaders.emulators import ZenodoEmulator
     from omnimedseg.downloaders.zenodo import ZenodoDownloader, parse_files
     from omnimedseg.registry import RemoteFile

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,8 @@ from omnimedseg.converters._base import CASE_ID_PATTERN, SPLIT_PATTERN, Case, Co
 from omnimedseg.converters.formats.geometry import check_same_geometry
 from omnimedseg.converters.formats.image2d import write_png
 from omnimedseg.converters.formats.imagedata import ImageData
-from omnimedseg.downloaders._transfer import atomic_write_text, file_hashes
 from omnimedseg.errors import ConversionError, DatasetNotFoundError
+from omnimedseg.files import atomic_write_text, file_hashes, staged_folder
 from omnimedseg.plugins import load_plugin
 from omnimedseg.progress import SILENT, Progress
 from omnimedseg.registry import Card
@@ -95,19 +94,10 @@ def convert_dataset(card: Card, root: str | os.PathLike | None = None, force: bo
     if not set(label_values.values()) <= set(card.class_names):
         raise ConversionError(f"{card.id}: label_values name classes {sorted(set(label_values.values()))} "
                               f"but the card ({card.path}) defines {card.class_names}")
-    staging = out.with_name(f".{out.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with staged_folder(out) as staging:
         records = _write_cases(card, cases, label_values, raw, staging, workers, progress)
         _write_dataset_files(card, cases, records, raw, staging)
         atomic_write_text(staging / COMPLETE_MARKER, json.dumps({"tool_version": __version__}) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from omnimedseg.converters._run import COMPLETE_MARKER
-from omnimedseg.converters.formats.outputs import read_output
 from omnimedseg.converters.formats.geometry import AFFINE_TOLERANCE_MM
-from omnimedseg.downloaders._transfer import file_hashes
+from omnimedseg.converters.formats.outputs import read_output
+from omnimedseg.files import file_hashes
 
 FIXED_FILES = ("dataset.json", "splits.json", "provenance.json", "LICENSE.txt", "CITATION.bib", COMPLETE_MARKER)
 

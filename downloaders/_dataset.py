@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 from omnimedseg import paths
@@ -13,6 +12,7 @@ from omnimedseg.downloaders._base import Downloader, Manifest
 from omnimedseg.downloaders._http import offline as offline_env
 from omnimedseg.downloaders._transfer import atomic_write_text, fetch_all, link_or_copy, target_path, verify_file
 from omnimedseg.errors import ChecksumMismatchError, ConversionError, DatasetNotFoundError, UsageError
+from omnimedseg.files import staged_folder
 from omnimedseg.plugins import load_plugin
 from omnimedseg.progress import SILENT, Progress
 from omnimedseg.registry import Card
@@ -139,27 +139,18 @@ def prepare_raw(card: Card, manifest: Manifest, root: str | os.PathLike | None =
     marker = target / PREPARED_MARKER
     if marker.is_file() and marker.read_text() == stamp:
         return target
-    staging = target.with_name(f".{target.name}.preparing")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        with progress.task(f"prepare {card.id}", len(manifest.files), unit="file") as advance:
-            for remote in manifest.files:
-                source = target_path(downloads, remote.name)
-                if remote.extract:
-                    unpacked = staging / f".unpack-{remote.name}"
-                    extract(source, unpacked)
-                    _merge(unpacked, staging, source)
-                else:
-                    link_or_copy(source, staging / remote.name)
-                advance(1)
+    with staged_folder(target) as staging, \
+            progress.task(f"prepare {card.id}", len(manifest.files), unit="file") as advance:
+        for remote in manifest.files:
+            source = target_path(downloads, remote.name)
+            if remote.extract:
+                unpacked = staging / f".unpack-{remote.name}"
+                extract(source, unpacked)
+                _merge(unpacked, staging, source)
+            else:
+                link_or_copy(source, staging / remote.name)
+            advance(1)
         atomic_write_text(staging / PREPARED_MARKER, stamp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 

@@ -18,7 +18,6 @@ import os
 import queue
 import re
 import shutil
-import tempfile
 import threading
 import time
 import unicodedata
@@ -33,10 +32,10 @@ from filelock import FileLock
 
 from omnimedseg.downloaders._http import HttpClient, offline, redact
 from omnimedseg.errors import ChecksumMismatchError, DownloadError
+from omnimedseg.files import CHUNK, atomic_write_text, file_hashes  # noqa: F401  (re-exported)
 from omnimedseg.progress import SILENT, Progress
 from omnimedseg.registry import RemoteFile
 
-CHUNK = 1 << 20  # disk reads
 NET_CHUNK = 1 << 20  # network reads: large reads cut per-call overhead (a FIN keeps the short read)
 PART = ".part"
 SIDE = ".part.json"
@@ -93,16 +92,6 @@ def filename_from_disposition(header: str | None) -> str | None:
     return PurePosixPath(safe_name(name, "Content-Disposition")).name
 
 
-def file_hashes(path: Path, algorithms: tuple[str, ...] = ("sha256",)) -> dict[str, str]:
-    """Hex digests of ``path`` for every algorithm, in one read."""
-    digests = {alg: hashlib.new(alg) for alg in algorithms}
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(CHUNK), b""):
-            for d in digests.values():
-                d.update(chunk)
-    return {alg: d.hexdigest() for alg, d in digests.items()}
-
-
 def goog_md5(header: str) -> str | None:
     """Hex md5 from Google Cloud Storage's ``x-goog-hash: crc32c=...,md5=<base64>`` (whole object)."""
     match = re.search(r"md5=([A-Za-z0-9+/=]+)", header or "")
@@ -128,19 +117,6 @@ def verify_file(path: Path, remote: RemoteFile) -> dict[str, str]:
     if expected is not None and actual != expected:
         raise ChecksumMismatchError(f"{path}: expected {alg} {expected}, found {actual}")
     return {alg: actual}
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _sibling(target: Path, suffix: str) -> Path:

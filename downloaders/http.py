@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from omnimedseg.downloaders._platform import Listing, PlatformDownloader
-from omnimedseg.registry import Card
 from omnimedseg.downloaders._static import rebase
+from omnimedseg.registry import Card
 
 
 class HttpDownloader(PlatformDownloader):

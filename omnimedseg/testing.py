@@ -12,8 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Mapping
 
-from omnimedseg.downloaders._transfer import file_hashes
 from omnimedseg.errors import UsageError
+from omnimedseg.files import file_hashes
 from omnimedseg.registry import Card, RemoteFile, load_registry
 
 
@@ -32,10 +32,10 @@ def pin_to_files(card: Card, folder: Path) -> Card:
 def check_converter(dataset_id: str, make_remote_files: Callable[[Path], None], tmp_path: Path,
                     expected_splits: Mapping[str, int], registry_dirs: tuple = ()) -> Path:
     """Run download --from -> convert -> validate on fake files; return the output folder."""
+    from omnimedseg import paths
     from omnimedseg.converters._run import collect_cases, convert_dataset
     from omnimedseg.converters._validate import validate_converted
     from omnimedseg.downloaders import download_dataset
-    from omnimedseg import paths
 
     card = load_registry(registry_dirs).get(dataset_id)
     remote = tmp_path / "remote"

@@ -9,7 +9,7 @@ import click
 from click.testing import CliRunner
 
 from omnimedseg.cli import main
-from omnimedseg.downloaders._transfer import file_hashes
+from omnimedseg.files import file_hashes
 
 REGISTRY = Path(__file__).resolve().parents[1] / "registry"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -13,9 +14,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _source_copy(folder: Path) -> Path:
+    """The files git would ship (tracked + untracked, not ignored): no stale build/ leftovers."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout.split("\n")
+    for rel in filter(None, listed):
+        source = REPO / rel
+        if source.is_file():
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, folder / rel)
+    return folder
+
+
 def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
     dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation",
+    source = _source_copy(tmp_path / "src")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
                     "-w", str(dist), "-q"], check=True, timeout=300, cwd=tmp_path)
     wheel = next(dist.glob("omnimedseg-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()

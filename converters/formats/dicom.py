@@ -17,10 +17,10 @@ on the same grid as our image, voxel for voxel.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence

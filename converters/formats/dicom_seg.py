@@ -24,8 +24,16 @@ import numpy as np
 from pydicom.multival import MultiValue
 
 from omnimedseg.converters.formats.dicom import (
-    ORIENTATION_TOL, POSITION_TOL_MM, POSITION_TOL_REL, _functional, _item, _one_line, dataset_kind,
-    read_dataset, scan, series_geometry,
+    ORIENTATION_TOL,
+    POSITION_TOL_MM,
+    POSITION_TOL_REL,
+    _functional,
+    _item,
+    _one_line,
+    dataset_kind,
+    read_dataset,
+    scan,
+    series_geometry,
 )
 from omnimedseg.converters.formats.imagedata import ImageData
 from omnimedseg.converters.formats.rtstruct import masks_to_nifti, referenced_series, unique_file_stems

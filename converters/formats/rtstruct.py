@@ -26,7 +26,12 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from omnimedseg.converters.formats.dicom import (
-    POSITION_TOL_MM, POSITION_TOL_REL, DicomSeries, dataset_kind, read_dataset, scan,
+    POSITION_TOL_MM,
+    POSITION_TOL_REL,
+    DicomSeries,
+    dataset_kind,
+    read_dataset,
+    scan,
     series_geometry,
 )
 from omnimedseg.converters.formats.imagedata import ImageData

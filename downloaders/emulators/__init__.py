@@ -12,10 +12,21 @@ or serve a folder from the shell: ``omnimedseg emulate zenodo DIR``.
 """
 
 from omnimedseg.downloaders.emulators._server import Blob, Emulator, Recorded, Reply, json_reply
-from omnimedseg.downloaders.emulators.platforms import (DataverseEmulator, FigshareEmulator, GitHubEmulator,
-                                                        StaticEmulator, ZenodoEmulator)
-from omnimedseg.downloaders.emulators.platforms2 import (EMULATORS, DoiEmulator, KaggleEmulator, MendeleyEmulator,
-                                                         OsfEmulator, TciaEmulator)
+from omnimedseg.downloaders.emulators.platforms import (
+                                                        DataverseEmulator,
+                                                        FigshareEmulator,
+                                                        GitHubEmulator,
+                                                        StaticEmulator,
+                                                        ZenodoEmulator,
+)
+from omnimedseg.downloaders.emulators.platforms2 import (
+                                                        EMULATORS,
+                                                        DoiEmulator,
+                                                        KaggleEmulator,
+                                                        MendeleyEmulator,
+                                                        OsfEmulator,
+                                                        TciaEmulator,
+)
 
 __all__ = ["Blob", "Emulator", "Recorded", "Reply", "json_reply", "ZenodoEmulator", "FigshareEmulator",
            "DataverseEmulator", "GitHubEmulator", "StaticEmulator", "MendeleyEmulator", "TciaEmulator",

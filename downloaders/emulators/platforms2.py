@@ -19,8 +19,15 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 from omnimedseg.downloaders.emulators._server import Blob, Emulator, Reply, json_reply
-from omnimedseg.downloaders.emulators.platforms import (DataverseEmulator, FigshareEmulator, GitHubEmulator,
-                                                        StaticEmulator, ZenodoEmulator, _blobs, folder_files)
+from omnimedseg.downloaders.emulators.platforms import (
+    DataverseEmulator,
+    FigshareEmulator,
+    GitHubEmulator,
+    StaticEmulator,
+    ZenodoEmulator,
+    _blobs,
+    folder_files,
+)
 
 
 class MendeleyEmulator(Emulator):

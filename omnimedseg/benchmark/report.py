@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from omnimedseg import __version__
-from omnimedseg.downloaders._transfer import atomic_write_text
+from omnimedseg.files import atomic_write_text
 
 
 def _metric_names(suite) -> list[str]:

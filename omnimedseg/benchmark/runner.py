@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-
 from omnimedseg import __version__
 from omnimedseg.benchmark.suite import DatasetSelection, Suite
-from omnimedseg.downloaders._transfer import atomic_write_text
 from omnimedseg.errors import UsageError
+from omnimedseg.files import atomic_write_text
 from omnimedseg.progress import SILENT, Progress
 
 

@@ -33,6 +33,8 @@ COMMANDS = {
     "emulate": "omnimedseg.cli.emulate:emulate",
     "export": "omnimedseg.cli.export:export",
     "qa": "omnimedseg.cli.qa:qa",
+    "train": "omnimedseg.cli.train:train",
+    "evaluate": "omnimedseg.cli.evaluate:evaluate",
 }
 
 

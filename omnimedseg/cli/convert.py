@@ -18,8 +18,8 @@ from omnimedseg.cli import Env, pass_env
 @pass_env
 def convert(env: Env, dataset_id: str, force: bool, workers: int, as_json: bool) -> None:
     """Convert DATASET_ID's raw files into <root>/converted/DATASET_ID/<converter version>."""
-    from omnimedseg.converters._run import COMPLETE_MARKER, convert_dataset
     from omnimedseg import paths
+    from omnimedseg.converters._run import COMPLETE_MARKER, convert_dataset
 
     card = env.card(dataset_id)
     out = paths.converted_dir(card.id, card.converter_version, env.root)

@@ -41,8 +41,12 @@ def split_label_file(label_path: Path, out_dir: Path, image_path: Path | None = 
     from omnimedseg.converters.formats.image2d import write_png
     from omnimedseg.converters.formats.imagedata import ImageData
     from omnimedseg.converters.formats.nifti import write_nifti
-    from omnimedseg.converters.formats.volumes import (instances_to_semantic, labels_to_masks, read_geometry,
-                                                       read_label_volume)
+    from omnimedseg.converters.formats.volumes import (
+        instances_to_semantic,
+        labels_to_masks,
+        read_geometry,
+        read_label_volume,
+    )
 
     label = read_label_volume(label_path)
     if image_path is not None:

@@ -96,7 +96,7 @@ def update_card(path: Path, version: str, files_text: str, platform: str | None 
                 record: str | None = None) -> None:
     """Replace the ``[[source.files]]`` blocks (or ``files = []``) and ``source.version`` (and, for a
     routed DOI card, ``platform``/``record``); keep the rest."""
-    from omnimedseg.downloaders._transfer import atomic_write_text
+    from omnimedseg.files import atomic_write_text
     from omnimedseg.registry import Card
 
     text = path.read_text(encoding="utf-8")

@@ -38,6 +38,7 @@ import numpy as np
 from omnimedseg import paths
 from omnimedseg.converters.formats.outputs import read_output
 from omnimedseg.errors import UsageError, ValidationError
+from omnimedseg.files import staged_folder
 
 FORMATS = ("nnunet", "msd", "croissant", "medsegdb")
 OVERLAP_POLICIES = ("error", "last")
@@ -89,17 +90,8 @@ def staged(out: Path, force: bool, command: str) -> Iterator[Path]:
     """Write into ``.<name>.staging`` and rename it to ``out`` only if the body (incl. verify) succeeds."""
     if out.exists() and not force:
         raise UsageError(f"{out} already exists; expected a new folder; run: {command} --force to replace it")
-    staging = out.with_name(f".{out.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with staged_folder(out) as staging:
         yield staging
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def _place(source: Path, target: Path, link: bool) -> None:
@@ -380,7 +372,7 @@ def _export_croissant(dataset, staging: Path, dataset_id: str, root, registry_di
     provenance = json.loads((dataset.folder / "provenance.json").read_text())
     for path in sorted(p for p in dataset.folder.rglob("*") if p.is_file()):
         _place(path, staging / path.relative_to(dataset.folder), link)
-    from omnimedseg.downloaders._transfer import file_hashes
+    from omnimedseg.files import file_hashes
 
     fixed = {n: file_hashes(staging / n)["sha256"] for n in ("dataset.json", "splits.json", "provenance.json")}
     document = croissant_metadata(dataset, card, fixed)
@@ -394,7 +386,7 @@ def verify_croissant_export(folder: Path, provenance_files: dict) -> None:
     """Every FileObject matches its sha256, every FileSet matches files, and every data file matches provenance."""
     import fnmatch
 
-    from omnimedseg.downloaders._transfer import file_hashes
+    from omnimedseg.files import file_hashes
 
     document = json.loads((folder / "croissant.json").read_text())
     problems = []

@@ -16,11 +16,25 @@ from omnimedseg.interactive.clicks import ClickUser
 from omnimedseg.interactive.eligibility import Component, Eligibility, eligibility, find_components
 from omnimedseg.interactive.polygons import PolygonUser
 from omnimedseg.interactive.prompts import (
-    Box, Click, NoInteraction, Polygon, Prompt, Scribble, index_to_xy, polygon_to_mask, xy_to_index)
+    Box,
+    Click,
+    NoInteraction,
+    Polygon,
+    Prompt,
+    Scribble,
+    index_to_xy,
+    polygon_to_mask,
+    xy_to_index,
+)
 from omnimedseg.interactive.scribbles import ScribbleUser
 from omnimedseg.interactive.seeding import make_rng, seed_sequence, stable_hash
 from omnimedseg.interactive.users import (
-    StepRecord, get_robot_user, list_robot_users, register_robot_user, run_robot_session)
+    StepRecord,
+    get_robot_user,
+    list_robot_users,
+    register_robot_user,
+    run_robot_session,
+)
 
 __all__ = [
     "RobotUser", "ClickUser", "ScribbleUser", "BoxUser", "PolygonUser",

@@ -17,7 +17,13 @@ from scipy import ndimage
 
 from omnimedseg.errors import UsageError
 from omnimedseg.interactive.eligibility import (
-    TARGETS, Component, Eligibility, check_spacing, eligibility, find_components)
+    TARGETS,
+    Component,
+    Eligibility,
+    check_spacing,
+    eligibility,
+    find_components,
+)
 from omnimedseg.interactive.prompts import Click, Prompt
 from omnimedseg.interactive.seeding import check_rng
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from omnimedseg.interactive.base import (
-    TIE_BREAKS, RobotUser, _local_excluded, choose, component_edt)
+from omnimedseg.interactive.base import TIE_BREAKS, RobotUser, _local_excluded, choose, component_edt
 from omnimedseg.interactive.prompts import Click
 
 __all__ = ["ClickUser", "PLACEMENTS", "inner_boundary"]

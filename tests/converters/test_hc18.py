@@ -1,5 +1,4 @@
 from omnimedseg.testing import check_converter
-
 from tests.converters.fake.hc18 import make_remote_files
 
 

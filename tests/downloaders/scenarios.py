@@ -6,9 +6,17 @@ under ``downloads/<id>/`` (the series ZIPs for TCIA, the given files everywhere 
 
 from __future__ import annotations
 
-from omnimedseg.downloaders.emulators import (DataverseEmulator, FigshareEmulator, GitHubEmulator, KaggleEmulator,
-                                              MendeleyEmulator, OsfEmulator, StaticEmulator, TciaEmulator,
-                                              ZenodoEmulator)
+from omnimedseg.downloaders.emulators import (
+    DataverseEmulator,
+    FigshareEmulator,
+    GitHubEmulator,
+    KaggleEmulator,
+    MendeleyEmulator,
+    OsfEmulator,
+    StaticEmulator,
+    TciaEmulator,
+    ZenodoEmulator,
+)
 
 
 def zenodo(start, make_card, files, **kw):

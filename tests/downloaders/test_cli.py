@@ -7,12 +7,12 @@ import json
 import zipfile
 
 from click.testing import CliRunner
+from dl_helpers import downloads, payload
 
 from omnimedseg.cli import cli
 from omnimedseg.downloaders.emulators import FigshareEmulator, ZenodoEmulator
 from omnimedseg.registry import Card
 
-from dl_helpers import downloads, payload
 
 def _zip() -> bytes:
     buf = io.BytesIO()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
+from dl_helpers import downloads
 
 from omnimedseg.cli import cli
 from omnimedseg.downloaders import Manifest, download_dataset
@@ -12,8 +13,6 @@ from omnimedseg.downloaders._doi import Route, normalize, resolve_doi
 from omnimedseg.downloaders.emulators import DoiEmulator, FigshareEmulator, ZenodoEmulator
 from omnimedseg.errors import DatasetNotFoundError, UsageError
 from omnimedseg.registry import Card
-
-from dl_helpers import downloads
 
 FILES = {"a.bin": b"a" * 1000, "b.txt": b"b\n"}
 

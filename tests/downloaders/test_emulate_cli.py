@@ -11,12 +11,11 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from dl_helpers import downloads, payload
 
 from omnimedseg.cli import cli
 from omnimedseg.downloaders import download_dataset
 from omnimedseg.registry import Card
-
-from dl_helpers import downloads, payload
 
 
 def serve(args, env):

@@ -4,13 +4,12 @@ a corrupt file under a final name. ``pytest -v`` prints the matrix (fault x plat
 from __future__ import annotations
 
 import pytest
+from dl_helpers import downloads, payload
+from scenarios import PLATFORMS, STORAGE_REDIRECT
 
 from omnimedseg.downloaders import download_dataset
 from omnimedseg.downloaders.emulators import KaggleEmulator
 from omnimedseg.errors import ChecksumMismatchError, DownloadError
-
-from dl_helpers import downloads, payload
-from scenarios import PLATFORMS, STORAGE_REDIRECT
 
 FILES = {"Task01.tar": payload(400_000, 1), "labels.csv": payload(3000, 2), "readme.txt": b"read me\n"}
 BIG = 400_000

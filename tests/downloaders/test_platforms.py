@@ -7,6 +7,7 @@ import json
 import logging
 
 import pytest
+from dl_helpers import downloads, payload
 
 from omnimedseg.downloaders import Manifest, download_dataset, verify_dataset
 from omnimedseg.downloaders.emulators import KaggleEmulator, MendeleyEmulator, OsfEmulator, TciaEmulator
@@ -15,8 +16,6 @@ from omnimedseg.downloaders.mendeley import MendeleyDownloader, dataset_version
 from omnimedseg.downloaders.osf import OsfDownloader, guid
 from omnimedseg.downloaders.tcia import collection_filters
 from omnimedseg.errors import ChecksumMismatchError, DatasetNotFoundError, DownloadError
-
-from dl_helpers import downloads, payload
 
 FILES = {"images/ct/case1.nii.gz": payload(50_000, 1), "images/case2.nii.gz": payload(3000, 2), "README.txt": b"hi\n"}
 
@@ -230,9 +229,10 @@ def test_tokens_only_reach_their_own_host_and_never_logs_or_errors(platform, env
 
 
 def test_host_pacing_allows_a_burst_then_keeps_the_rate_and_retry_after_wins():
-    from omnimedseg.downloaders._http import _Host
     import threading
     import time
+
+    from omnimedseg.downloaders._http import _Host
 
     host = _Host(interval=0.2, semaphore=threading.BoundedSemaphore(1), burst=3)
     start = time.monotonic()

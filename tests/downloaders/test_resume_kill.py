@@ -8,10 +8,10 @@ import subprocess
 import sys
 import time
 
+from dl_helpers import downloads, payload
+
 from omnimedseg.downloaders import download_dataset
 from omnimedseg.downloaders.emulators import ZenodoEmulator
-
-from dl_helpers import downloads, payload
 
 CHILD = """
 import sys

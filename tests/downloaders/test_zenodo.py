@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 import requests
+from dl_helpers import downloads, payload
 
 from omnimedseg.downloaders import download_dataset, verify_dataset
 from omnimedseg.downloaders.emulators import ZenodoEmulator
 from omnimedseg.downloaders.zenodo import ZenodoDownloader, parse_files
 from omnimedseg.errors import DownloadError
-
-from dl_helpers import downloads, payload
 
 FILES = {"a.bin": payload(300_000, 1), "sub dir/b.csv": payload(5000, 2), "c.txt": b"hello\n"}
 

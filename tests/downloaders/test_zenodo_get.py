@@ -7,14 +7,13 @@ import signal
 import subprocess
 
 import pytest
+from dl_helpers import downloads, payload
 
 from omnimedseg.downloaders import Manifest, download_dataset
 from omnimedseg.downloaders._zenodo_get import fetch_with_zenodo_get
 from omnimedseg.downloaders.emulators import ZenodoEmulator
 from omnimedseg.errors import ChecksumMismatchError, DownloadError
 from omnimedseg.registry import RemoteFile
-
-from dl_helpers import downloads, payload
 
 pytest.importorskip("zenodo_get", reason="zenodo-get is an optional extra: pip install zenodo-get")
 FILES = {"a.bin": payload(200_000, 1), "sub dir/b.csv": payload(3000, 2)}

@@ -11,9 +11,17 @@ import pytest
 from PIL import Image
 
 from omnimedseg.converters._base import Source
-from omnimedseg.converters.formats.annotations2d import (fill_ellipse, parse_colour, rasterize_polygons,
-                                                         read_ellipse, read_palette_mask, read_palette_mask_class,
-                                                         read_polygon_json, read_polygon_text, read_polygon_xml)
+from omnimedseg.converters.formats.annotations2d import (
+    fill_ellipse,
+    parse_colour,
+    rasterize_polygons,
+    read_ellipse,
+    read_palette_mask,
+    read_palette_mask_class,
+    read_polygon_json,
+    read_polygon_text,
+    read_polygon_xml,
+)
 from omnimedseg.converters.formats.image2d import fill_outline
 from omnimedseg.errors import ConversionError
 

@@ -9,13 +9,12 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from omnimedseg.converters.formats.dicom import find_series, series_geometry
 from omnimedseg.converters.formats.dicom_seg import read_seg, seg_to_masks
 from omnimedseg.errors import ConversionError
-
-from pydicom.sr.codedict import codes
 
 try:
     import highdicom as hd

@@ -20,13 +20,26 @@ from PIL import Image
 
 from omnimedseg.converters._base import Source
 from omnimedseg.converters.formats import volumes
-from omnimedseg.converters.formats.geometry import (axcodes, check_binary, check_same_geometry,
-                                                    check_slice_count, geometry_mismatch)
+from omnimedseg.converters.formats.geometry import (
+    axcodes,
+    check_binary,
+    check_same_geometry,
+    check_slice_count,
+    geometry_mismatch,
+)
 from omnimedseg.converters.formats.image2d import read_image
-from omnimedseg.converters.formats.volumes import (instances_to_semantic, labels_to_masks, read_geometry,
-                                                   read_hdf5_volume, read_instance_mask, read_label_class,
-                                                   read_label_volume, read_mat_volume, read_volume,
-                                                   stack_slice_masks)
+from omnimedseg.converters.formats.volumes import (
+    instances_to_semantic,
+    labels_to_masks,
+    read_geometry,
+    read_hdf5_volume,
+    read_instance_mask,
+    read_label_class,
+    read_label_volume,
+    read_mat_volume,
+    read_volume,
+    stack_slice_masks,
+)
 from omnimedseg.errors import ConversionError
 
 TOL = 1e-4  # mm

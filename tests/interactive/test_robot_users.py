@@ -13,9 +13,25 @@ from scipy.spatial import Delaunay
 
 from omnimedseg.errors import UsageError
 from omnimedseg.interactive import (
-    Box, BoxUser, Click, ClickUser, NoInteraction, Polygon, PolygonUser, Scribble, ScribbleUser,
-    eligibility, find_components, get_robot_user, index_to_xy, list_robot_users, make_rng,
-    polygon_to_mask, run_robot_session, xy_to_index)
+    Box,
+    BoxUser,
+    Click,
+    ClickUser,
+    NoInteraction,
+    Polygon,
+    PolygonUser,
+    Scribble,
+    ScribbleUser,
+    eligibility,
+    find_components,
+    get_robot_user,
+    index_to_xy,
+    list_robot_users,
+    make_rng,
+    polygon_to_mask,
+    run_robot_session,
+    xy_to_index,
+)
 from omnimedseg.interactive.polygons import outer_contour
 from omnimedseg.interactive.scribbles import thin_2d
 
@@ -631,6 +647,7 @@ def test_session_records_no_interaction_and_carries_prediction():
 # --------------------------------------------------------------------------- drawing
 def test_contact_sheet_draws_in_xy_order(tmp_path):
     from PIL import Image
+
     from omnimedseg.interactive.contact_sheet import contact_sheet
     image = np.zeros((60, 100))
     click = Click(coord=(10, 80), positive=True)
