@@ -13,10 +13,25 @@ from omnimedseg.cli import COMMANDS
 from tests.helpers import run_cli
 
 
-@pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_help_everywhere(command):
-    result = run_cli(command, "--help")
-    assert result.exit_code == 0 and "Usage:" in result.output
+def _all_command_paths():
+    """Every command and sub-command of the CLI, e.g. ("formats", "dicom-to-nifti")."""
+    import click
+
+    from omnimedseg.cli import cli
+
+    paths = []
+    for name in sorted(COMMANDS):
+        command = cli.get_command(None, name)
+        paths.append((name,))
+        if isinstance(command, click.Group):
+            paths.extend((name, sub) for sub in sorted(command.commands))
+    return paths
+
+
+@pytest.mark.parametrize("path", _all_command_paths(), ids=" ".join)
+def test_help_everywhere(path):
+    result = run_cli(*path, "--help")
+    assert result.exit_code == 0 and "Usage:" in result.output, result.output
 
 
 def test_list_table_and_json_with_filters():
