@@ -98,6 +98,8 @@ class Card:
     converter_version: str
     access: Access = field(default_factory=Access)
     tags: tuple[str, ...] = ()
+    # class name -> colour(s) of that class in colour-coded masks ("#rrggbb" or [r, g, b])
+    palette: dict[str, tuple] = field(default_factory=dict)
     path: Path | None = None
     sha256: str = ""
 
@@ -196,6 +198,7 @@ def _parse(f: _Fields) -> Card:
         converter_version=converter_version,
         access=Access(access_kind, instructions),
         tags=tuple(f.get("tags", list, [])),
+        palette=_parse_palette(f),
     )
 
 
@@ -214,6 +217,28 @@ def _parse_classes(f: _Fields) -> dict[int, str]:
     if len(set(classes.values())) != len(classes):
         raise f.fail("classes", "unique class names", sorted(classes.values()))
     return classes
+
+
+def _colour_ok(value: Any) -> bool:
+    if isinstance(value, str):
+        return re.fullmatch(r"#[0-9a-fA-F]{6}", value) is not None
+    return (isinstance(value, list) and len(value) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value))
+
+
+def _parse_palette(f: _Fields) -> dict[str, tuple]:
+    """``[palette]``: class -> "#rrggbb", [r, g, b], or a list of those (several colours per class)."""
+    table = f.get("palette", dict, {})
+    classes = set(_parse_classes(f).values())
+    palette = {}
+    for name, value in table.items():
+        if name not in classes:
+            raise f.fail(f"palette.{name}", f"a class of the card ({', '.join(sorted(classes))})", name)
+        colours = value if isinstance(value, list) and value and not isinstance(value[0], int) else [value]
+        if not all(_colour_ok(c) for c in colours):
+            raise f.fail(f"palette.{name}", '"#rrggbb", [r, g, b] (0..255) or a list of them', value)
+        palette[name] = tuple(tuple(c) if isinstance(c, list) else c for c in colours)
+    return palette
 
 
 def _parse_source(s: _Fields) -> Source:

@@ -104,3 +104,15 @@ def test_select_filters():
     assert [c.id for c in registry.select(modality="Ultrasound", dimensionality=2, licence="cc-by-4.0",
                                           platform="zenodo")] == ["hc18"]
     assert registry.select(modality="CT") == []
+
+
+def test_palette_for_colour_coded_masks(tmp_path):
+    card = Card.from_toml(_broken(tmp_path, '[classes]\n1 = "fetal_head"',
+                                  '[classes]\n1 = "fetal_head"\n\n[palette]\nfetal_head = ["#00ff00", [0, 200, 0]]'))
+    assert card.palette == {"fetal_head": ("#00ff00", (0, 200, 0))}
+    with pytest.raises(RegistryError, match="field 'palette.fetal_head': expected \"#rrggbb\""):
+        Card.from_toml(_broken(tmp_path, '[classes]\n1 = "fetal_head"',
+                               '[classes]\n1 = "fetal_head"\n\n[palette]\nfetal_head = "green"'))
+    with pytest.raises(RegistryError, match="field 'palette.tumour': expected a class of the card"):
+        Card.from_toml(_broken(tmp_path, '[classes]\n1 = "fetal_head"',
+                               '[classes]\n1 = "fetal_head"\n\n[palette]\ntumour = "#ff0000"'))
