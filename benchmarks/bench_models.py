@@ -7,6 +7,12 @@ peak RSS on CPU, peak allocated tensor memory on CUDA.
 
     python benchmarks/bench_models.py [--quick] [--device cpu|cuda] [--dtype fp32|bf16|fp16]
                                       [--batch-sizes 1 32] [--repeat N] [--threads N]
+
+``--train`` times one optimizer step of the MedSegX recipe instead (frozen encoders, adapters +
+embeddings + mask decoder trained, Dice+BCE min over three masks, AdamW) in fp32 and bf16
+autocast, plus bf16 and fp32 under ``torch.compile`` on CUDA:
+
+    python benchmarks/bench_models.py --train [--quick] [--device cuda] [--batch-sizes 32]
 """
 
 from __future__ import annotations
@@ -18,6 +24,90 @@ import resource
 import subprocess
 import sys
 import time
+
+
+def run_train_case(args: argparse.Namespace) -> dict:
+    """One training step (forward, loss, backward, AdamW) timed like the inference cases."""
+    import torch
+
+    from omnimedseg.models import ModelConfig, Sam
+    from omnimedseg.models.inference import autocast_context
+    from omnimedseg.models.training import segmentation_loss
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    config = ModelConfig.preset(args.config)
+    torch.manual_seed(0)
+    model = Sam(config).to(device)
+    model.freeze_encoders()
+    model.train()
+    params = [p for _, p in model.trainable_parameters()]
+    optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01)
+    forward = torch.compile(model) if args.compile else model
+    size = config.image_size
+    images = torch.rand(args.batch, 3, size, size, device=device) * 255
+    masks = torch.zeros(args.batch, size, size, dtype=torch.bool, device=device)
+    masks[:, size // 4: size * 3 // 4, size // 5: size * 3 // 5] = True
+    boxes = torch.tensor([[size * 0.2, size * 0.25, size * 0.6, size * 0.75]], device=device).repeat(args.batch, 1)
+    context = torch.tensor([[2, 1, 4, 17, 59]], device=device).repeat(args.batch, 1)
+    dtype = None if args.dtype == "fp32" else args.dtype
+
+    def step() -> None:
+        with autocast_context(device, dtype):
+            logits, _ = forward(images, boxes=boxes, context=context, multimask_output=True)
+        segmentation_loss(logits, masks).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(3 if args.compile else 1):  # warm-up (compilation, autotuning, optimizer state)
+        step()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    best = min(times)
+    if device.type == "cuda":
+        peak_mib = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"dtype": args.dtype, "compile": args.compile, "batch": args.batch, "ms_per_step": best * 1000,
+            "images_per_s": args.batch / best, "peak_mib": peak_mib}
+
+
+def train_main(args: argparse.Namespace, device: str) -> None:
+    import torch
+
+    config = "tiny_medsegx" if args.quick else "medsegx_vit_b"
+    repeat = args.repeat or (10 if device == "cuda" else 3)
+    batches = args.batch_sizes or ([8] if args.quick else [32] if device == "cuda" else [4])
+    cases = [("fp32", False), ("bf16", False)]
+    if device == "cuda":
+        cases += [("fp32", True), ("bf16", True)]
+    where = torch.cuda.get_device_name(0) if device == "cuda" else f"cpu, {args.threads or torch.get_num_threads()} threads"
+    print(f"MedSegX training step ({config}, frozen encoders, Dice+BCE min over 3 masks, AdamW), {where}, "
+          f"torch {torch.__version__}, best of {repeat}")
+    print(f"{'dtype':>5} {'compile':>7} {'batch':>5} {'ms/step':>9} {'images/s':>9} {'peak MiB':>9} {'vs fp32':>8}")
+    for batch in batches:
+        base = None
+        for dtype, compiled in cases:
+            command = [sys.executable, __file__, "--_case", "--_train", "--config", config, "--batch", str(batch),
+                       "--device", device, "--dtype", dtype, "--repeat", str(repeat), "--threads", str(args.threads)]
+            if compiled:
+                command.append("--_compile")
+            done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
+            if done.returncode != 0:
+                print(f"{dtype:>5} {str(compiled):>7} {batch:>5} failed: {done.stderr.strip().splitlines()[-1:]}")
+                continue
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            base = base or r["ms_per_step"]
+            print(f"{dtype:>5} {str(compiled):>7} {batch:>5} {r['ms_per_step']:>9.1f} {r['images_per_s']:>9.2f} "
+                  f"{r['peak_mib']:>9.0f} {base / r['ms_per_step']:>7.2f}x")
 
 
 def run_case(args: argparse.Namespace) -> dict:
@@ -64,7 +154,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny MedSegX config (seconds, for smoke tests)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast dtype")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None,
+                        help="inference: 1 32; --train: 32 on CUDA, 4 on CPU, 8 with --quick")
+    parser.add_argument("--train", action="store_true", help="time training steps (fp32/bf16, +compile on CUDA)")
+    parser.add_argument("--_train", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--_compile", dest="compile", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--repeat", type=int, default=None, help="timed runs per case (best is kept)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     parser.add_argument("--impls", nargs="+", default=["sdpa", "explicit"], choices=["sdpa", "explicit"])
@@ -74,12 +168,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._case:
-        print(json.dumps(run_case(args)))
+        print(json.dumps(run_train_case(args) if args._train else run_case(args)))
         return
 
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.train:
+        train_main(args, device)
+        return
+    args.batch_sizes = args.batch_sizes or [1, 32]
     config = "tiny_medsegx" if args.quick else "medsegx_vit_b"
     repeat = args.repeat or (3 if args.quick or device == "cuda" else 2)
     if device == "cuda":
