@@ -132,6 +132,7 @@ class MedSegDBItem:
     sequence: str | None
     case: str
     slice_index: int
+    stage: str | None = None  # OOD/RealWorld: "inference" or "finetune/<NNN>_percent"
 
 
 def scan_medsegdb(root: Path) -> list[MedSegDBItem]:
@@ -152,14 +153,15 @@ def scan_medsegdb(root: Path) -> list[MedSegDBItem]:
         rest = list(parts[parts.index(group) + 1:])
         if group == "ID":  # <dataset>/<Modality_Task>/[<sequence>]
             dataset, task_folder, *tail = rest
-            shift = None
+            shift = stage = None
         else:  # <shift>/<Modality_Task>/<dataset>/[<sequence>]/{inference|finetune/<pct>}
             shift, task_folder, dataset, *tail = rest
+            stage = "/".join(p for p in tail if p in ("inference", "finetune") or p.endswith("_percent")) or None
             tail = [p for p in tail if p != "inference" and p != "finetune" and not p.endswith("_percent")]
         modality, task = parse_task_folder(task_folder)
         items.append(MedSegDBItem(image=image, label=label, group=group, shift=shift, dataset=dataset,
                                   modality=modality, task=task, sequence=tail[0] if tail else None,
-                                  case=match["case"], slice_index=int(match["slice"])))
+                                  case=match["case"], slice_index=int(match["slice"]), stage=stage))
     return items
 
 

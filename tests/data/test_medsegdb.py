@@ -51,6 +51,8 @@ def test_real_example_tree_loads_with_right_modality_and_task(realdata):
     assert ("ID", "ISIC2018", "Dermoscopy", "Skin", None, None) in by_task
     assert ("OOD", "MSD_Task10", "CT", "ColonCancer", None, "cross_task") in by_task
     assert ("RealWorld", "StomachCancerDataset", "CT", "StomachCancer", None, "cross_task") in by_task
+    assert {i.stage for i in items if i.group != "ID"} == {"inference"} and {i.stage for i in items
+                                                                               if i.group == "ID"} == {None}
     dataset = MedSegDBDataset(root)
     tree = LabelTree.load()
     for index, item in enumerate(dataset.items):
