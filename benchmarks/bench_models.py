@@ -26,6 +26,24 @@ import sys
 import time
 
 
+def best_time_and_peak(step, device, repeat: int) -> tuple[float, float]:
+    """Best wall time of ``repeat`` calls of ``step`` (seconds) and peak memory (MiB) after warm-up."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    if device.type == "cuda":
+        peak_mib = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return min(times), peak_mib
+
+
 def run_train_case(args: argparse.Namespace) -> dict:
     """One training step (forward, loss, backward, AdamW) timed like the inference cases."""
     import torch
@@ -64,18 +82,7 @@ def run_train_case(args: argparse.Namespace) -> dict:
 
     for _ in range(3 if args.compile else 1):  # warm-up (compilation, autotuning, optimizer state)
         step()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(args.repeat):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    best = min(times)
-    if device.type == "cuda":
-        peak_mib = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    best, peak_mib = best_time_and_peak(step, device, args.repeat)
     return {"dtype": args.dtype, "compile": args.compile, "batch": args.batch, "ms_per_step": best * 1000,
             "images_per_s": args.batch / best, "peak_mib": peak_mib}
 
@@ -133,18 +140,7 @@ def run_case(args: argparse.Namespace) -> dict:
             torch.cuda.synchronize()
 
     step()  # warm-up: kernels, allocator, lazy inits
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(args.repeat):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    best = min(times)
-    if device.type == "cuda":
-        peak_mib = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    best, peak_mib = best_time_and_peak(step, device, args.repeat)
     return {"impl": args.impl, "batch": args.batch, "images_per_s": args.batch / best,
             "ms_per_batch": best * 1000, "peak_mib": peak_mib}
 

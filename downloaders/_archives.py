@@ -133,28 +133,19 @@ def _write_members(archive: Path, staging: Path, members: list[tuple[PurePosixPa
         if total > sum(size for _, size, _ in members):
             raise DownloadError(f"{archive}: members inflated past their declared sizes")
         return written
-    if archive.name.lower().endswith(".zip"):
-        with zipfile.ZipFile(archive) as zf:
-            for info, (path, size, is_dir) in zip(zf.infolist(), members):
-                out = _inside(root, path, archive)
-                if is_dir:
-                    out.mkdir(parents=True, exist_ok=True)
-                    continue
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(out, "wb") as dst:
-                    _bounded_copy(src, dst, size, archive, info.filename)
-                written.append(out)
-    else:
-        with tarfile.open(archive) as tf:
-            for info, (path, size, is_dir) in zip(tf.getmembers(), members):
-                out = _inside(root, path, archive)
-                if is_dir:
-                    out.mkdir(parents=True, exist_ok=True)
-                    continue
-                out.parent.mkdir(parents=True, exist_ok=True)
-                with tf.extractfile(info) as src, open(out, "wb") as dst:
-                    _bounded_copy(src, dst, size, archive, info.name)
-                written.append(out)
+    is_zip = archive.name.lower().endswith(".zip")
+    with (zipfile.ZipFile(archive) if is_zip else tarfile.open(archive)) as container:
+        infos = container.infolist() if is_zip else container.getmembers()
+        open_member = container.open if is_zip else container.extractfile
+        for info, (path, size, is_dir) in zip(infos, members):
+            out = _inside(root, path, archive)
+            if is_dir:
+                out.mkdir(parents=True, exist_ok=True)
+                continue
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with open_member(info) as src, open(out, "wb") as dst:
+                _bounded_copy(src, dst, size, archive, info.filename if is_zip else info.name)
+            written.append(out)
     return written
 
 
