@@ -66,7 +66,7 @@ def _amount(n: float, unit: str) -> str:
             if n < 1024 or suffix == "GiB":
                 return f"{n:.0f} {suffix}" if suffix == "B" else f"{n:.1f} {suffix}"
             n /= 1024
-    return f"{n:.0f} {unit}"
+    return f"{n:.0f} {unit}" + ("" if n == 1 or unit == "it" else "s")
 
 
 SILENT = Progress(enabled=False)

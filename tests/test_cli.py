@@ -100,6 +100,6 @@ def test_progress_falls_back_to_plain_lines_when_not_a_terminal(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
-    assert "prepare hc18_fake: started (4 file)" in lines and "\r" not in proc.stderr
+    assert "prepare hc18_fake: started (4 files)" in lines and "\r" not in proc.stderr
     assert all(re.fullmatch(r"[^:]+: (started|done)( \(.*\))?|[^:]+: [0-9.]+ \w+( \(\d+%\))?", l) for l in lines), lines
     assert "next: omnimedseg convert hc18_fake" in proc.stdout
