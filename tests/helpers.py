@@ -71,3 +71,16 @@ def write_card_variant(registry_dir: Path, new_id: str, replacements: dict[str, 
     path = registry_dir / f"{new_id}.toml"
     path.write_text(head + files_toml + rest[rest.index("\n[license]"):])
     return path
+
+
+def register_plugin_dataset(tmp_path: Path, monkeypatch, dataset_id: str, plugin_source: str, class_name: str,
+                            card_replacements: dict[str, str], files_toml: str) -> Path:
+    """A third-party converter for ``dataset_id`` installed on sys.path plus its card; returns the card folder."""
+    package = f"{dataset_id}_plugin"
+    site = tmp_path / "site"
+    install_fake_distribution(site, package, plugin_source, "omnimedseg.converters",
+                              f"{dataset_id} = {package}:{class_name}")
+    monkeypatch.syspath_prepend(str(site))
+    cards = tmp_path / "cards"
+    write_card_variant(cards, dataset_id, card_replacements, files_toml)
+    return cards

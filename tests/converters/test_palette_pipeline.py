@@ -10,7 +10,7 @@ from PIL import Image
 
 from omnimedseg.errors import ConversionError
 from omnimedseg.testing import check_converter
-from tests.helpers import install_fake_distribution, write_card_variant
+from tests.helpers import register_plugin_dataset
 
 PLUGIN = '''
     from functools import partial
@@ -49,12 +49,7 @@ def _release(stray_colour: bool):
 
 @pytest.fixture
 def registry(tmp_path, monkeypatch):
-    site = tmp_path / "site"
-    install_fake_distribution(site, "colour_plugin", PLUGIN, "omnimedseg.converters",
-                              "colour_lesions = colour_plugin:ColourLesions")
-    monkeypatch.syspath_prepend(str(site))
-    cards = tmp_path / "cards"
-    write_card_variant(cards, "colour_lesions", {
+    cards = register_plugin_dataset(tmp_path, monkeypatch, "colour_lesions", PLUGIN, "ColourLesions", {
         '[classes]\n1 = "fetal_head"': '[classes]\n1 = "benign"\n2 = "malignant"\n\n'
                                        '[palette]\nbenign = "#00ff00"\nmalignant = [255, 0, 0]'},
         '[[source.files]]\nname = "lesions.zip"\nextract = true\n')

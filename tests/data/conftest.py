@@ -12,7 +12,7 @@ import pytest
 
 from omnimedseg.testing import check_converter
 from tests.converters.fake.hc18 import make_remote_files
-from tests.helpers import install_fake_distribution, write_card_variant
+from tests.helpers import register_plugin_dataset
 
 ORGANS_PLUGIN = '''
     from omnimedseg.converters import Case, Converter, Source
@@ -49,15 +49,11 @@ def _organ_release(folder):
 @pytest.fixture
 def organs(tmp_path, monkeypatch):
     """3D CT dataset ``organs3d`` (2 cases, 12x10x6, classes liver and spleen): kwargs for the datasets."""
-    site = tmp_path / "site"
-    install_fake_distribution(site, "organs_plugin", ORGANS_PLUGIN, "omnimedseg.converters",
-                              "organs3d = organs_plugin:Organs")
-    monkeypatch.syspath_prepend(str(site))
-    cards = tmp_path / "cards"
-    write_card_variant(cards, "organs3d", {'modality = "ultrasound"': 'modality = "CT"',
-                                           "dimensionality = 2": "dimensionality = 3",
-                                           '1 = "fetal_head"': '1 = "liver"\n2 = "spleen"'},
-                       '[[source.files]]\nname = "organs.zip"\nextract = true\n')
+    cards = register_plugin_dataset(tmp_path, monkeypatch, "organs3d", ORGANS_PLUGIN, "Organs",
+                                    {'modality = "ultrasound"': 'modality = "CT"',
+                                     "dimensionality = 2": "dimensionality = 3",
+                                     '1 = "fetal_head"': '1 = "liver"\n2 = "spleen"'},
+                                    '[[source.files]]\nname = "organs.zip"\nextract = true\n')
     work = tmp_path / "organs_work"
     work.mkdir()
     out = check_converter("organs3d", _organ_release, work, {"train": 2}, registry_dirs=(cards,))
