@@ -25,6 +25,11 @@ from omnimedseg.errors import RegistryError
 SCHEMA_VERSION = 1
 MODALITIES = ("CT", "MRI", "X-ray", "ultrasound", "fundus", "endoscopy", "dermoscopy", "microscopy", "OCT")
 ACCESS_KINDS = ("open", "registration", "manual")
+# verified-open: an open licence stated by a primary source; restricted: non-commercial, no-derivatives or a
+# data-use agreement; unverified: not settled by a primary source. Anything but verified-open needs --accept-licence.
+LICENSE_STATUSES = ("verified-open", "unverified", "restricted")
+# What the converter has been run on: the real release's files, or generated files in its exact layout.
+VERIFIED_ON = ("real-files", "generated-layout")
 HASH_ALGORITHMS = ("md5", "sha1", "sha256", "sha512")
 ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 CLASS_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -66,8 +71,14 @@ class License:
     spdx: str
     url: str
     redistribution: bool
+    status: str = "unverified"
+    source: str = ""  # address of the primary source that states the licence
     attribution: str = ""
     text: str = ""
+
+    @property
+    def needs_acceptance(self) -> bool:
+        return self.status != "verified-open"
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,10 @@ class Card:
     tags: tuple[str, ...] = ()
     # class name -> colour(s) of that class in colour-coded masks ("#rrggbb" or [r, g, b])
     palette: dict[str, tuple] = field(default_factory=dict)
+    verified_on: str = "generated-layout"
+    # class name -> MedSegDB task name (the MedSegX context); class name -> why it has none
+    medsegdb_tasks: dict[str, str] = field(default_factory=dict)
+    medsegdb_unmapped: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
     sha256: str = ""
 
@@ -199,6 +214,8 @@ def _parse(f: _Fields) -> Card:
         access=Access(access_kind, instructions),
         tags=tuple(f.get("tags", list, [])),
         palette=_parse_palette(f),
+        verified_on=f.choice("verified_on", VERIFIED_ON, "generated-layout"),
+        **_parse_medsegdb(f),
     )
 
 
@@ -239,6 +256,25 @@ def _parse_palette(f: _Fields) -> dict[str, tuple]:
             raise f.fail(f"palette.{name}", '"#rrggbb", [r, g, b] (0..255) or a list of them', value)
         palette[name] = tuple(tuple(c) if isinstance(c, list) else c for c in colours)
     return palette
+
+
+def _parse_medsegdb(f: _Fields) -> dict:
+    """``[medsegdb]``: ``tasks = { class = "Task" }`` and ``unmapped = { class = "reason" }``."""
+    table = f.table("medsegdb", required=False)
+    classes = set(_parse_classes(f).values())
+    parsed = {}
+    for key in ("tasks", "unmapped"):
+        mapping = table.get(key, dict, {})
+        for name, value in mapping.items():
+            if name not in classes:
+                raise table.fail(f"{key}.{name}", f"a class of the card ({', '.join(sorted(classes))})", name)
+            if not isinstance(value, str) or not value.strip():
+                raise table.fail(f"{key}.{name}", "a non-empty string", value)
+        parsed[f"medsegdb_{key}"] = dict(mapping)
+    both = sorted(set(parsed["medsegdb_tasks"]) & set(parsed["medsegdb_unmapped"]))
+    if both:
+        raise table.fail("unmapped", "classes not also listed in medsegdb.tasks", both)
+    return parsed
 
 
 def _parse_source(s: _Fields) -> Source:
@@ -283,6 +319,8 @@ def _parse_license(f: _Fields) -> License:
         spdx=f.get("spdx", str),
         url=f.get("url", str),
         redistribution=f.get("redistribution", bool),
+        status=f.choice("status", LICENSE_STATUSES, "unverified"),
+        source=f.get("source", str, ""),
         attribution=f.get("attribution", str, ""),
         text=f.get("text", str, ""),
     )
@@ -305,7 +343,18 @@ def lint_card(card: Card) -> list[str]:
     text = card.path.read_text(encoding="utf-8") if card.path else ""
     if TODO_MARKER in text:
         problems.append(f"{card.path}: still holds {TODO_MARKER} markers from 'omnimedseg new'")
-    for url_field, url in (("homepage", card.homepage), ("license.url", card.license.url)):
+    if not card.license.source:
+        problems.append(f"{card.path}: field 'license.source': expected the address of the primary source that "
+                        f"states the licence")
+    if card.license.status == "verified-open" and not card.license.redistribution:
+        problems.append(f"{card.path}: license.status is verified-open but redistribution is false; "
+                        f"a licence that forbids redistribution is 'restricted'")
+    unlisted = [c for c in card.class_names if c not in card.medsegdb_tasks and c not in card.medsegdb_unmapped]
+    if unlisted:
+        problems.append(f"{card.path}: classes {unlisted} are in neither medsegdb.tasks nor medsegdb.unmapped; "
+                        f"map each class to a MedSegDB task or give the reason it has none")
+    for url_field, url in (("homepage", card.homepage), ("license.url", card.license.url),
+                           ("license.source", card.license.source or "https://")):
         if not url.startswith("https://"):
             problems.append(f"{card.path}: field '{url_field}': expected an https:// URL, found {url!r}")
     if not card.source.files:

@@ -11,7 +11,8 @@ from omnimedseg.cli import Env, pass_env
 
 def card_summary(card) -> dict:
     return {"id": card.id, "title": card.title, "modality": card.modality, "dimensionality": card.dimensionality,
-            "classes": card.class_names, "license": card.license.spdx,
+            "classes": card.class_names, "license": card.license.spdx, "license_status": card.license.status,
+            "license_source": card.license.source, "verified_on": card.verified_on,
             "redistribution": card.license.redistribution, "platform": card.source.platform,
             "record": card.source.record, "access": card.access.kind, "card": str(card.path)}
 
