@@ -261,13 +261,10 @@ def _parse_palette(f: _Fields) -> dict[str, tuple]:
 def _parse_medsegdb(f: _Fields) -> dict:
     """``[medsegdb]``: ``tasks = { class = "Task" }`` and ``unmapped = { class = "reason" }``."""
     table = f.table("medsegdb", required=False)
-    classes = set(_parse_classes(f).values())
     parsed = {}
     for key in ("tasks", "unmapped"):
         mapping = table.get(key, dict, {})
         for name, value in mapping.items():
-            if name not in classes:
-                raise table.fail(f"{key}.{name}", f"a class of the card ({', '.join(sorted(classes))})", name)
             if not isinstance(value, str) or not value.strip():
                 raise table.fail(f"{key}.{name}", "a non-empty string", value)
         parsed[f"medsegdb_{key}"] = dict(mapping)
@@ -349,6 +346,9 @@ def lint_card(card: Card) -> list[str]:
     if card.license.status == "verified-open" and not card.license.redistribution:
         problems.append(f"{card.path}: license.status is verified-open but redistribution is false; "
                         f"a licence that forbids redistribution is 'restricted'")
+    strangers = sorted((set(card.medsegdb_tasks) | set(card.medsegdb_unmapped)) - set(card.class_names))
+    if strangers:
+        problems.append(f"{card.path}: [medsegdb] names {strangers}, which are not classes of the card")
     unlisted = [c for c in card.class_names if c not in card.medsegdb_tasks and c not in card.medsegdb_unmapped]
     if unlisted:
         problems.append(f"{card.path}: classes {unlisted} are in neither medsegdb.tasks nor medsegdb.unmapped; "
