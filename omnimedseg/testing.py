@@ -1,13 +1,16 @@
 """The shared converter test harness (for built-in and third-party converters).
 
-``check_converter`` runs the real pipeline on generated fake raw files:
-local-archive download (sizes and hashes checked) -> convert -> validate, and checks
-what every converter must guarantee. A dataset's test is then a few lines.
+``check_converter`` runs the real pipeline on generated fake raw files: served by the
+card's platform emulator on loopback (or read from a local folder), downloaded by the
+real downloader (sizes and hashes checked) -> convert -> validate, and checks what every
+converter must guarantee. A dataset's test is then a few lines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Mapping
@@ -29,9 +32,41 @@ def pin_to_files(card: Card, folder: Path) -> Card:
     return replace(card, source=replace(card.source, files=tuple(pinned)))
 
 
+@contextlib.contextmanager
+def served_by_emulator(card: Card, folder: Path):
+    """Serve ``folder`` as ``card``'s record on its platform's loopback emulator.
+
+    Yields the card pointed at the emulated record; the platform's ``OMNIMEDSEG_<P>_URL``
+    variables are set while the block runs.
+    """
+    from omnimedseg.downloaders.emulators import EMULATORS
+
+    platform = card.source.platform
+    if platform not in EMULATORS:
+        raise UsageError(f"{card.id}: no emulator for platform {platform!r}; emulators exist for "
+                         f"{', '.join(sorted(EMULATORS))}")
+    with EMULATORS[platform]() as emulator:
+        record = emulator.add_folder(folder)
+        saved = {k: os.environ.get(k) for k in emulator.env}
+        os.environ.update(emulator.env)
+        try:
+            yield replace(card, source=replace(card.source, platform=record["platform"], record=record["record"],
+                                               version=record["version"]))
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
 def check_converter(dataset_id: str, make_remote_files: Callable[[Path], None], tmp_path: Path,
-                    expected_splits: Mapping[str, int], registry_dirs: tuple = ()) -> Path:
-    """Run download --from -> convert -> validate on fake files; return the output folder."""
+                    expected_splits: Mapping[str, int], registry_dirs: tuple = (), via: str = "emulator") -> Path:
+    """Run download -> convert -> validate on fake files; return the output folder.
+
+    ``via="emulator"`` serves the files through the card's platform emulator and the real
+    platform downloader; ``via="local"`` reads them as ``download --from`` does.
+    """
     from omnimedseg import paths
     from omnimedseg.converters._run import collect_cases, convert_dataset
     from omnimedseg.converters._validate import validate_converted
@@ -43,7 +78,13 @@ def check_converter(dataset_id: str, make_remote_files: Callable[[Path], None], 
     make_remote_files(remote)
     card = pin_to_files(card, remote)
     root = tmp_path / "root"
-    raw = download_dataset(card, root, sources=[remote])
+    if via == "emulator":
+        with served_by_emulator(card, remote) as served:
+            raw = download_dataset(served, root)
+    elif via == "local":
+        raw = download_dataset(card, root, sources=[remote])
+    else:
+        raise UsageError(f"via={via!r}: expected 'emulator' or 'local'")
     ids_first = [c.case_id for c in collect_cases(card, raw)]
     ids_second = [c.case_id for c in collect_cases(card, raw)]
     if ids_first != ids_second:
@@ -64,4 +105,4 @@ def check_converter(dataset_id: str, make_remote_files: Callable[[Path], None], 
     return out
 
 
-__all__ = ["check_converter", "pin_to_files", "RemoteFile"]
+__all__ = ["check_converter", "pin_to_files", "served_by_emulator", "RemoteFile"]
