@@ -116,3 +116,28 @@ def test_palette_for_colour_coded_masks(tmp_path):
     with pytest.raises(RegistryError, match="field 'palette.tumour': expected a class of the card"):
         Card.from_toml(_broken(tmp_path, '[classes]\n1 = "fetal_head"',
                                '[classes]\n1 = "fetal_head"\n\n[palette]\ntumour = "#ff0000"'))
+
+
+def _hc18_variant(tmp_path: Path, old: str, new: str) -> Card:
+    text = (Path(CARDS[0]).parent / "hc18.toml").read_text()
+    assert old in text
+    path = tmp_path / "hc18.toml"
+    path.write_text(text.replace(old, new, 1))
+    return Card.from_toml(path)
+
+
+def test_lint_accepts_an_unpinned_file_only_with_its_reason(tmp_path):
+    pinned = 'size = 9096\nhashes = { md5 = "8476dc198cc6542f26c57e87faeee033", sha256 = "215970c7334fcb3794c88d39cbe33fe334f4323cbce8cddeeda04aa5c0faf227" }'
+    bare = _hc18_variant(tmp_path, pinned, "")
+    assert any("test_set_pixel_size.csv" in p and "lacks size or hash" in p for p in lint_card(bare))
+    explained = _hc18_variant(tmp_path, pinned, 'unpinned = "size not published by the record"')
+    assert lint_card(explained) == [] and explained.source.files[-1].unpinned
+    with pytest.raises(RegistryError, match="unpinned"):
+        _hc18_variant(tmp_path, pinned, pinned + '\nunpinned = "contradiction"')
+
+
+def test_lint_names_medsegdb_entries_that_are_not_classes(tmp_path):
+    card = _hc18_variant(tmp_path, "unmapped = { fetal_head =", "unmapped = { fetal_skull =")
+    problems = lint_card(card)
+    assert any("fetal_skull" in p and "not classes" in p for p in problems)
+    assert any("fetal_head" in p and "neither" in p for p in problems)
