@@ -262,7 +262,8 @@ def _write_dataset_files(card: Card, cases: list[Case], records: list[dict], raw
             "dataset_id": card.id, "modality": card.modality, "dimensionality": card.dimensionality,
             "classes": card.class_names, "converter": card.converter, "converter_version": card.converter_version,
             "tool_version": __version__, "card_sha256": card.sha256, "license": card.license.spdx,
-            "redistribution": card.license.redistribution, "mask_format": "one binary mask per class per image",
+            "license_status": card.license.status, "license_source": card.license.source,
+            "redistribution": card.license.redistributable, "mask_format": "one binary mask per class per image",
         },
     }
     _write_json(staging / "dataset.json", dataset)
@@ -275,7 +276,8 @@ def _write_dataset_files(card: Card, cases: list[Case], records: list[dict], raw
 def license_text(card: Card) -> str:
     lic = card.license
     lines = [f"{card.title}", "", f"Licence: {lic.spdx}", f"Licence text: {lic.url}",
-             f"Redistribution of converted data allowed: {'yes' if lic.redistribution else 'NO'}"]
+             f"Licence status: {lic.status} (source: {lic.source or 'not recorded'})",
+             f"Redistribution of converted data allowed: {'yes' if lic.redistributable else 'NO'}"]
     if lic.attribution:
         lines += ["", f"Attribution: {lic.attribution}"]
     if lic.text:

@@ -19,13 +19,19 @@ from omnimedseg.cli import Env, pass_env
 @click.option("--engine", type=click.Choice(["default", "zenodo-get"]), default="default", show_default=True,
               help="Transfer engine; zenodo-get (optional extra, AGPL-3.0) works for Zenodo only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--accept-licence", "--accept-license", "accept_licence", is_flag=True,
+              help="Accept the dataset's licence (needed when its status is not verified-open).")
+@click.option("--sample", type=click.IntRange(1), default=None,
+              help="Fetch only what 'convert --sample N' needs: N cases per split (ZIP members by HTTP Range).")
 @pass_env
 def download(env: Env, dataset_id: str, sources: tuple[Path, ...], offline: bool, jobs: int, engine: str,
-             as_json: bool) -> None:
+             as_json: bool, accept_licence: bool, sample: int | None) -> None:
     """Download DATASET_ID into <root>/downloads and unpack it into <root>/raw."""
     from omnimedseg.downloaders import download_dataset
+    from omnimedseg.registry.card import require_licence_acceptance
 
     card = env.card(dataset_id)
+    require_licence_acceptance(card, accept_licence, "download")
     if card.access.kind != "open" and not sources and not offline:
         env.echo(card.access.instructions)
     raw = download_dataset(card, env.root, sources=list(sources), offline=offline, progress=env.progress,
