@@ -24,14 +24,14 @@ def convert(env: Env, dataset_id: str, force: bool, workers: int, as_json: bool,
             sample: int | None) -> None:
     """Convert DATASET_ID's raw files into <root>/converted/DATASET_ID/<converter version>."""
     from omnimedseg import paths
-    from omnimedseg.converters._run import COMPLETE_MARKER, convert_dataset
+    from omnimedseg.converters._run import convert_dataset, is_complete
     from omnimedseg.registry.card import require_licence_acceptance
 
     card = env.card(dataset_id)
     require_licence_acceptance(card, accept_licence, "convert")
     out = paths.converted_dir(card.id, card.converter_version, env.root)
-    already = (out / COMPLETE_MARKER).is_file() and not force
-    out = convert_dataset(card, env.root, force=force, workers=workers, progress=env.progress)
+    already = is_complete(out, sample) and not force
+    out = convert_dataset(card, env.root, force=force, workers=workers, progress=env.progress, sample=sample)
     cases = json.loads((out / "dataset.json").read_text())["cases"]
     if as_json:
         click.echo(json.dumps({"dataset": card.id, "output": str(out), "cases": len(cases), "skipped": already}))

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from omnimedseg.cli import Env, pass_env
+from omnimedseg.errors import UsageError
 
 
 @click.command()
@@ -34,10 +35,18 @@ def download(env: Env, dataset_id: str, sources: tuple[Path, ...], offline: bool
     require_licence_acceptance(card, accept_licence, "download")
     if card.access.kind != "open" and not sources and not offline:
         env.echo(card.access.instructions)
-    raw = download_dataset(card, env.root, sources=list(sources), offline=offline, progress=env.progress,
-                           jobs=jobs, engine=engine)
-    if as_json:
-        click.echo(json.dumps({"dataset": card.id, "raw": str(raw)}))
+    if sample is not None:
+        from omnimedseg.downloaders._sample import download_sample
+
+        if offline or engine != "default":
+            raise UsageError("--sample fetches from the platform: it cannot be combined with --offline or --engine")
+        raw = download_sample(card, sample, env.root, sources=list(sources), progress=env.progress, jobs=jobs)
     else:
-        env.echo(f"{card.id}: raw files verified in {raw}")
-        env.echo(f"next: omnimedseg convert {card.id}")
+        raw = download_dataset(card, env.root, sources=list(sources), offline=offline, progress=env.progress,
+                               jobs=jobs, engine=engine)
+    if as_json:
+        click.echo(json.dumps({"dataset": card.id, "raw": str(raw), "sample": sample}))
+    else:
+        env.echo(f"{card.id}: raw files verified in {raw}" + (f" (a sample: {sample} case(s) per split)"
+                                                               if sample else ""))
+        env.echo(f"next: omnimedseg convert {card.id}" + (f" --sample {sample}" if sample else ""))
