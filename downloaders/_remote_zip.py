@@ -33,6 +33,7 @@ import requests
 import urllib3
 
 from omnimedseg.downloaders._http import HttpClient, redact
+from omnimedseg.downloaders._transfer import _body_reader
 from omnimedseg.errors import ChecksumMismatchError, DownloadError
 from omnimedseg.files import CHUNK
 
@@ -118,14 +119,16 @@ class RangeSource:
                 self.url, failures = self.refresh(), failures + 1  # a signed link expired
                 continue
             self._check_range(response, start, end)
+            readinto = _body_reader(response, decode=False)  # keeps a short read when the connection drops
+            buffer = memoryview(bytearray(CHUNK))
             try:
-                for chunk in response.iter_content(CHUNK):
-                    take = chunk[: end - start]
-                    sink(take)
-                    start += len(take)
-                    self.received += len(take)
-                    if start >= end:
+                while start < end:
+                    n = readinto(buffer[: min(CHUNK, end - start)])
+                    if not n:
                         break
+                    sink(buffer[:n])
+                    start += n
+                    self.received += n
             except _STREAM_ERRORS as exc:
                 failures += 1
                 if failures > self.client.retries:

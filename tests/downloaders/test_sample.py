@@ -292,3 +292,29 @@ def test_sample_of_per_file_release_fetches_only_the_chosen_files(tmp_path, monk
     fetched = {r.path.split("/files/")[1].removesuffix("/content") for r in emu.log(path_contains="/content")}
     chosen = ("s0001", "s0002", "s0004", "s0005", "s0006")  # two per split where the split has two
     assert fetched == {n for n in files if n.endswith("meta.csv") or n.split("/")[1] in chosen}
+
+
+def test_ranges_resume_after_a_drop_and_after_a_rerun(sparse_zip, tmp_path, monkeypatch, emulator):
+    path, small = sparse_zip
+    emu, _ = _served_card(tmp_path, monkeypatch, emulator, path)
+    size = path.stat().st_size
+    url = f"{emu.url}/api/records/11/files/{path.name}/content"
+    emu.inject("drop", times=1, after=1000, match=path.name)  # the connection dies inside the first range
+    members = read_central_directory(RangeSource(url, size, name=path.name))
+    with zipfile.ZipFile(path) as zf:
+        assert [m.name for m in members] == zf.namelist()
+    ranges = [r.headers["Range"] for r in emu.log(path_contains="/content")]
+    assert ranges[:2] == [f"bytes={size - 4096}-{size - 1}", f"bytes={size - 4096 + 1000}-{size - 1}"]
+
+    wanted = [m for m in members if m.name.startswith(f"{TOP}/s0002/")]  # one case: one run, one request
+    start, end = wanted[0].offset, wanted[-1].end
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    with open(path, "rb") as fh:  # what an interrupted earlier process left
+        fh.seek(start)
+        (runs_dir / f"{path.name}.{start}-{end}.part").write_bytes(fh.read(700))
+    before = len(emu.requests)
+    got = fetch_members(RangeSource(url, size, name=path.name), wanted, tmp_path / "members", runs_dir)
+    assert [r.headers["Range"] for r in emu.requests[before:]] == [f"bytes={start + 700}-{end - 1}"]
+    assert {name: p.read_bytes() for name, p in got.items()} == {m.name: small[m.name] for m in wanted}
+    assert list(runs_dir.iterdir()) == []  # the run is removed once its members are verified
