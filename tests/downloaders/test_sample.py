@@ -196,6 +196,8 @@ def test_download_sample_reads_members_by_range_and_convert_sample_converts_them
     result = run_cli(*common, "download", "totallike", "--sample", "1", "--json")
     assert result.exit_code == 0, result.output
     served = emu.bytes_served()
+    print(f"sample of 3 cases: {served} bytes served of a {path.stat().st_size}-byte archive "
+          f"({served / path.stat().st_size:.1e}) in {len(emu.requests)} requests")
     assert served < 64 << 10 and served / path.stat().st_size < 1e-5, served  # never the archive
     assert all("Range" in r.headers for r in emu.log(path_contains="/content"))
 
@@ -240,8 +242,9 @@ def test_corrupt_archive_bytes_are_refused(sparse_zip, tmp_path, monkeypatch, em
 
 
 
-@pytest.mark.parametrize("method,message", [(zipfile.ZIP_STORED, r"expected 3 bytes with CRC-32 [0-9a-f]{8}, got 3"),
-                                            (zipfile.ZIP_DEFLATED, "(does not inflate|expected 644 bytes with CRC-32)")])
+@pytest.mark.parametrize("method,message", [
+    (zipfile.ZIP_STORED, r"expected 3 bytes with CRC-32 [0-9a-f]{8}, got 3"),
+    (zipfile.ZIP_DEFLATED, "(does not inflate|expected 644 bytes with CRC-32)")])
 def test_member_bytes_that_differ_from_the_directory_are_refused(tmp_path, method, message):
     archive = tmp_path / "a.zip"
     with zipfile.ZipFile(archive, "w", method) as zf:
@@ -277,8 +280,8 @@ def test_sample_of_per_file_release_fetches_only_the_chosen_files(tmp_path, monk
     for i, case in enumerate(SPLITS):
         files.update({f"{TOP}/{case}/{name}": data for name, data in case_files(i).items()})
     emu.add_record("21", files, concept="20")
-    toml = "".join(f'[[source.files]]\nname = "{n}"\nsize = {len(d)}\nhashes = {{ md5 = "{hashlib.md5(d).hexdigest()}" }}\n\n'
-                   for n, d in files.items())
+    toml = "".join(f'[[source.files]]\nname = "{n}"\nsize = {len(d)}\n'
+                   f'hashes = {{ md5 = "{hashlib.md5(d).hexdigest()}" }}\n\n' for n, d in files.items())
     cards = register_plugin_dataset(tmp_path, monkeypatch, "totallike", PLUGIN, "TotalLike",
                                     {'modality = "ultrasound"': 'modality = "CT"',
                                      "dimensionality = 2": "dimensionality = 3",
