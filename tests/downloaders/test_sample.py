@@ -321,3 +321,18 @@ def test_ranges_resume_after_a_drop_and_after_a_rerun(sparse_zip, tmp_path, monk
     assert [r.headers["Range"] for r in emu.requests[before:]] == [f"bytes={start + 700}-{end - 1}"]
     assert {name: p.read_bytes() for name, p in got.items()} == {m.name: small[m.name] for m in wanted}
     assert list(runs_dir.iterdir()) == []  # the run is removed once its members are verified
+
+
+def test_sample_from_a_local_copy_reads_the_zip_in_place(sparse_zip, tmp_path, monkeypatch, emulator):
+    path, small = sparse_zip
+    _, cards = _served_card(tmp_path, monkeypatch, emulator, path)
+    result = run_cli("--root", tmp_path / "root", "--registry", cards, "-q", "download", "totallike",
+                     "--from", path.parent, "--sample", "2")
+    assert result.exit_code == 0, result.output
+    raw = tmp_path / "root" / "raw" / "totallike"
+    assert json.loads((raw / ".sample.json").read_text())["cases"] == {
+        "train": ["s0001", "s0002"], "val": ["s0004", "s0005"], "test": ["s0006"]}
+    assert (raw / TOP / "s0005" / "segmentations" / "spleen.nii.gz").read_bytes() == \
+        small[f"{TOP}/s0005/segmentations/spleen.nii.gz"]
+    assert not (raw / TOP / "s0003").exists() and not (raw / TOP / "padding").exists()
+    assert sum(p.stat().st_size for p in (tmp_path / "root").rglob("*") if p.is_file()) < 1 << 20
