@@ -110,7 +110,8 @@ def convert_dataset(card: Card, root: str | os.PathLike | None = None, force: bo
     with staged_folder(out) as staging:
         records = _write_cases(card, cases, label_values, raw, staging, workers, progress)
         _write_dataset_files(card, cases, records, raw, staging, sample)
-        atomic_write_text(staging / COMPLETE_MARKER, json.dumps({"tool_version": __version__, "sample": sample}) + "\n")
+        atomic_write_text(staging / COMPLETE_MARKER,
+                          json.dumps({"tool_version": __version__, "sample": sample}) + "\n")
     return out
 
 
