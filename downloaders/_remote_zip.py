@@ -203,12 +203,10 @@ def read_central_directory(source: RangeSource) -> list[Member]:
         raise DownloadError(f"{source.name}: central directory at {cd_offset}+{cd_size} lies beyond the "
                             f"archive's {size} bytes")
     members = _parse_central(source.read(cd_offset, cd_offset + cd_size), count, source.name)
-    ends = sorted({m.offset for m in members} | {cd_offset})
-    out = []
-    for m in members:
-        nxt = ends[ends.index(m.offset) + 1]
-        out.append(Member(m.name, m.method, m.flags, m.crc, m.compressed_size, m.size, m.offset, nxt))
-    return out
+    starts = sorted({m.offset for m in members} | {cd_offset})
+    following = dict(zip(starts, starts[1:]))  # a member's span ends where the next one starts
+    return [Member(m.name, m.method, m.flags, m.crc, m.compressed_size, m.size, m.offset, following[m.offset])
+            for m in members]
 
 
 def _find_eocd(tail: bytes) -> int:
