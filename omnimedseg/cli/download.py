@@ -36,11 +36,14 @@ def download(env: Env, dataset_id: str, sources: tuple[Path, ...], offline: bool
     if card.access.kind != "open" and not sources and not offline:
         env.echo(card.access.instructions)
     if sample is not None:
+        from omnimedseg.converters._sample import SAMPLE_MARKER
         from omnimedseg.downloaders._sample import download_sample
 
         if offline or engine != "default":
             raise UsageError("--sample fetches from the platform: it cannot be combined with --offline or --engine")
         raw = download_sample(card, sample, env.root, sources=list(sources), progress=env.progress, jobs=jobs)
+        if not (raw / SAMPLE_MARKER).is_file():
+            env.echo(f"{card.id}: the full release is already in {raw}; --sample fetched nothing")
     else:
         raw = download_dataset(card, env.root, sources=list(sources), offline=offline, progress=env.progress,
                                jobs=jobs, engine=engine)

@@ -295,6 +295,16 @@ def test_sample_of_per_file_release_fetches_only_the_chosen_files(tmp_path, monk
     fetched = {r.path.split("/files/")[1].removesuffix("/content") for r in emu.log(path_contains="/content")}
     chosen = ("s0001", "s0002", "s0004", "s0005", "s0006")  # two per split where the split has two
     assert fetched == {n for n in files if n.endswith("meta.csv") or n.split("/")[1] in chosen}
+    raw = tmp_path / "root" / "raw" / "totallike"
+    assert not (raw / TOP / "s0003").exists()
+    assert run_cli("--root", tmp_path / "root", "--registry", cards, "-q", "download", "totallike").exit_code == 0
+    assert (raw / TOP / "s0003" / "ct.nii.gz").is_file() and not (raw / ".sample.json").exists()  # full release
+    lock = json.loads((tmp_path / "root" / "downloads" / "totallike" / "manifest.lock.json").read_text())
+    assert "sample" not in lock["extra"]
+    before = len(emu.log(path_contains="/content"))
+    result = run_cli("--root", tmp_path / "root", "--registry", cards, "download", "totallike", "--sample", "1")
+    assert result.exit_code == 0 and "the full release is already in" in result.output
+    assert len(emu.log(path_contains="/content")) == before and (raw / TOP / "s0003" / "ct.nii.gz").is_file()
 
 
 def test_ranges_resume_after_a_drop_and_after_a_rerun(sparse_zip, tmp_path, monkeypatch, emulator):
