@@ -169,8 +169,8 @@ def test_central_directory_of_a_sparse_zip64_matches_zipfile(sparse_zip):
     assert members[0].size == HUGE and members[1].offset > 0xFFFFFFFF
 
 
-def _served_card(tmp_path, monkeypatch, emulator, path: Path):
-    emu = emulator(ZenodoEmulator)
+def _served_card(tmp_path, monkeypatch, emulator, path: Path, **emulator_options):
+    emu = emulator(ZenodoEmulator, **emulator_options)
     blob = Blob(path.name, path=path)
     # Stand-in for Zenodo's published md5 (hashing 4.5 GiB would take the test's whole budget);
     # the sample path never hashes the whole archive: it verifies each member's CRC-32.
@@ -346,3 +346,14 @@ def test_sample_from_a_local_copy_reads_the_zip_in_place(sparse_zip, tmp_path, m
         small[f"{TOP}/s0005/segmentations/spleen.nii.gz"]
     assert not (raw / TOP / "s0003").exists() and not (raw / TOP / "padding").exists()
     assert sum(p.stat().st_size for p in (tmp_path / "root").rglob("*") if p.is_file()) < 1 << 20
+
+
+def test_sample_follows_redirects_to_signed_storage(sparse_zip, tmp_path, monkeypatch, emulator):
+    path, small = sparse_zip
+    emu, cards = _served_card(tmp_path, monkeypatch, emulator, path, redirect_to_storage=True)
+    result = run_cli("--root", tmp_path / "root", "--registry", cards, "-q", "download", "totallike", "--sample", "1")
+    assert result.exit_code == 0, result.output
+    storage = emu.log(server="storage")
+    assert storage and all(r.headers.get("Range", "").startswith("bytes=") and r.status == 206 for r in storage)
+    raw = tmp_path / "root" / "raw" / "totallike"
+    assert (raw / TOP / "s0004" / "ct.nii.gz").read_bytes() == small[f"{TOP}/s0004/ct.nii.gz"]
