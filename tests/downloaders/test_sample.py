@@ -225,6 +225,8 @@ def test_download_sample_reads_members_by_range_and_convert_sample_converts_them
     assert dataset["omnimedseg"]["sample"] == 1
     liver = nib.load(out / dataset["cases"][0]["masks"]["liver"]).get_fdata()
     assert liver[2:5, 2:6, 0].all() and liver.sum() == 12  # where the fake release put it (seed 0)
+    result = run_cli(*common, "validate", "totallike", "--json")
+    assert result.exit_code == 0 and json.loads(result.output)["ok"], result.output
 
     again = len(emu.requests)
     assert run_cli(*common, "download", "totallike", "--sample", "1").exit_code == 0
