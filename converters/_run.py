@@ -76,28 +76,42 @@ def collect_cases(card: Card, raw: Path, converter: Converter | None = None) -> 
     return cases
 
 
+def is_complete(out: Path, sample: int | None = None) -> bool:
+    """Whether ``out`` holds a complete conversion of the same kind (all cases, or the same ``--sample``)."""
+    try:
+        return json.loads((out / COMPLETE_MARKER).read_text()).get("sample") == sample
+    except (OSError, ValueError):
+        return False
+
+
 def convert_dataset(card: Card, root: str | os.PathLike | None = None, force: bool = False, workers: int = 1,
-                    progress: Progress = SILENT) -> Path:
+                    progress: Progress = SILENT, sample: int | None = None) -> Path:
     """Convert ``card``'s raw data to the standard output; returns the output folder.
 
-    A complete output is not redone unless ``force``.
+    A complete output is not redone unless ``force``. ``sample``: only the first ``sample`` cases
+    of each split (:func:`~omnimedseg.converters._sample.sample_cases`), recorded in dataset.json.
     """
     out = paths.converted_dir(card.id, card.converter_version, root)
-    if (out / COMPLETE_MARKER).is_file() and not force:
+    if is_complete(out, sample) and not force:
         return out
     raw = paths.raw_dir(card.id, root)
     if not raw.is_dir():
         raise DatasetNotFoundError(f"{card.id}: raw data not found in {raw}; run: omnimedseg download {card.id}")
     converter = converter_for(card)
     cases = collect_cases(card, raw, converter)
+    if sample is not None:
+        from omnimedseg.converters._sample import sample_cases
+
+        cases = sample_cases(cases, sample)
     label_values = dict(converter.label_values or card.classes)
     if not set(label_values.values()) <= set(card.class_names):
         raise ConversionError(f"{card.id}: label_values name classes {sorted(set(label_values.values()))} "
                               f"but the card ({card.path}) defines {card.class_names}")
     with staged_folder(out) as staging:
         records = _write_cases(card, cases, label_values, raw, staging, workers, progress)
-        _write_dataset_files(card, cases, records, raw, staging)
-        atomic_write_text(staging / COMPLETE_MARKER, json.dumps({"tool_version": __version__}) + "\n")
+        _write_dataset_files(card, cases, records, raw, staging, sample)
+        atomic_write_text(staging / COMPLETE_MARKER,
+                          json.dumps({"tool_version": __version__, "sample": sample}) + "\n")
     return out
 
 
@@ -226,7 +240,8 @@ def _raw_record(path: Path, raw: Path) -> dict:
     return {"path": rel, "sha256": file_hashes(path)["sha256"]}
 
 
-def _write_dataset_files(card: Card, cases: list[Case], records: list[dict], raw: Path, staging: Path) -> None:
+def _write_dataset_files(card: Card, cases: list[Case], records: list[dict], raw: Path, staging: Path,
+                         sample: int | None = None) -> None:
     entries = [r["entry"] for r in records]
     provenance = {"dataset_id": card.id, "platform": card.source.platform, "record": card.source.record,
                   "version": card.source.version, "converter": card.converter,
@@ -262,7 +277,9 @@ def _write_dataset_files(card: Card, cases: list[Case], records: list[dict], raw
             "dataset_id": card.id, "modality": card.modality, "dimensionality": card.dimensionality,
             "classes": card.class_names, "converter": card.converter, "converter_version": card.converter_version,
             "tool_version": __version__, "card_sha256": card.sha256, "license": card.license.spdx,
-            "redistribution": card.license.redistribution, "mask_format": "one binary mask per class per image",
+            "license_status": card.license.status, "license_source": card.license.source,
+            "redistribution": card.license.redistributable, "mask_format": "one binary mask per class per image",
+            "sample": sample,  # N: only the first N cases of each split were converted (convert --sample N)
         },
     }
     _write_json(staging / "dataset.json", dataset)
@@ -275,7 +292,8 @@ def _write_dataset_files(card: Card, cases: list[Case], records: list[dict], raw
 def license_text(card: Card) -> str:
     lic = card.license
     lines = [f"{card.title}", "", f"Licence: {lic.spdx}", f"Licence text: {lic.url}",
-             f"Redistribution of converted data allowed: {'yes' if lic.redistribution else 'NO'}"]
+             f"Licence status: {lic.status} (source: {lic.source or 'not recorded'})",
+             f"Redistribution of converted data allowed: {'yes' if lic.redistributable else 'NO'}"]
     if lic.attribution:
         lines += ["", f"Attribution: {lic.attribution}"]
     if lic.text:

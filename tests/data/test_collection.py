@@ -56,3 +56,27 @@ def test_selection_errors_name_the_fix(both, organs, hc18):
     assert [d.dataset_id for d in test_only.datasets] == ["hc18"] and len(test_only) == 2
     with pytest.raises(IndexError):
         test_only[2]
+
+
+def test_card_medsegdb_mapping_comes_before_aliases(organs):
+    card = organs["registry_dirs"][0] + "/organs3d.toml"
+    text = open(card).read()
+    start = text.index("[medsegdb]")
+    end = text.index("\n[", start + 1)
+
+    def remap(block: str) -> None:
+        with open(card, "w") as fh:
+            fh.write(text[:start] + block + text[end:])
+
+    tree = LabelTree.load()
+    # "liver" would map to Liver by its name; the card says LiverCancer, and spleen has a stated reason
+    remap('[medsegdb]\ntasks = { liver = "LiverCancer" }\nunmapped = { spleen = "scanned outside the tree" }\n')
+    collection = DatasetCollection(["organs3d"], **organs)
+    liver, spleen = collection[0]["context"]
+    assert liver.task == tree.tasks.index("LiverCancer") and liver.seen
+    assert not spleen.seen and spleen.task == tree.unseen_task  # the card's word beats the Spleen alias
+    assert [(m.class_name, m.reason) for m in collection.unmapped] == [("spleen", "scanned outside the tree")]
+
+    remap('[medsegdb]\ntasks = { liver = "Livr", spleen = "Spleen" }\n')
+    with pytest.raises(UsageError, match=r"organs3d\.toml: \[medsegdb\] tasks \{'liver': 'Livr'\} are not tasks"):
+        DatasetCollection(["organs3d"], **organs)
