@@ -202,14 +202,34 @@ def read_label_volume(path: PathLike) -> ImageData:
     return ImageData(integral_labels(image.array, path), image.affine, image.spacing, dict(image.meta))
 
 
-def read_label_class(path: PathLike, *, values: Sequence[int]) -> ImageData:
+def read_label_class(path: PathLike, *, values: Sequence[int], known: Sequence[int] | None = None) -> ImageData:
     """Bool mask of the voxels whose label is in ``values`` (several ids may make one class).
 
     Use through ``functools.partial(read_label_class, values=(2, 3))`` when a dataset's
-    label ids do not map one-to-one onto the card's classes.
+    label ids do not map one-to-one onto the card's classes. ``known`` lists every id the
+    dataset defines (all classes together): a value outside it (and 0) is an error, so an
+    undocumented label is never dropped silently.
     """
     label = read_label_volume(path)
+    if known is not None:
+        unknown = sorted(set(np.unique(label.array).tolist()) - set(known) - {0})
+        if unknown:
+            raise ConversionError(f"{path}: label values {unknown[:10]} are not among the dataset's documented "
+                                  f"label ids; expected only {_ranges(known)} (0 = background)")
     return ImageData(np.isin(label.array, list(values)), label.affine, label.spacing, label.meta)
+
+
+def _ranges(values: Sequence[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3, 7"`` for error messages."""
+    out, run = [], []
+    for v in sorted(set(int(x) for x in values)):
+        if run and v != run[-1] + 1:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+            run = []
+        run.append(v)
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ", ".join(out)
 
 
 def labels_to_masks(labels: np.ndarray, classes: Mapping[int, str] | None, path: PathLike,
