@@ -393,6 +393,56 @@ def read_mat_volume(path: PathLike, reference: PathLike | None = None, *, variab
     return _with_geometry(_reorder(array, axes, path), path, reference, spacing, affine, binary)
 
 
+def read_mat_array(path: PathLike, variable: str) -> np.ndarray:
+    """A MATLAB variable (``a/b`` for struct fields) in MATLAB's index order, v5/v7 or v7.3.
+
+    For small side files (fold indices, tables); images go through :func:`read_mat_image` or
+    :func:`read_mat_volume`.
+    """
+    path = Path(path)
+    _missing(path)
+    return _load_mat_variable(path, variable)
+
+
+def _image_dtype(array: np.ndarray, path: Path, variable: str) -> np.ndarray:
+    """Integer pixels as uint8/uint16 (what PNG stores); signed MATLAB images must be non-negative."""
+    if array.dtype in (np.uint8, np.uint16):
+        return array
+    if array.dtype.kind in "iu" or (array.dtype.kind == "f" and np.array_equal(array, np.rint(array))):
+        low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+        if low >= 0 and high <= 65535:
+            return array.astype(np.uint8 if high <= 255 and array.dtype.itemsize == 1 else np.uint16)
+        raise ConversionError(f"{path}: {variable} holds values {low:g}..{high:g}; expected 0..65535 grey levels")
+    raise ConversionError(f"{path}: {variable} is {array.dtype} with fractional values; expected integer grey levels")
+
+
+def read_mat_image(path: PathLike, *, variable: str, binary: bool = False,
+                   only_if: Mapping[str, float] | None = None) -> ImageData:
+    """2D variable from a MATLAB file as (rows, cols) exactly as MATLAB indexes it (``A(row, col)``).
+
+    v7.3 files are HDF5, where h5py shows MATLAB's column-major arrays transposed; they are
+    transposed back (see :func:`read_mat_volume`), so the PNG looks like MATLAB's ``imshow(A)``.
+    ``binary=True`` returns a bool mask (values must be 0/1). ``only_if`` maps other scalar
+    variables to the value they must hold for the mask to be returned; otherwise the mask is
+    empty (e.g. a per-type class from one tumour mask plus a type code).
+    """
+    path = Path(path)
+    _missing(path)
+    array = np.squeeze(_load_mat_variable(path, variable))
+    if array.ndim != 2:
+        raise ConversionError(f"{path}: {variable} has shape {array.shape}; expected a 2D image")
+    if not binary:
+        return ImageData(_image_dtype(array, path, variable))
+    mask = check_binary(array, f"{path}:{variable}")
+    for other, value in (only_if or {}).items():
+        found = np.asarray(_load_mat_variable(path, other)).ravel()
+        if found.size != 1:
+            raise ConversionError(f"{path}: {other} has {found.size} values; expected one scalar")
+        if float(found[0]) != float(value):
+            mask = np.zeros_like(mask)
+    return ImageData(mask)
+
+
 def stack_slice_masks(reference: PathLike, *slices: PathLike, axis: int = 2, transpose: bool = False,
                       flip_rows: bool = False, flip_cols: bool = False) -> ImageData:
     """Per-slice 2D masks (PNG/JPEG/TIFF, in slice order) stacked onto ``reference``'s grid.
@@ -429,5 +479,6 @@ def stack_slice_masks(reference: PathLike, *slices: PathLike, axis: int = 2, tra
 
 __all__ = ["ITK_SUFFIXES", "LPS_TO_RAS", "NIFTI_SUFFIXES", "VOLUME_SUFFIXES", "instances_to_semantic",
            "integral_labels", "itk_affine", "labels_to_masks", "read_geometry", "read_hdf5_volume",
-           "read_instance_mask", "read_label_class", "read_label_volume", "read_mat_volume", "read_volume",
+           "read_instance_mask", "read_label_class", "read_label_volume", "read_mat_array", "read_mat_image",
+           "read_mat_volume", "read_volume",
            "stack_slice_masks"]
