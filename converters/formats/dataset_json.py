@@ -57,14 +57,18 @@ def check_label_names(path: str | os.PathLike, labels: Mapping[Any, Any], classe
 
 def check_channel_names(path: str | os.PathLike, modality: Mapping[Any, Any], channels: Sequence[str],
                         names: Mapping[str, str] | None = None) -> None:
-    """Check a ``modality`` table (channel index -> sequence name) against the card's channel order."""
+    """Check a ``modality`` table (channel index -> sequence name) against the card's channel order.
+
+    Compared case-insensitively (MSD Task01 writes "t1gd" beside "FLAIR"); ``names`` maps raw names that
+    differ otherwise.
+    """
     aliases = {_normalise(k): v for k, v in (names or {}).items()}
     try:
         found = {int(k): _normalise(v) for k, v in modality.items()}
     except (TypeError, ValueError):
         raise ConversionError(f"{path}: 'modality' keys must be channel indices, found {sorted(modality)}") from None
     mapped = [aliases.get(found[i], found[i].replace(" ", "_").replace("-", "_")) for i in sorted(found)]
-    if mapped != list(channels):
+    if [m.lower() for m in mapped] != [c.lower() for c in channels]:  # sequence names differ only in case
         raise ConversionError(f"{path}: channels {dict(sorted(found.items()))} map to {mapped}, but the card "
                               f"expects {list(channels)} in that order")
 
