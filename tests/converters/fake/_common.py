@@ -100,3 +100,19 @@ def blob(shape, index: tuple[slice, ...], value=1, dtype=np.uint8) -> np.ndarray
     array = np.zeros(shape, dtype=dtype)
     array[index] = value
     return array
+
+
+def extract_release(remote: Path, target: Path) -> Path:
+    """Unpack a fake release as a user would (``unzip``/``tar x`` every archive into one folder, copy the rest),
+    giving the folder ``omnimedseg convert <id> --raw DIR`` reads."""
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted(remote.iterdir()):
+        if path.name.endswith(".zip"):
+            with zipfile.ZipFile(path) as zf:
+                zf.extractall(target)
+        elif path.name.endswith(".tar"):
+            with tarfile.open(path) as tf:
+                tf.extractall(target, filter="data")
+        else:
+            (target / path.name).write_bytes(path.read_bytes())
+    return target
