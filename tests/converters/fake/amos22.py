@@ -40,7 +40,7 @@ def dataset_json() -> dict:
 
     return {"name": "AMOS", "description": "MICCAI2022 Multi-Modality Abdominal Multi-Organ Segmentation Challenge",
             "tensorImageSize": "3D", "reference": "SRIDB x CUHKSZ x HKU x SYSU x LGCHSZ x LGPHSZ",
-            "licence": "CC-BY-SA 4.0", "release": "1.0 01/05/2022", "modality": {"0": "CT"}, "labels": LABELS,
+            "licence": "CC-BY-SA 4.0", "release": "1.0 01/05/2022", "modality": {"0": "CT"}, "labels": dict(LABELS),
             "numTraining": len(CASES["Tr"]), "numValidation": len(CASES["Va"]), "numTest": len(CASES["Ts"]),
             "training": [entry("Tr", n) for n in CASES["Tr"]],
             "validation": [entry("Va", n) for n in CASES["Va"]],

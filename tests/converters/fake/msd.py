@@ -58,7 +58,7 @@ def dataset_json(task: str) -> dict:
     pattern, labels, modality = TASKS[task]
     return {"name": task.split("_")[1], "description": "fake", "reference": "fake", "licence": "CC-BY-SA 4.0",
             "release": "1.0 04/05/2018", "tensorImageSize": "4D" if len(modality) > 1 else "3D",
-            "modality": modality, "labels": {"0": "background", **labels},
+            "modality": dict(modality), "labels": {"0": "background", **labels},
             "numTraining": len(TRAIN), "numTest": len(TEST),
             "training": [{"image": f"./imagesTr/{pattern.format(n)}.nii.gz",
                           "label": f"./labelsTr/{pattern.format(n)}.nii.gz"} for n in TRAIN],
