@@ -1,7 +1,9 @@
 """Fake AMOS22 (Zenodo 7262581): ``amos22.zip`` with ``amos22/{imagesTr,labelsTr,imagesVa,labelsVa,imagesTs,
 labelsTs}/amos_XXXX.nii.gz`` and ``amos22/dataset.json`` (label names with the release's typos), plus
 ``labeled_data_meta_0000_0599.csv`` beside it. CT images are int16 and MR images float32 (mixed dtypes,
-as in the release); labels are uint8 label maps 0-15. ``labelsTs/`` is an empty folder.
+as in the release); labels are uint8 label maps 0-15. ``labelsTs/`` is an empty folder. The columns of
+``labeled_data_meta_0000_0599.csv`` are not in the evidence (the converter does not read it); the ones written
+here are placeholders.
 """
 
 from __future__ import annotations

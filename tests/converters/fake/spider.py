@@ -2,6 +2,8 @@
 ``masks/<n>_<seq>.mha`` (a sagittal direction matrix with permuted axes), ``overview.csv`` and
 ``radiological_gradings.csv``. Masks use the real encoding: vertebrae 1-25 (partial 101-125),
 canal 100, discs 201-225; images are uint16 for T1/T2 and int16 for T2-SPACE (mixed dtypes).
+``overview.csv`` has the two columns the converter reads (``new_file_name`` [S] and ``subset``; their values
+are not verified on the real file) plus placeholder columns; ``radiological_gradings.csv`` is a placeholder.
 """
 
 from __future__ import annotations
