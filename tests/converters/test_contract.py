@@ -213,3 +213,24 @@ def test_case_with_some_files_missing_is_an_error_naming_them(tmp_path):
     assert [f["case_id"] for f in dataset["failed"]] == [ids[1]]
     assert f"labelsTr/{ids[1]}.nii.gz" in dataset["failed"][0]["error"]
     assert validate_converted(out, raw).ok
+
+
+def test_memory_per_case_does_not_grow_with_the_number_of_classes(tmp_path):
+    """A 117-class label map is split class by class: peak memory is a few masks, not 117 of them."""
+    import tracemalloc
+
+    card = data.many_card(tmp_path / "cards")
+    raw = tmp_path / "raw"
+    data.make_many(raw)
+    voxels = 64 * 64 * 48
+    tracemalloc.start()
+    try:
+        out = convert_dataset(card, tmp_path / "root", raw=raw)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    all_masks = 117 * voxels  # bytes of 117 bool masks held at once
+    assert peak < all_masks / 6, f"peak {peak / 1e6:.1f} MB vs {all_masks / 1e6:.1f} MB for all masks"
+    label = np.asanyarray(nib.load(raw / "seg.nii.gz").dataobj)
+    assert np.array_equal(read_output(out / "masks" / "s0001" / "s117.nii.gz")[0], label == 117)
+    assert len(_dataset(out)["cases"][0]["masks"]) == 117
