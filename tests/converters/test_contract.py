@@ -234,3 +234,36 @@ def test_memory_per_case_does_not_grow_with_the_number_of_classes(tmp_path):
     label = np.asanyarray(nib.load(raw / "seg.nii.gz").dataobj)
     assert np.array_equal(read_output(out / "masks" / "s0001" / "s117.nii.gz")[0], label == 117)
     assert len(_dataset(out)["cases"][0]["masks"]) == 117
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+def _wrong_shape(path):
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(path)
+
+
+def _colour(path):
+    rgb = np.zeros((40, 48, 3), np.uint8)
+    rgb[10:20, 10:20] = (255, 0, 0)
+    Image.fromarray(rgb).save(path)
+
+
+@pytest.mark.parametrize("damage, target, expected", [
+    (_truncate, "Images/IMG0001.png", "not a readable image"),
+    (_wrong_shape, "Masks/expert2/IMG0001_cup.png", "geometry differs from image IMG0001.png: shape (20, 20) vs (40, 48)"),
+    (_colour, "Consensus/IMG0001_disc.png", "a colour mask where a greyscale mask was expected"),
+])
+def test_bad_raw_files_name_file_case_and_expectation(tmp_path, damage, target, expected):
+    card = data.fundus_card(tmp_path / "cards")
+    raw = tmp_path / "raw"
+    data.make_fundus(raw)
+    damage(raw / target)
+    with pytest.raises(ConversionError) as info:
+        convert_dataset(card, tmp_path / "root", raw=raw)
+    message = str(info.value)
+    assert message.startswith(f"fundus: case IMG0001: {raw / target}: ") and expected in message, message
+    assert "\n" not in message
+    converted = tmp_path / "root" / "converted" / "fundus"
+    assert not (converted / "1.0.0").exists() and not list(converted.rglob(".complete"))
