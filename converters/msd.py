@@ -10,7 +10,12 @@ Raw layout (one tar per task on the AWS open-data bucket ``msd-for-monai``)::
 
 Sources: nnU-Net ``convert_MSD_dataset.py`` (folders, 4D channel split, skipping names that start with
 ``.``), MONAI ``DecathlonDataset`` (bucket URLs, md5), torch-em ``msd.py`` (sha256), public copies of the
-tasks' dataset.json (labels, modality, "licence": "CC-BY-SA 4.0").
+tasks' dataset.json (labels, modality, "licence": "CC-BY-SA 4.0"). The raw label spellings of Task01 ("edema",
+"non-enhancing tumor", "enhancing tumour"; channels FLAIR, T1w, t1gd, T2w), Task06 ("cancer"), Task07
+("pancreas", "cancer"), Task08 ("Vessel", "Tumour") and Task10 ("colon cancer primaries") are confirmed by
+third-party scripts that copy the dataset.json tables (nnU-Net's BraTS conversion uses the Task01 ones);
+those of Task02-05 and Task09 follow the catalogue (reference/datasets.md, partly inferred) and are checked
+against each real dataset.json at conversion time.
 
 Cases come from dataset.json's ``training``/``test`` lists, so the AppleDouble ``._*`` files beside them are
 never read (where a converter globs, ``formats.listing.list_files`` drops them). The dataset.json labels and
