@@ -12,7 +12,9 @@ Sources: the catalogue (reference/datasets.md #47: v7.3/HDF5, field names, label
 HDF5 arrays") and licences.md (file names, sizes, md5). Arrays are read in MATLAB's own index order by
 the shared ``read_mat_image`` (h5py's transposed view of column-major data is undone), so PNG rows
 are MATLAB rows, as ``imshow(cjdata.image)`` shows them; image and mask go through the same reader,
-so they stay aligned whatever the display orientation.
+so they stay aligned whatever the display orientation. Public loaders of this dataset do the same
+(``np.array(f['cjdata/image']).T`` "for correct orientation"); the orientation has not yet been checked on a
+real file here (QA sheets of the generated layout only).
 
 Classes: one per tumour type. Each slice holds one tumour and its type (``cjdata.label``); the masks
 of the other two types are written empty. Users use the set both for type classification and
