@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -12,7 +10,6 @@ import SimpleITK as sitk
 from omnimedseg.converters.formats.metaimage2d import read_metaimage_2d, read_metaimage_2d_labels
 from omnimedseg.errors import ConversionError
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "realdata" / "itkelastix_ct2d_mha" / "examples" / "data"
 ROWS_COLS = (5, 7)
 
 
@@ -59,10 +56,10 @@ def test_label_maps_integral_and_single_channel(tmp_path):
         read_metaimage_2d_labels(_write(labels, tmp_path / "f.mha"))
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/realdata/itkelastix_ct2d_mha is not present")
-def test_real_2d_mha_pair(tmp_path):
+def test_real_2d_mha_pair(tmp_path, realdata):
+    real = realdata("itkelastix_ct2d_mha") / "examples" / "data"
     for name in ("CT_2D_head_fixed.mha", "CT_2D_head_fixed_mask.mha"):
-        shutil.copy(REAL / name, tmp_path / name)
+        shutil.copy(real / name, tmp_path / name)
     image = read_metaimage_2d(tmp_path / "CT_2D_head_fixed.mha")
     mask = read_metaimage_2d_labels(tmp_path / "CT_2D_head_fixed_mask.mha")
     assert image.array.shape == (256, 256) and image.array.dtype == np.int16 and image.spacing == (1.0, 1.0)
