@@ -1,0 +1,58 @@
+"""BUS-UCLM breast ultrasound with RGB colour-coded lesion masks (registry/bus_uclm.toml).
+
+Raw layout (the release archive extracted by the core; licences.md and the authors' scripts,
+https://github.com/noeliavallez/BUS-UCLM-Dataset)::
+
+    <folder>/INFO.csv          Image;Label;Doppler;Marks   (';', UTF-8 with BOM)
+    <folder>/images/ANFO_005.png
+    <folder>/masks/ANFO_005.png   RGB: black background, green benign, red malignant
+
+``<folder>`` is the one folder holding INFO.csv (its name is not documented). Every row of
+INFO.csv is a case; masks are decoded with the card's ``[palette]`` (exact colours: PNG is
+lossless, so any other colour is an error naming it). The test split is the authors' own:
+patients COPE, ANFO, ELCO, CRCI, FLKA (``prepare_partitions.py``).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Iterator
+
+from omnimedseg.converters import Case, Converter, Source
+from omnimedseg.converters.formats.annotations2d import read_palette_mask_class
+from omnimedseg.converters.formats.image2d import read_image
+from omnimedseg.converters.formats.tables import read_table
+from omnimedseg.errors import ConversionError
+
+TEST_PATIENTS = ("COPE", "ANFO", "ELCO", "CRCI", "FLKA")
+
+
+def find_side_file(raw_dir: Path, name: str, dataset: str) -> Path:
+    """The one ``name`` at the top of ``raw_dir`` or one folder below (release folder names vary)."""
+    found = sorted([*raw_dir.glob(name), *raw_dir.glob(f"*/{name}")])
+    if len(found) != 1:
+        raise ConversionError(f"{raw_dir}: expected one {name} at the top or one folder below, found "
+                              f"{[str(p.relative_to(raw_dir)) for p in found] or 'none'}; "
+                              f"run: omnimedseg download {dataset}")
+    return found[0]
+
+
+class BusUclm(Converter):
+    def cases(self, raw_dir: Path) -> Iterator[Case]:
+        info = find_side_file(raw_dir, "INFO.csv", self.card.id)
+        root = info.parent
+        for row in read_table(info, ("Image", "Label"), dataset=self.card.id):
+            name = row["Image"]
+            patient = name.split("_", 1)[0]
+            yield Case(
+                case_id=Path(name).stem,
+                image=Source(root / "images" / name, read_image),
+                split="test" if patient in TEST_PATIENTS else "train",
+                masks={cls: Source(root / "masks" / name, partial(read_palette_mask_class, palette=self.card.palette,
+                                                                 class_name=cls))
+                       for cls in self.card.class_names},
+                meta={"patient": patient, "label": row["Label"],
+                      **{key.lower(): row[key] for key in ("Doppler", "Marks") if row.get(key) is not None}},
+                metadata_sources=(info,),
+            )
