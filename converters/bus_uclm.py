@@ -22,20 +22,10 @@ from typing import Iterator
 from omnimedseg.converters import Case, Converter, Source
 from omnimedseg.converters.formats.annotations2d import read_palette_mask_class
 from omnimedseg.converters.formats.image2d import read_image
+from omnimedseg.converters.formats.layout import find_side_file
 from omnimedseg.converters.formats.tables import read_table
-from omnimedseg.errors import ConversionError
 
 TEST_PATIENTS = ("COPE", "ANFO", "ELCO", "CRCI", "FLKA")
-
-
-def find_side_file(raw_dir: Path, name: str, dataset: str) -> Path:
-    """The one ``name`` at the top of ``raw_dir`` or one folder below (release folder names vary)."""
-    found = sorted([*raw_dir.glob(name), *raw_dir.glob(f"*/{name}")])
-    if len(found) != 1:
-        raise ConversionError(f"{raw_dir}: expected one {name} at the top or one folder below, found "
-                              f"{[str(p.relative_to(raw_dir)) for p in found] or 'none'}; "
-                              f"run: omnimedseg download {dataset}")
-    return found[0]
 
 
 class BusUclm(Converter):

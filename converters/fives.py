@@ -18,6 +18,7 @@ from typing import Iterator
 
 from omnimedseg.converters import Case, Converter, Source
 from omnimedseg.converters.formats.image2d import read_binary_mask, read_image
+from omnimedseg.converters.formats.layout import find_folder
 from omnimedseg.errors import ConversionError
 
 ROOT = "FIVES A Fundus Image Dataset for AI-based Vessel Segmentation"
@@ -30,10 +31,7 @@ class Fives(Converter):
         root = raw_dir / ROOT
         for split in ("train", "test"):
             folder = root / split
-            masks = [folder / name for name in MASK_FOLDERS if (folder / name).is_dir()]
-            if len(masks) != 1:
-                raise ConversionError(f"{folder}: expected one mask folder named {' or '.join(map(repr, MASK_FOLDERS))}"
-                                      f", found {[p.name for p in masks] or 'none'}; run: omnimedseg download fives")
+            masks = find_folder(folder, MASK_FOLDERS, self.card.id)
             for image in sorted((folder / "Original").glob("*.png")):
                 category = image.stem.rpartition("_")[2]
                 if category not in CATEGORIES:
@@ -42,6 +40,6 @@ class Fives(Converter):
                     case_id=f"{split}_{image.stem}",  # train and test both number from 1
                     image=Source(image, read_image),
                     split=split,
-                    masks={"retinal_vessel": Source(masks[0] / image.name, read_binary_mask)},
+                    masks={"retinal_vessel": Source(masks / image.name, read_binary_mask)},
                     meta={"category": CATEGORIES[category]},
                 )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from omnimedseg.converters.formats.image2d import read_binary_mask, read_image
+from omnimedseg.converters.formats.image2d import _grey, read_binary_mask, read_image
 from omnimedseg.converters.formats.imagedata import ImageData
 from omnimedseg.errors import ConversionError
 
@@ -31,9 +31,19 @@ def read_binary_mask_union(*paths: Path) -> ImageData:
     return ImageData(union)
 
 
+def read_mask_above(path: Path, *, above: int) -> ImageData:
+    """Mask of the pixels brighter than ``above`` in a multi-level grey mask (e.g. disc < cup levels).
+
+    Fusion masks code nested structures as grey levels (Chákṣu: background, disc, cup);
+    a structure is every pixel above the midpoint below its level, which also keeps the
+    boundary where it was for JPEG-compressed masks.
+    """
+    return ImageData(_grey(Path(path)) > above)
+
+
 def empty_mask_like(reference: Path) -> ImageData:
     """All-False mask on ``reference``'s pixel grid: the class is absent from this labelled image."""
     return ImageData(np.zeros(read_image(Path(reference)).array.shape[:2], dtype=bool))
 
 
-__all__ = ["empty_mask_like", "read_binary_mask_union"]
+__all__ = ["empty_mask_like", "read_binary_mask_union", "read_mask_above"]
