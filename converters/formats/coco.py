@@ -14,6 +14,7 @@ a converter reads one mask per case and class, and real files hold thousands of 
 from __future__ import annotations
 
 import json
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -109,7 +110,10 @@ def read_coco_mask(path: Path, *, image_id: int, categories: Sequence[str]) -> I
     for ann in coco.by_image.get(image_id, []):
         if coco.categories[int(ann["category_id"])] in categories:
             where = f"{path}: annotation {ann.get('id')} (image {image_id})"
-            mask |= coco_mask.decode(_segmentation_rle(ann["segmentation"], height, width, where)).astype(bool)
+            rle = _segmentation_rle(ann["segmentation"], height, width, where)
+            with warnings.catch_warnings():  # pycocotools 2.0.x warns about numpy 2's copy keyword on every decode
+                warnings.simplefilter("ignore", DeprecationWarning)
+                mask |= coco_mask.decode(rle).astype(bool)
     return ImageData(mask)
 
 
