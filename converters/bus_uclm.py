@@ -7,7 +7,8 @@ https://github.com/noeliavallez/BUS-UCLM-Dataset)::
     <folder>/images/ANFO_005.png
     <folder>/masks/ANFO_005.png   RGB: black background, green benign, red malignant
 
-``<folder>`` is the one folder holding INFO.csv (its name is not documented). Every row of
+``<folder>`` is the one folder holding INFO.csv, up to two levels down (its name is not
+documented; the authors' scripts use ``data/BUS-UCLM``). Every row of
 INFO.csv is a case; masks are decoded with the card's ``[palette]`` (exact colours: PNG is
 lossless, so any other colour is an error naming it). The test split is the authors' own:
 patients COPE, ANFO, ELCO, CRCI, FLKA (``prepare_partitions.py``).

@@ -26,10 +26,11 @@ def find_folder(parent: Path, names: Iterable[str], dataset: str) -> Path:
 
 
 def find_side_file(raw_dir: Path, name: str, dataset: str) -> Path:
-    """The one ``name`` at the top of ``raw_dir`` or one folder below (release folder names vary)."""
-    found = sorted([*raw_dir.glob(name), *raw_dir.glob(f"*/{name}")])
+    """The one ``name`` at the top of ``raw_dir`` or up to two folders below (release folder names vary,
+    e.g. ``BUS-UCLM/INFO.csv`` or ``data/BUS-UCLM/INFO.csv``)."""
+    found = sorted([*raw_dir.glob(name), *raw_dir.glob(f"*/{name}"), *raw_dir.glob(f"*/*/{name}")])
     if len(found) != 1:
-        raise ConversionError(f"{raw_dir}: expected one {name} at the top or one folder below, found "
+        raise ConversionError(f"{raw_dir}: expected one {name} at the top or up to two folders below, found "
                               f"{[str(p.relative_to(raw_dir)) for p in found] or 'none'}; "
                               f"run: omnimedseg download {dataset}")
     return found[0]

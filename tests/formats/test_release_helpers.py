@@ -49,6 +49,11 @@ def test_folder_aliases_side_files_and_stems(tmp_path):
     (tmp_path / "BUS-UCLM").mkdir()
     (tmp_path / "BUS-UCLM" / "INFO.csv").write_text("Image;Label\n")
     assert find_side_file(tmp_path, "INFO.csv", "bus_uclm") == tmp_path / "BUS-UCLM" / "INFO.csv"
+    (tmp_path / "data" / "BUS-UCLM").mkdir(parents=True)
+    (tmp_path / "data" / "BUS-UCLM" / "INFO.csv").write_text("Image;Label\n")
+    with pytest.raises(ConversionError, match=r"expected one INFO\.csv .*found \['BUS-UCLM/INFO\.csv', "
+                                              r"'data/BUS-UCLM/INFO\.csv'\]"):
+        find_side_file(tmp_path, "INFO.csv", "bus_uclm")
 
 
 def test_union_empty_and_grey_level_masks(tmp_path):
@@ -67,3 +72,17 @@ def test_union_empty_and_grey_level_masks(tmp_path):
     Image.fromarray(levels).save(tmp_path / "fusion.png")
     assert read_mask_above(tmp_path / "fusion.png", above=85).array.tolist() == [[False, True, True, True]]
     assert read_mask_above(tmp_path / "fusion.png", above=170).array.tolist() == [[False, False, True, False]]
+
+
+def test_palette_png_mask_decodes_through_the_card_palette(tmp_path):
+    from omnimedseg.converters.formats.annotations2d import read_palette_mask
+
+    indices = np.zeros((5, 6), np.uint8)
+    indices[1:3, 1:4], indices[4, 5] = 1, 2
+    image = Image.fromarray(indices, mode="P")
+    image.putpalette([0, 0, 0, 0, 255, 0, 255, 0, 0] + [0] * (256 * 3 - 9))
+    image.save(tmp_path / "mask.png")
+    assert Image.open(tmp_path / "mask.png").mode == "P"
+    masks = read_palette_mask(tmp_path / "mask.png", {"benign_lesion": "#00ff00", "malignant_lesion": [255, 0, 0]})
+    assert np.array_equal(masks["benign_lesion"], indices == 1)
+    assert np.array_equal(masks["malignant_lesion"], indices == 2)
