@@ -158,6 +158,7 @@ def convert_dataset(card: Card, root: str | os.PathLike | None = None, force: bo
                               f"but the card ({card.path}) defines {card.class_names}")
     staging = _open_partial(out, card, raw, raw_verified, keep_going, force)
     records = _write_cases(card, cases, label_values, raw, staging, workers, progress, keep_going, scheduler)
+    _remove_strays(staging, records)
     _write_dataset_files(card, cases, records, raw, raw_verified, staging)
     shutil.rmtree(staging / CASE_RECORDS)
     (staging / RUN_RECORD).unlink()
@@ -180,6 +181,17 @@ def _open_partial(out: Path, card: Card, raw: Path, raw_verified: bool, keep_goi
     (staging / CASE_RECORDS).mkdir(parents=True, exist_ok=True)
     atomic_write_text(staging / RUN_RECORD, json.dumps(run, indent=2) + "\n")
     return staging
+
+
+def _remove_strays(staging: Path, records: list[dict]) -> None:
+    """Delete files an interrupted or failed case left behind (no finished record lists them)."""
+    kept = {rel for r in records if r["status"] == "done" for rel in r["provenance"]}
+    for sub in ("images", "masks", "raters", "instances", "ignore"):
+        for path in sorted((staging / sub).rglob("*"), reverse=True):
+            if path.is_file() and path.relative_to(staging).as_posix() not in kept:
+                path.unlink()
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
 
 
 def _swap_into_place(staging: Path, out: Path) -> None:
@@ -241,7 +253,8 @@ def _run_on_dask(jobs: list[_Job], scheduler: str) -> Iterator[dict]:
         raise UsageError("--scheduler needs Dask distributed; install it: pip install 'omnimedseg[distributed]'") \
             from None
     try:
-        client = Client(scheduler, timeout="20s", set_as_default=False)
+        _check_reachable(scheduler)
+        client = Client(scheduler, timeout="20s")
     except (OSError, TimeoutError) as exc:
         raise UsageError(f"cannot reach the Dask scheduler at {scheduler} ({exc}); start one (dask scheduler, "
                          f"dask-jobqueue) or omit --scheduler to convert locally") from None
@@ -252,6 +265,16 @@ def _run_on_dask(jobs: list[_Job], scheduler: str) -> Iterator[dict]:
                 yield future.result()
         finally:
             client.cancel(futures)
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse a TCP scheduler address nobody listens on at once (Dask itself retries for its whole timeout)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme == "tcp" and parts.hostname and parts.port:
+        socket.create_connection((parts.hostname, parts.port), timeout=5).close()
 
 
 def _finished_record(staging: Path, case: Case) -> dict | None:

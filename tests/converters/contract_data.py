@@ -255,3 +255,29 @@ def use_test_converters(monkeypatch=None) -> None:
         monkeypatch.setattr(_run, "converter_for", converter_for)
     else:
         _run.converter_for = converter_for
+
+
+# ------------------------------------------------------------- totalseg-like (many classes)
+
+def many_card(folder: Path, n_classes: int = 117, dataset_id: str = "many") -> Card:
+    return write_card(folder, dataset_id, "CT", 3, [f"s{i:03d}" for i in range(1, n_classes + 1)])
+
+
+def make_many(raw: Path, n_classes: int = 117, shape=(64, 64, 48), seed: int = 4) -> None:
+    """ct.nii.gz (int16) + seg.nii.gz: a label map with every one of ``n_classes`` structures present."""
+    rng = np.random.default_rng(seed)
+    raw.mkdir(parents=True, exist_ok=True)
+    label = (np.arange(np.prod(shape)) % (n_classes + 1)).reshape(shape).astype(np.uint8)
+    rng.shuffle(label.reshape(-1))
+    ct = rng.integers(-1000, 1500, shape).astype(np.int16)
+    nib.save(nib.Nifti1Image(ct, np.diag([1.5, 1.5, 2.0, 1])), raw / "ct.nii.gz")
+    nib.save(nib.Nifti1Image(label, np.diag([1.5, 1.5, 2.0, 1])), raw / "seg.nii.gz")
+
+
+class Many(Converter):
+    def cases(self, raw_dir: Path):
+        yield Case(case_id="s0001", image=Source(raw_dir / "ct.nii.gz", read_volume), split="train",
+                   label=Source(raw_dir / "seg.nii.gz", read_label_volume))
+
+
+CONVERTERS["many"] = Many

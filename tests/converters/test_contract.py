@@ -213,3 +213,57 @@ def test_case_with_some_files_missing_is_an_error_naming_them(tmp_path):
     assert [f["case_id"] for f in dataset["failed"]] == [ids[1]]
     assert f"labelsTr/{ids[1]}.nii.gz" in dataset["failed"][0]["error"]
     assert validate_converted(out, raw).ok
+
+
+def test_memory_per_case_does_not_grow_with_the_number_of_classes(tmp_path):
+    """A 117-class label map is split class by class: peak memory is a few masks, not 117 of them."""
+    import tracemalloc
+
+    card = data.many_card(tmp_path / "cards")
+    raw = tmp_path / "raw"
+    data.make_many(raw)
+    voxels = 64 * 64 * 48
+    tracemalloc.start()
+    try:
+        out = convert_dataset(card, tmp_path / "root", raw=raw)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    all_masks = 117 * voxels  # bytes of 117 bool masks held at once
+    assert peak < all_masks / 6, f"peak {peak / 1e6:.1f} MB vs {all_masks / 1e6:.1f} MB for all masks"
+    label = np.asanyarray(nib.load(raw / "seg.nii.gz").dataobj)
+    assert np.array_equal(read_output(out / "masks" / "s0001" / "s117.nii.gz")[0], label == 117)
+    assert len(_dataset(out)["cases"][0]["masks"]) == 117
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+def _wrong_shape(path):
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(path)
+
+
+def _colour(path):
+    rgb = np.zeros((40, 48, 3), np.uint8)
+    rgb[10:20, 10:20] = (255, 0, 0)
+    Image.fromarray(rgb).save(path)
+
+
+@pytest.mark.parametrize("damage, target, expected", [
+    (_truncate, "Images/IMG0001.png", "not a readable image"),
+    (_wrong_shape, "Masks/expert2/IMG0001_cup.png", "geometry differs from image IMG0001.png: shape (20, 20) vs (40, 48)"),
+    (_colour, "Consensus/IMG0001_disc.png", "a colour mask where a greyscale mask was expected"),
+])
+def test_bad_raw_files_name_file_case_and_expectation(tmp_path, damage, target, expected):
+    card = data.fundus_card(tmp_path / "cards")
+    raw = tmp_path / "raw"
+    data.make_fundus(raw)
+    damage(raw / target)
+    with pytest.raises(ConversionError) as info:
+        convert_dataset(card, tmp_path / "root", raw=raw)
+    message = str(info.value)
+    assert message.startswith(f"fundus: case IMG0001: {raw / target}: ") and expected in message, message
+    assert "\n" not in message
+    converted = tmp_path / "root" / "converted" / "fundus"
+    assert not (converted / "1.0.0").exists() and not list(converted.rglob(".complete"))
