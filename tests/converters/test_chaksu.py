@@ -2,14 +2,24 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from omnimedseg.converters.formats.image2d import read_png_array
 from omnimedseg.testing import check_converter
 from tests.converters.fake.chaksu import MISSING, PHOTOS, RATERS, disc_cup, make_remote_files
 
 
+SPLITS = {"train": 4, "test": 3}
+
+
+@pytest.mark.slow  # ~5.5 s: the figshare emulator serves three files at the downloader's polite rate (1 request/s)
+def test_chaksu_through_the_figshare_emulator(tmp_path):
+    check_converter("chaksu", make_remote_files, tmp_path, expected_splits=SPLITS)
+
+
 def test_chaksu_fusion_reference_five_raters_and_quirks(tmp_path):
-    out = check_converter("chaksu", make_remote_files, tmp_path, expected_splits={"train": 4, "test": 3})
+    # the same pipeline from a local copy of the release (download --from), without the emulator's rate limit
+    out = check_converter("chaksu", make_remote_files, tmp_path, expected_splits=SPLITS, via="local")
     cases = {c["case_id"]: c for c in json.loads((out / "dataset.json").read_text())["cases"]}
     for split, devices in PHOTOS.items():
         for index, (device, photos) in enumerate(devices.items()):
