@@ -102,8 +102,10 @@ def test_unknown_dataset_lists_known_ones():
 
 def test_select_filters():
     registry = load_registry()
-    assert [c.id for c in registry.select(modality="Ultrasound", dimensionality=2, licence="cc-by-4.0",
-                                          platform="zenodo")] == ["hc18"]
+    found = registry.select(modality="Ultrasound", dimensionality=2, licence="cc-by-4.0", platform="zenodo")
+    assert "hc18" in [c.id for c in found]
+    assert all((c.modality, c.dimensionality, c.license.spdx, c.source.platform) == ("ultrasound", 2, "CC-BY-4.0",
+                                                                                      "zenodo") for c in found)
     ct = registry.select(modality="CT")
     assert ct and all(c.modality == "CT" for c in ct) and "totalsegmentator_v2" in [c.id for c in ct]
     assert registry.select(modality="CT", dimensionality=2) == []
