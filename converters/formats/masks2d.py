@@ -1,0 +1,69 @@
+"""2D pixel quirks of released files: lossy JPEG masks, RGBA images whose alpha carries nothing.
+
+The threshold for lossy masks is one documented constant, so every dataset that ships
+JPEG masks (HyperKvasir, Kvasir-SEG, TN3K ...) is binarised the same way and provenance
+names the rule.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from omnimedseg.converters.formats.image2d import read_image
+from omnimedseg.converters.formats.imagedata import ImageData
+from omnimedseg.errors import ConversionError
+
+PathLike = str | os.PathLike
+
+# A lossy 0/255 mask is foreground where the mean of its colour channels is >= 128, the midpoint:
+# JPEG ringing and chroma subsampling smear the two levels symmetrically around the drawn edge,
+# so the midpoint keeps the boundary where the annotator put it (the rule image2d.read_binary_mask
+# applies to grey JPEGs). Averaging the channels handles masks saved as RGB JPEG, whose channels
+# drift apart by a few levels.
+LOSSY_MASK_THRESHOLD = 128
+
+
+def read_lossy_mask(path: PathLike) -> ImageData:
+    """A JPEG (grey or RGB) 0/255 mask -> bool: channel mean >= ``LOSSY_MASK_THRESHOLD`` (128).
+
+    A file whose values do not cluster near 0 and 255 is not a binary mask; when more than
+    5% of the pixels sit in the middle band 64..191 it is refused rather than thresholded.
+    """
+    array = read_image(Path(path)).array
+    if array.dtype != np.uint8:
+        raise ConversionError(f"{path}: lossy mask of type {array.dtype}; expected 8-bit JPEG")
+    grey = array[..., :3].mean(axis=2) if array.ndim == 3 else array.astype(np.float64)
+    middle = float(np.mean((grey >= 64) & (grey < 192)))
+    if middle > 0.05:
+        raise ConversionError(f"{path}: {middle:.0%} of the pixels are mid-grey (64..191); expected a 0/255 mask "
+                              f"with JPEG noise only")
+    return ImageData(grey >= LOSSY_MASK_THRESHOLD)
+
+
+def drop_constant_alpha(array: np.ndarray, path: PathLike) -> np.ndarray:
+    """RGBA / LA whose alpha is one value everywhere -> RGB / grey; a varying alpha is an error.
+
+    Many microscopy PNGs (DSB2018, TNBC) carry an opaque alpha channel that holds no
+    information; keeping it would make the image a four-channel one for no reason. An alpha
+    that varies means transparency the dataset may rely on, so it is not dropped silently.
+    """
+    if array.ndim != 3 or array.shape[2] not in (2, 4):
+        return array
+    alpha = array[..., -1]
+    if alpha.size and (alpha != alpha.flat[0]).any():
+        values = np.unique(alpha)
+        raise ConversionError(f"{path}: alpha channel varies ({values.size} values, {int(values[0])}..{int(values[-1])}); "
+                              f"expected a constant alpha to drop")
+    return array[..., :-1] if array.shape[2] == 4 else array[..., 0]
+
+
+def read_image_without_alpha(path: PathLike) -> ImageData:
+    """:func:`~omnimedseg.converters.formats.image2d.read_image`, with a constant alpha channel dropped."""
+    image = read_image(Path(path))
+    return ImageData(drop_constant_alpha(image.array, path), image.affine, image.spacing, image.meta)
+
+
+__all__ = ["LOSSY_MASK_THRESHOLD", "drop_constant_alpha", "read_image_without_alpha", "read_lossy_mask"]
