@@ -26,11 +26,14 @@ PathLike = str | os.PathLike
 LOSSY_MASK_THRESHOLD = 128
 
 
-def read_lossy_mask(path: PathLike) -> ImageData:
+def read_lossy_mask(path: PathLike, *, background_corners: bool = False) -> ImageData:
     """A JPEG (grey or RGB) 0/255 mask -> bool: channel mean >= ``LOSSY_MASK_THRESHOLD`` (128).
 
     A file whose values do not cluster near 0 and 255 is not a binary mask; when more than
     5% of the pixels sit in the middle band 64..191 it is refused rather than thresholded.
+    ``background_corners``: the dataset's objects never reach all four image corners (e.g.
+    endoscopy frames, whose corners are the black vignette), so a mask that is foreground in
+    all four corners has the opposite polarity and is refused instead of being inverted.
     """
     array = read_image(Path(path)).array
     if array.dtype != np.uint8:
@@ -40,7 +43,11 @@ def read_lossy_mask(path: PathLike) -> ImageData:
     if middle > 0.05:
         raise ConversionError(f"{path}: {middle:.0%} of the pixels are mid-grey (64..191); expected a 0/255 mask "
                               f"with JPEG noise only")
-    return ImageData(grey >= LOSSY_MASK_THRESHOLD)
+    mask = grey >= LOSSY_MASK_THRESHOLD
+    if background_corners and mask[0, 0] and mask[0, -1] and mask[-1, 0] and mask[-1, -1]:
+        raise ConversionError(f"{path}: all four corners are foreground; expected white objects on a black "
+                              f"background (inverted mask polarity?)")
+    return ImageData(mask)
 
 
 def drop_constant_alpha(array: np.ndarray, path: PathLike) -> np.ndarray:

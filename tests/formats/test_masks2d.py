@@ -76,3 +76,11 @@ def test_real_16bit_tiff_image_keeps_its_bit_depth(realdata, tmp_path):
     assert image.dtype == np.uint16 and image.shape == (512, 512)
     assert np.array_equal(image, read_image(tmp_path / "img2d.tif").array)
     assert int(image.max()) == 235  # values as stored, not rescaled to 8 bits
+
+
+def test_inverted_polarity_is_refused_when_corners_are_background(tmp_path):
+    inverted = (~_disc() * 255).astype(np.uint8)
+    Image.fromarray(inverted).save(tmp_path / "inv.jpg", quality=90)
+    assert read_lossy_mask(tmp_path / "inv.jpg").array[0, 0]  # without the check it is read as it is
+    with pytest.raises(ConversionError, match=r"inv\.jpg: all four corners are foreground"):
+        read_lossy_mask(tmp_path / "inv.jpg", background_corners=True)
