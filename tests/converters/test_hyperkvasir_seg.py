@@ -4,7 +4,7 @@ import numpy as np
 
 from omnimedseg.converters.formats.image2d import read_png_array
 from omnimedseg.testing import check_converter
-from tests.converters._outputs import cases_by_id, provenance_of
+from tests.converters._outputs import cases_by_id, convert_extracted_release, provenance_of
 from tests.converters.fake.hyperkvasir_seg import IDS, make_remote_files, polyp_mask
 
 
@@ -30,3 +30,8 @@ def test_hyperkvasir_end_to_end_with_thresholded_jpeg_masks(tmp_path):
     assert operation == "omnimedseg.converters.formats.masks2d.read_lossy_mask(background_corners=True)"
     assert sources == [f"segmented-images/masks/{IDS[0]}.jpg"]
     assert "Borgli" in (out / "CITATION.bib").read_text()
+
+
+def test_hyperkvasir_convert_raw_folder_as_unzipped(tmp_path):
+    out = convert_extracted_release("hyperkvasir_seg", make_remote_files, tmp_path)
+    assert sorted(cases_by_id(out)) == sorted(IDS)
