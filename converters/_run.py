@@ -204,9 +204,8 @@ def _write_cases(card: Card, cases: list[Case], label_values: dict[int, str], ra
             records[case.case_id] = finished
         else:
             jobs.append(_Job(card, case, label_values, raw, staging, layout, keep_going))
-    if records:
-        progress._line(f"{card.id}: resuming, {len(records)} of {len(cases)} cases already converted")
-    with progress.task(f"convert {card.id}", len(jobs), unit="case") as advance:
+    resumed = f" (resuming: {len(records)} of {len(cases)} cases already converted)" if records else ""
+    with progress.task(f"convert {card.id}{resumed}", len(jobs), unit="case") as advance:
         for record in _run_jobs(jobs, workers, scheduler):
             records[record["case_id"]] = record
             advance(1)
@@ -296,10 +295,9 @@ def convert_case(job: _Job) -> dict:
     provenance), "absent" (none of its files exist) or "failed" (``keep_going`` only).
     """
     case = job.case
-    status = _presence(job.card, case)
-    if status == "absent":
-        return {"case_id": case.case_id, "status": "absent", "split": case.split}
     try:
+        if _presence(job.card, case) == "absent":
+            return {"case_id": case.case_id, "status": "absent", "split": case.split}
         record = _CaseWriter(job).write()
     except Exception as exc:  # noqa: BLE001 - every failure of a case names the case
         message = str(exc) if isinstance(exc, OmnimedsegError) else f"{type(exc).__name__}: {exc}"
@@ -316,14 +314,14 @@ def convert_case(job: _Job) -> dict:
 
 def _presence(card: Card, case: Case) -> str:
     """"absent" when no source file of the case exists, "present" when all do; an error for a mix."""
-    files = [p for source in case.sources() for p in source.paths]
+    files = list(dict.fromkeys(p for source in case.sources() for p in source.paths))
     missing = [p for p in files if not Path(p).exists()]
     if not missing:
         return "present"
     if len(missing) == len(files):
         return "absent"
     shown = ", ".join(str(p) for p in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-    raise ConversionError(f"{card.id}: case {case.case_id}: missing {shown} ({len(files) - len(missing)} of "
+    raise ConversionError(f"missing {shown} ({len(files) - len(missing)} of "
                           f"{len(files)} files of this case are present); expected every file of a present case; "
                           f"re-download: omnimedseg download {card.id}")
 
@@ -488,7 +486,7 @@ class _CaseWriter:
             by_class = case.raters[rater]
             missing = [c for c in card.class_names if c not in by_class]
             if missing:
-                raise ConversionError(f"{card.id}: case {case.case_id}: rater {rater!r} has no mask for class(es) "
+                raise ConversionError(f"rater {rater!r} has no mask for class(es) "
                                       f"{missing}; expected one source per class in {card.class_names}")
             if rater == card.reference_rater and _reference_from_rater(case, card):
                 written[rater] = dict(masks)
@@ -558,7 +556,7 @@ def iter_reference_masks(card: Card, case: Case, label_values: dict[int, str],
     missing = [n for n in card.class_names
                if not (case.label is not None and n in by_class) and n not in masks and n not in case.instances]
     if missing:
-        raise ConversionError(f"{card.id}: case {case.case_id} has no mask for class(es) {missing}; every labelled "
+        raise ConversionError(f"no mask for class(es) {missing}; every labelled "
                               f"case needs one source per class in {card.class_names} (masks, label, instances or "
                               f"the reference rater's masks)")
     for name in card.class_names:
