@@ -27,3 +27,30 @@ def test_deepbacs_instance_tiffs_kept_with_their_ids(tmp_path, card_id):
 def test_deepbacs_convert_raw_folder_as_unzipped(tmp_path):
     out = convert_extracted_release("deepbacs_mixed", maker("deepbacs_mixed"), tmp_path)
     assert len(cases_by_id(out)) == 3
+
+
+def test_deepbacs_converter_on_real_stardist_instance_tiffs(realdata, tmp_path):
+    """The real StarDist DSB2018 16-bit image + instance TIFF, laid out as the mixed set's training pair."""
+    import shutil
+
+    from omnimedseg import paths
+    from omnimedseg.registry import load_registry
+    from tests.helpers import run_cli
+
+    images = realdata("stardist_dsb2018_tif") / "stardist" / "data" / "images"
+    raw = tmp_path / "unpacked"
+    for sub, name in (("source", "img2d.tif"), ("target", "mask2d.tif")):
+        (raw / "training" / sub).mkdir(parents=True)
+        shutil.copy(images / name, raw / "training" / sub / "dsb2018_img2d.tif")
+    result = run_cli("--root", tmp_path / "home", "convert", "deepbacs_mixed", "--raw", raw)
+    assert result.exit_code == 0, result.output
+    out = paths.converted_dir("deepbacs_mixed", load_registry().get("deepbacs_mixed").converter_version,
+                              tmp_path / "home")
+    case = cases_by_id(out)["train_dsb2018_img2d"]
+    instances = read_png_array(out / case["instances"]["bacterium"])
+    from PIL import Image
+
+    published = np.asarray(Image.open(images / "mask2d.tif"))
+    assert instances.dtype == np.uint16 and np.array_equal(instances, published)
+    assert len(np.unique(instances)) - 1 == 125 and int(instances.max()) == 183  # ids kept, not renumbered
+    assert np.array_equal(read_png_array(out / case["image"]), np.asarray(Image.open(images / "img2d.tif")))
