@@ -73,4 +73,16 @@ def read_image_without_alpha(path: PathLike) -> ImageData:
     return ImageData(drop_constant_alpha(image.array, path), image.affine, image.spacing, image.meta)
 
 
-__all__ = ["LOSSY_MASK_THRESHOLD", "drop_constant_alpha", "read_image_without_alpha", "read_lossy_mask"]
+def read_empty_mask(reference: PathLike) -> ImageData:
+    """An all-False mask on ``reference``'s pixel grid.
+
+    For a class that a fully annotated image does not show, where the dataset writes no
+    file for absent classes (e.g. DSAD's multi-organ frames): the class is known to be
+    absent, so its mask is empty, and provenance names this operation and the image.
+    """
+    image = read_image(Path(reference))
+    return ImageData(np.zeros(image.array.shape[:2], dtype=bool))
+
+
+__all__ = ["LOSSY_MASK_THRESHOLD", "drop_constant_alpha", "read_empty_mask", "read_image_without_alpha",
+           "read_lossy_mask"]

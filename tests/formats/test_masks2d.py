@@ -84,3 +84,11 @@ def test_inverted_polarity_is_refused_when_corners_are_background(tmp_path):
     assert read_lossy_mask(tmp_path / "inv.jpg").array[0, 0]  # without the check it is read as it is
     with pytest.raises(ConversionError, match=r"inv\.jpg: all four corners are foreground"):
         read_lossy_mask(tmp_path / "inv.jpg", background_corners=True)
+
+
+def test_empty_mask_on_the_reference_grid(tmp_path):
+    from omnimedseg.converters.formats.masks2d import read_empty_mask
+
+    Image.fromarray(np.zeros((7, 9, 3), np.uint8)).save(tmp_path / "frame.png")
+    mask = read_empty_mask(tmp_path / "frame.png").array
+    assert mask.dtype == bool and mask.shape == (7, 9) and not mask.any()
