@@ -16,7 +16,7 @@ def test_side_by_side_scans_are_split_into_image_and_masks(tmp_path, card_id):
     for group in groups:
         case = cases[f"{group}_001"]
         assert case["shape"] == [16, 20, 3]  # one half of the 16 x 40 file
-        assert np.array_equal(read_png_array(out / case["image"]), left_half(tmp_path, card_id, group))
+        assert np.array_equal(read_png_array(out / case["image"]), left_half(card_id, group))
         for name, expected in class_masks(card_id, group).items():
             assert np.array_equal(read_png_array(out / case["masks"][name]), expected), name
     name = next(iter(class_masks(card_id, groups[0])))

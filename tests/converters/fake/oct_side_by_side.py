@@ -50,7 +50,7 @@ def maker(card_id: str):
     return make_remote_files
 
 
-def left_half(folder: Path, card_id: str, group: str) -> np.ndarray:
+def left_half(card_id: str, group: str) -> np.ndarray:
     """The B-scan half as written (regenerated with the same seed)."""
     rng = np.random.default_rng(0)
     for g in LAYOUT[card_id][1]:
