@@ -36,3 +36,14 @@ def test_bbbc038_per_nucleus_pngs_become_instance_maps(tmp_path):
 def test_bbbc038_convert_raw_folder_as_unzipped(tmp_path):
     out = convert_extracted_release("bbbc038_stage1_train", make_remote_files, tmp_path)
     assert sorted(cases_by_id(out)) == sorted(IMAGES)
+
+
+def test_bbbc038_samples_carry_the_instance_ids(tmp_path):
+    from omnimedseg.data.datasets import ConvertedDataset
+
+    check_converter("bbbc038_stage1_train", make_remote_files, tmp_path, expected_splits={"train": 2})
+    samples = {s["case_id"]: s for s in ConvertedDataset("bbbc038_stage1_train", root=tmp_path / "root")}
+    for image_id in IMAGES:
+        instances = np.asarray(samples[image_id]["instances"])[0]
+        assert sorted(np.unique(instances).tolist()) == [0, 1, 2, 3]
+        assert np.array_equal(np.asarray(samples[image_id]["masks"])[0], instances > 0)
