@@ -18,7 +18,7 @@ from typing import Iterator
 
 from omnimedseg.converters import Case, Converter, Source
 from omnimedseg.converters.formats.image2d import read_binary_mask, read_image
-from omnimedseg.converters.formats.masks2d import empty_mask_like, read_binary_mask_union
+from omnimedseg.converters.formats.masks2d import read_empty_mask, read_binary_mask_union
 from omnimedseg.errors import ConversionError
 
 FOLDER = "BrEaST-Lesions_USG-images_and_masks"
@@ -53,9 +53,9 @@ class BreastLesionsUSG(Converter):
                 split="train",
                 masks={
                     "tumor": Source(tumor, read_binary_mask) if tumor in masks.get(image.stem, [])
-                    else Source(image, empty_mask_like),
+                    else Source(image, read_empty_mask),
                     "other_findings": Source(others, read_binary_mask_union) if others
-                    else Source(image, empty_mask_like),
+                    else Source(image, read_empty_mask),
                 },
                 meta={"normal": tumor not in masks.get(image.stem, []), "other_findings": len(others)},
             )

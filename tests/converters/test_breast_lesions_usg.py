@@ -18,4 +18,4 @@ def test_breast_lesions_tumor_other_findings_and_normal_scans(tmp_path):
     provenance = json.loads((out / "provenance.json").read_text())["files"]
     assert [s["path"].rsplit("/", 1)[1] for s in provenance["masks/case001/other_findings.png"]["sources"]] == [
         "case001_other1.png", "case001_other2.png"]
-    assert provenance["masks/case003/tumor.png"]["operation"].endswith("empty_mask_like")
+    assert provenance["masks/case003/tumor.png"]["operation"].endswith("read_empty_mask")

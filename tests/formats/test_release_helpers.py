@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from omnimedseg.converters.formats.layout import files_by_stem, find_folder, find_side_file
-from omnimedseg.converters.formats.masks2d import empty_mask_like, read_binary_mask_union, read_mask_above
+from omnimedseg.converters.formats.masks2d import read_empty_mask, read_binary_mask_union, read_mask_above
 from omnimedseg.converters.formats.tables import read_table
 from omnimedseg.errors import ConversionError
 
@@ -66,7 +66,7 @@ def test_union_empty_and_grey_level_masks(tmp_path):
     with pytest.raises(ConversionError, match=r"small\.png: mask of 8 x 5 pixels; expected 8 x 6"):
         read_binary_mask_union(tmp_path / "l.png", tmp_path / "small.png")
     Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(tmp_path / "image.jpg")
-    empty = empty_mask_like(tmp_path / "image.jpg").array
+    empty = read_empty_mask(tmp_path / "image.jpg").array
     assert empty.shape == (6, 8) and empty.dtype == bool and not empty.any()
     levels = np.array([[0, 128, 255, 128]], np.uint8)
     Image.fromarray(levels).save(tmp_path / "fusion.png")
