@@ -37,7 +37,7 @@ def convert_extracted_release(dataset_id: str, make_remote_files, tmp_path: Path
                 zf.extractall(raw)
         else:
             shutil.copy(path, raw / path.name)
-    result = run_cli("--root", root, "convert", dataset_id, "--raw", raw)
+    result = run_cli("--root", root, "convert", dataset_id, "--raw", raw, "--accept-licence")
     assert result.exit_code == 0, result.output
     card = load_registry().get(dataset_id)
     return paths.converted_dir(card.id, card.converter_version, root)

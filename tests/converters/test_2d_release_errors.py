@@ -9,7 +9,7 @@ from tests.helpers import run_cli
 
 
 def _convert(tmp_path, dataset_id, raw):
-    return run_cli("--root", tmp_path / "home", "convert", dataset_id, "--raw", raw)
+    return run_cli("--root", tmp_path / "home", "convert", dataset_id, "--raw", raw, "--accept-licence")
 
 
 def test_hyperkvasir_box_file_that_is_not_json(tmp_path):

@@ -13,7 +13,7 @@ from tests.helpers import run_cli
 
 
 def _convert(tmp_path, dataset_id, raw):
-    return run_cli("--root", tmp_path / "root", "convert", dataset_id, "--raw", raw, "--json")
+    return run_cli("--root", tmp_path / "root", "convert", dataset_id, "--raw", raw, "--json", "--accept-licence")
 
 
 @pytest.mark.parametrize("dataset_id, remove, absent", [

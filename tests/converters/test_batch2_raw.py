@@ -37,7 +37,7 @@ def test_convert_raw_folder(tmp_path, dataset_id):
     if dataset_id == "fives":
         pytest.importorskip("libarchive", reason="FIVES ships as RAR, read through libarchive-c")
     raw = extracted_release(dataset_id, tmp_path)
-    result = run_cli("--root", tmp_path / "root", "convert", dataset_id, "--raw", raw, "--json")
+    result = run_cli("--root", tmp_path / "root", "convert", dataset_id, "--raw", raw, "--json", "--accept-licence")
     assert result.exit_code == 0, result.output
     out = tmp_path / "root" / "converted" / dataset_id
     dataset = json.loads(next(out.glob("*/dataset.json")).read_text())

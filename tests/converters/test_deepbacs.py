@@ -42,7 +42,7 @@ def test_deepbacs_converter_on_real_stardist_instance_tiffs(realdata, tmp_path):
     for sub, name in (("source", "img2d.tif"), ("target", "mask2d.tif")):
         (raw / "training" / sub).mkdir(parents=True)
         shutil.copy(images / name, raw / "training" / sub / "dsb2018_img2d.tif")
-    result = run_cli("--root", tmp_path / "home", "convert", "deepbacs_mixed", "--raw", raw)
+    result = run_cli("--root", tmp_path / "home", "convert", "deepbacs_mixed", "--raw", raw, "--accept-licence")
     assert result.exit_code == 0, result.output
     out = paths.converted_dir("deepbacs_mixed", load_registry().get("deepbacs_mixed").converter_version,
                               tmp_path / "home")
