@@ -28,7 +28,6 @@ import numpy as np
 from omnimedseg import __version__, paths
 from omnimedseg.converters._base import CASE_ID_PATTERN, SPLIT_PATTERN, Case, Converter, Source
 from omnimedseg.converters.formats.geometry import check_same_geometry
-from omnimedseg.converters.formats.image2d import write_png
 from omnimedseg.converters.formats.imagedata import ImageData
 from omnimedseg.errors import ConversionError, DatasetNotFoundError, OmnimedsegError, UsageError
 from omnimedseg.files import atomic_write_text, file_hashes
@@ -349,24 +348,6 @@ def _presence(card: Card, case: Case) -> str:
                           f"re-download: omnimedseg download {card.id}")
 
 
-class _HashingFile:
-    """Binary file that hashes what is written, so an output is hashed while it is written."""
-
-    def __init__(self, path: Path):
-        self._fh = open(path, "wb")
-        self.sha256 = hashlib.sha256()
-
-    def write(self, data) -> int:
-        self.sha256.update(data)
-        return self._fh.write(data)
-
-    def flush(self) -> None:
-        self._fh.flush()
-
-    def close(self) -> None:
-        self._fh.close()
-
-
 class _CaseWriter:
     """Writes one case's files into the staging folder, recording provenance for each."""
 
@@ -612,18 +593,20 @@ def present_values(array: np.ndarray) -> list[int]:
 def write_output(data: ImageData, path: Path) -> str:
     """Write one output file (PNG for 2D, NIfTI for 3D); return its sha256.
 
-    PNGs are hashed while they are written (no second read); NIfTI files are hashed right
-    after the writer renamed them into place (they are still in the page cache).
+    PNGs are encoded in memory and hashed before they are written (no second read); NIfTI
+    files are hashed right after the writer renamed them into place (still in the page cache).
     """
     if path.name.endswith(".png"):
-        tmp = path.with_name(f".{path.name}.tmp")
-        out = _HashingFile(tmp)
+        from omnimedseg.converters.formats.png import encode_png
+
         try:
-            write_png(data.array, out)
-        finally:
-            out.close()
+            encoded = encode_png(data.array)
+        except ConversionError as exc:
+            raise ConversionError(f"{path}: {exc}") from None
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(encoded)
         os.replace(tmp, path)
-        return out.sha256.hexdigest()
+        return hashlib.sha256(encoded).hexdigest()
     from omnimedseg.converters.formats.nifti import write_nifti
 
     write_nifti(data, path)
