@@ -56,6 +56,10 @@ def validate_converted(folder: Path, raw: Path | None = None) -> ValidationRepor
     listed: set[str] = set()
     for case in dataset["cases"]:
         listed.update(_check_case(folder, case, classes, dataset.get("raters", []), report))
+        channels = list(dataset.get("channel_names", {}).values())
+        if len(channels) > 1 and list(case.get("channels", {})) != channels:
+            report.add(f"case {case['case_id']}: channels {list(case.get('channels', {}))} differ from dataset.json "
+                       f"channel_names {channels}")
     on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - set(FIXED_FILES)
     for extra in sorted(on_disk - listed):
         report.add(f"{folder / extra}: not listed in dataset.json (unexpected extra file)")

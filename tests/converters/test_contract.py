@@ -267,3 +267,18 @@ def test_bad_raw_files_name_file_case_and_expectation(tmp_path, damage, target, 
     assert "\n" not in message
     converted = tmp_path / "root" / "converted" / "fundus"
     assert not (converted / "1.0.0").exists() and not list(converted.rglob(".complete"))
+
+
+def test_validator_reports_a_missing_channel_and_an_unlisted_rater_file(tmp_path):
+    card = data.brain_card(tmp_path / "cards")
+    raw = tmp_path / "raw"
+    ids = data.make_brain(raw, n=2)
+    out = convert_dataset(card, tmp_path / "root", raw=raw)
+    dataset = _dataset(out)
+    del dataset["cases"][0]["channels"]["T1w"]
+    (out / "dataset.json").write_text(json.dumps(dataset))
+    (out / "ignore" / f"{ids[1]}.nii.gz").unlink()
+    problems = "\n".join(validate_converted(out, raw).problems)
+    assert f"case {ids[0]}: channels ['FLAIR'] differ from dataset.json channel_names ['FLAIR', 'T1w']" in problems
+    assert f"images/{ids[0]}/T1w.nii.gz: not listed in dataset.json" in problems
+    assert f"ignore/{ids[1]}.nii.gz: missing ignore mask of case {ids[1]}" in problems
