@@ -155,7 +155,7 @@ def convert_dataset(card: Card, root: str | os.PathLike | None = None, force: bo
     if not set(label_values.values()) <= set(card.class_names):
         raise ConversionError(f"{card.id}: label_values name classes {sorted(set(label_values.values()))} "
                               f"but the card ({card.path}) defines {card.class_names}")
-    staging = _open_partial(out, card, raw, raw_verified, keep_going, force)
+    staging = _open_partial(out, card, raw, raw_verified, force)
     records = _write_cases(card, cases, label_values, raw, staging, workers, progress, keep_going, scheduler)
     _remove_strays(staging, records)
     _write_dataset_files(card, cases, records, raw, raw_verified, staging)
@@ -166,7 +166,7 @@ def convert_dataset(card: Card, root: str | os.PathLike | None = None, force: bo
     return out
 
 
-def _open_partial(out: Path, card: Card, raw: Path, raw_verified: bool, keep_going: bool, force: bool) -> Path:
+def _open_partial(out: Path, card: Card, raw: Path, raw_verified: bool, force: bool) -> Path:
     """The partial folder of this run; kept from an interrupted run with the same inputs, else started afresh."""
     staging = out.with_name(f".{out.name}.partial")
     run = {"card_sha256": card.sha256, "converter_version": card.converter_version, "tool_version": __version__,
@@ -581,11 +581,11 @@ def present_values(array: np.ndarray) -> list[int]:
     label map), while counting into a histogram is one pass.
     """
     if array.size and array.dtype.kind in "iub":
-        low, high = int(array.min()), int(array.max())
+        flat = array.ravel(order="K")  # any memory order: no copy of a Fortran-ordered (nibabel) volume
+        flat = flat.view(np.uint8) if flat.dtype == bool else flat
+        low, high = int(flat.min()), int(flat.max())
         if high - low < (1 << 20):
-            counts = np.bincount((array.ravel() if low == 0 else array.ravel().astype(np.int64) - low)
-                                 if array.dtype.kind != "b" else array.ravel().view(np.uint8),
-                                 minlength=1)
+            counts = np.bincount(flat if low == 0 else flat.astype(np.int64) - low, minlength=1)
             return [int(v) + low for v in np.flatnonzero(counts)]
     return [v.item() for v in np.unique(array)]
 
