@@ -98,6 +98,19 @@ def validate_converted(folder: Path, raw: Path | None = None) -> ValidationRepor
     return report
 
 
+def recorded_raw(folder: Path, downloaded_raw: Path) -> Path | None:
+    """The raw folder to re-hash sources in: the downloaded one, or None when the data came from ``convert --raw``.
+
+    A ``--raw`` conversion records ``raw_verified: false``; its sources live in the user's
+    folder, so ``raw/<id>`` (if any) is not the tree they were read from.
+    """
+    try:
+        provenance = json.loads((folder / "provenance.json").read_text())
+    except (OSError, ValueError):
+        return downloaded_raw
+    return None if provenance.get("raw_verified") is False else downloaded_raw
+
+
 def _check_raw(raw: Path, rel: str, expected: str, cache: dict[str, str], report: ValidationReport) -> None:
     path = raw / rel
     if not path.is_file():
