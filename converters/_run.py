@@ -233,7 +233,7 @@ def _run_jobs(jobs: list[_Job], workers: int, scheduler: str | None) -> Iterator
     else:
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_share_cores, initargs=(workers,)) as pool:
             futures = [pool.submit(convert_case, job) for job in jobs]
             try:
                 for future in as_completed(futures):
@@ -242,6 +242,14 @@ def _run_jobs(jobs: list[_Job], workers: int, scheduler: str | None) -> Iterator
                 for future in futures:
                     future.cancel()
                 raise
+
+
+def _share_cores(workers: int) -> None:
+    """Worker processes split the cores: each deflates .nii.gz with cores / workers threads, not all of them."""
+    from omnimedseg.converters.formats import nifti
+
+    if not os.environ.get("OMNIMEDSEG_GZIP_THREADS"):
+        nifti.GZIP_THREADS = max(1, (os.cpu_count() or 1) // workers)
 
 
 def _run_on_dask(jobs: list[_Job], scheduler: str) -> Iterator[dict]:
