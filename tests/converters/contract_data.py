@@ -19,8 +19,7 @@ from PIL import Image
 
 from omnimedseg.converters import Case, Converter, Source
 from omnimedseg.converters.formats.image2d import read_binary_mask, read_image
-from omnimedseg.converters.formats.volumes import (read_label_class, read_label_volume, read_volume,
-                                                   read_volume_channel)
+from omnimedseg.converters.formats.volumes import read_label_class, read_label_volume, read_volume, read_volume_channel
 from omnimedseg.registry import Card
 
 CARD = """schema = 1
