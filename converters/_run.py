@@ -28,7 +28,6 @@ import numpy as np
 from omnimedseg import __version__, paths
 from omnimedseg.converters._base import CASE_ID_PATTERN, SPLIT_PATTERN, Case, Converter, Source
 from omnimedseg.converters.formats.geometry import check_same_geometry
-from omnimedseg.converters.formats.image2d import write_png
 from omnimedseg.converters.formats.imagedata import ImageData
 from omnimedseg.errors import ConversionError, DatasetNotFoundError, OmnimedsegError, UsageError
 from omnimedseg.files import atomic_write_text, file_hashes
@@ -170,7 +169,7 @@ def convert_dataset(card: Card, root: str | os.PathLike | None = None, force: bo
     if not set(label_values.values()) <= set(card.class_names):
         raise ConversionError(f"{card.id}: label_values name classes {sorted(set(label_values.values()))} "
                               f"but the card ({card.path}) defines {card.class_names}")
-    staging = _open_partial(out, card, raw, raw_verified, keep_going, force, sample)
+    staging = _open_partial(out, card, raw, raw_verified, force, sample)
     records = _write_cases(card, cases, label_values, raw, staging, workers, progress, keep_going, scheduler)
     _remove_strays(staging, records)
     _write_dataset_files(card, cases, records, raw, raw_verified, staging, sample)
@@ -181,7 +180,7 @@ def convert_dataset(card: Card, root: str | os.PathLike | None = None, force: bo
     return out
 
 
-def _open_partial(out: Path, card: Card, raw: Path, raw_verified: bool, keep_going: bool, force: bool,
+def _open_partial(out: Path, card: Card, raw: Path, raw_verified: bool, force: bool,
                   sample: int | None = None) -> Path:
     """The partial folder of this run; kept from an interrupted run with the same inputs, else started afresh."""
     staging = out.with_name(f".{out.name}.partial")
@@ -249,7 +248,7 @@ def _run_jobs(jobs: list[_Job], workers: int, scheduler: str | None) -> Iterator
     else:
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_share_cores, initargs=(workers,)) as pool:
             futures = [pool.submit(convert_case, job) for job in jobs]
             try:
                 for future in as_completed(futures):
@@ -258,6 +257,14 @@ def _run_jobs(jobs: list[_Job], workers: int, scheduler: str | None) -> Iterator
                 for future in futures:
                     future.cancel()
                 raise
+
+
+def _share_cores(workers: int) -> None:
+    """Worker processes split the cores: each deflates .nii.gz with cores / workers threads, not all of them."""
+    from omnimedseg.converters.formats import nifti
+
+    if not os.environ.get("OMNIMEDSEG_GZIP_THREADS"):
+        nifti.GZIP_THREADS = max(1, (os.cpu_count() or 1) // workers)
 
 
 def _run_on_dask(jobs: list[_Job], scheduler: str) -> Iterator[dict]:
@@ -362,24 +369,6 @@ def _presence(card: Card, case: Case) -> str:
     raise ConversionError(f"missing {shown} ({len(files) - len(missing)} of "
                           f"{len(files)} files of this case are present); expected every file of a present case; "
                           f"re-download: omnimedseg download {card.id}")
-
-
-class _HashingFile:
-    """Binary file that hashes what is written, so an output is hashed while it is written."""
-
-    def __init__(self, path: Path):
-        self._fh = open(path, "wb")
-        self.sha256 = hashlib.sha256()
-
-    def write(self, data) -> int:
-        self.sha256.update(data)
-        return self._fh.write(data)
-
-    def flush(self) -> None:
-        self._fh.flush()
-
-    def close(self) -> None:
-        self._fh.close()
 
 
 class _CaseWriter:
@@ -615,11 +604,11 @@ def present_values(array: np.ndarray) -> list[int]:
     label map), while counting into a histogram is one pass.
     """
     if array.size and array.dtype.kind in "iub":
-        low, high = int(array.min()), int(array.max())
+        flat = array.ravel(order="K")  # any memory order: no copy of a Fortran-ordered (nibabel) volume
+        flat = flat.view(np.uint8) if flat.dtype == bool else flat
+        low, high = int(flat.min()), int(flat.max())
         if high - low < (1 << 20):
-            counts = np.bincount((array.ravel() if low == 0 else array.ravel().astype(np.int64) - low)
-                                 if array.dtype.kind != "b" else array.ravel().view(np.uint8),
-                                 minlength=1)
+            counts = np.bincount(flat if low == 0 else flat.astype(np.int64) - low, minlength=1)
             return [int(v) + low for v in np.flatnonzero(counts)]
     return [v.item() for v in np.unique(array)]
 
@@ -627,18 +616,20 @@ def present_values(array: np.ndarray) -> list[int]:
 def write_output(data: ImageData, path: Path) -> str:
     """Write one output file (PNG for 2D, NIfTI for 3D); return its sha256.
 
-    PNGs are hashed while they are written (no second read); NIfTI files are hashed right
-    after the writer renamed them into place (they are still in the page cache).
+    PNGs are encoded in memory and hashed before they are written (no second read); NIfTI
+    files are hashed right after the writer renamed them into place (still in the page cache).
     """
     if path.name.endswith(".png"):
-        tmp = path.with_name(f".{path.name}.tmp")
-        out = _HashingFile(tmp)
+        from omnimedseg.converters.formats.png import encode_png
+
         try:
-            write_png(data.array, out)
-        finally:
-            out.close()
+            encoded = encode_png(data.array)
+        except ConversionError as exc:
+            raise ConversionError(f"{path}: {exc}") from None
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(encoded)
         os.replace(tmp, path)
-        return out.sha256.hexdigest()
+        return hashlib.sha256(encoded).hexdigest()
     from omnimedseg.converters.formats.nifti import write_nifti
 
     write_nifti(data, path)

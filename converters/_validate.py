@@ -56,6 +56,10 @@ def validate_converted(folder: Path, raw: Path | None = None) -> ValidationRepor
     listed: set[str] = set()
     for case in dataset["cases"]:
         listed.update(_check_case(folder, case, classes, dataset.get("raters", []), report))
+        channels = list(dataset.get("channel_names", {}).values())
+        if len(channels) > 1 and list(case.get("channels", {})) != channels:
+            report.add(f"case {case['case_id']}: channels {list(case.get('channels', {}))} differ from dataset.json "
+                       f"channel_names {channels}")
     on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - set(FIXED_FILES)
     for extra in sorted(on_disk - listed):
         report.add(f"{folder / extra}: not listed in dataset.json (unexpected extra file)")
@@ -92,6 +96,19 @@ def validate_converted(folder: Path, raw: Path | None = None) -> ValidationRepor
         if in_splits != sorted(c["case_id"] for c in dataset["cases"]):
             report.add(f"{splits_path}: case ids differ from dataset.json cases")
     return report
+
+
+def recorded_raw(folder: Path, downloaded_raw: Path) -> Path | None:
+    """The raw folder to re-hash sources in: the downloaded one, or None when the data came from ``convert --raw``.
+
+    A ``--raw`` conversion records ``raw_verified: false``; its sources live in the user's
+    folder, so ``raw/<id>`` (if any) is not the tree they were read from.
+    """
+    try:
+        provenance = json.loads((folder / "provenance.json").read_text())
+    except (OSError, ValueError):
+        return downloaded_raw
+    return None if provenance.get("raw_verified") is False else downloaded_raw
 
 
 def _check_raw(raw: Path, rel: str, expected: str, cache: dict[str, str], report: ValidationReport) -> None:

@@ -13,17 +13,22 @@ from omnimedseg.errors import DatasetNotFoundError, ValidationError
 @click.command()
 @click.argument("dataset_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--raw", "raw_dir", type=click.Path(file_okay=False, exists=True),
+              help="Re-hash raw sources in this folder (what `convert --raw` read).")
 @pass_env
-def validate(env: Env, dataset_id: str, as_json: bool) -> None:
+def validate(env: Env, dataset_id: str, as_json: bool, raw_dir: str | None) -> None:
     """Validate the converted DATASET_ID; exits 1 when anything is wrong."""
+    from pathlib import Path
+
     from omnimedseg import paths
-    from omnimedseg.converters._validate import validate_converted
+    from omnimedseg.converters._validate import recorded_raw, validate_converted
 
     card = env.card(dataset_id)
     folder = paths.converted_dir(card.id, card.converter_version, env.root)
     if not folder.is_dir():
         raise DatasetNotFoundError(f"{card.id}: no converted data in {folder}; run: omnimedseg convert {card.id}")
-    report = validate_converted(folder, paths.raw_dir(card.id, env.root))
+    raw = Path(raw_dir) if raw_dir else recorded_raw(folder, paths.raw_dir(card.id, env.root))
+    report = validate_converted(folder, raw)
     if as_json:
         click.echo(json.dumps({"dataset": card.id, "folder": str(folder), "ok": report.ok,
                                "checked_files": report.checked_files,

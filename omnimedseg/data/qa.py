@@ -205,7 +205,7 @@ def _instance_tiles(dataset, index: int, size: int) -> list:
 def run_qa(dataset_id: str, out: str | os.PathLike | None = None, *, root=None, registry_dirs: Sequence[str] = (),
            seed: int = 0, n_images: int = 20, per_class: int = 5, tile: int = 256, force: bool = True) -> QAReport:
     """Write contact sheets and ``index.html`` for ``dataset_id`` into ``out`` (default ``<root>/qa/<id>/<version>``)."""
-    from omnimedseg.converters._validate import validate_converted
+    from omnimedseg.converters._validate import recorded_raw, validate_converted
     from omnimedseg.data.datasets import ConvertedDataset
     from omnimedseg.data.exports import staged
 
@@ -214,7 +214,7 @@ def run_qa(dataset_id: str, out: str | os.PathLike | None = None, *, root=None, 
     dataset = ConvertedDataset(dataset_id, root=root, registry_dirs=registry_dirs, labelled_only=True)
     version = dataset.folder.name
     out = Path(out) if out is not None else paths.data_root(root) / "qa" / dataset.dataset_id / version
-    report = validate_converted(dataset.folder, paths.raw_dir(dataset.dataset_id, root))
+    report = validate_converted(dataset.folder, recorded_raw(dataset.folder, paths.raw_dir(dataset.dataset_id, root)))
     names = dataset.class_names
     if not dataset.cases:  # nothing labelled: show images only
         dataset = ConvertedDataset(dataset_id, root=root, registry_dirs=registry_dirs, labelled_only=False)

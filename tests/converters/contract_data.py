@@ -19,8 +19,7 @@ from PIL import Image
 
 from omnimedseg.converters import Case, Converter, Source
 from omnimedseg.converters.formats.image2d import read_binary_mask, read_image
-from omnimedseg.converters.formats.volumes import (read_label_class, read_label_volume, read_volume,
-                                                   read_volume_channel)
+from omnimedseg.converters.formats.volumes import read_label_class, read_label_volume, read_volume, read_volume_channel
 from omnimedseg.registry import Card
 
 CARD = """schema = 1
@@ -208,7 +207,7 @@ def nuclei_card(folder: Path, dataset_id: str = "nuclei") -> Card:
     return write_card(folder, dataset_id, "microscopy", 2, ["nucleus"])
 
 
-def make_nuclei(raw: Path, n: int = 3, shape=(32, 36), seed: int = 2) -> list[str]:
+def make_nuclei(raw: Path, n: int = 3, shape=(32, 36), seed: int = 2, ignored_cols: int = 0) -> list[str]:
     """images/<id>.png (grey), instances/<id>.png (uint16 ids, some > 255, touching objects), roi/<id>.png."""
     rng = np.random.default_rng(seed)
     ids = [f"nuc{i:02d}" for i in range(n)]
@@ -225,6 +224,7 @@ def make_nuclei(raw: Path, n: int = 3, shape=(32, 36), seed: int = 2) -> list[st
         Image.fromarray(labels).save(raw / "instances" / f"{case}.png")
         roi = np.zeros(shape, np.uint8)
         roi[-3:, :] = 255  # bottom rows unannotated
+        roi[:, :ignored_cols] = 255  # and, when asked, the left columns
         Image.fromarray(roi).save(raw / "roi" / f"{case}.png")
     return ids
 

@@ -267,3 +267,37 @@ def test_bad_raw_files_name_file_case_and_expectation(tmp_path, damage, target, 
     assert "\n" not in message
     converted = tmp_path / "root" / "converted" / "fundus"
     assert not (converted / "1.0.0").exists() and not list(converted.rglob(".complete"))
+
+
+def test_validator_reports_a_missing_channel_and_an_unlisted_rater_file(tmp_path):
+    card = data.brain_card(tmp_path / "cards")
+    raw = tmp_path / "raw"
+    ids = data.make_brain(raw, n=2)
+    out = convert_dataset(card, tmp_path / "root", raw=raw)
+    dataset = _dataset(out)
+    del dataset["cases"][0]["channels"]["T1w"]
+    (out / "dataset.json").write_text(json.dumps(dataset))
+    (out / "ignore" / f"{ids[1]}.nii.gz").unlink()
+    problems = "\n".join(validate_converted(out, raw).problems)
+    assert f"case {ids[0]}: channels ['FLAIR'] differ from dataset.json channel_names ['FLAIR', 'T1w']" in problems
+    assert f"images/{ids[0]}/T1w.nii.gz: not listed in dataset.json" in problems
+    assert f"ignore/{ids[1]}.nii.gz: missing ignore mask of case {ids[1]}" in problems
+
+
+def test_4d_mha_channel(tmp_path):
+    """A 4D MHA (time/sequence as the 4th dimension) splits into 3D channels with the 3D part of its geometry."""
+    import SimpleITK as sitk
+
+    from omnimedseg.converters.formats.volumes import read_volume_channel
+
+    array = np.random.default_rng(0).integers(0, 1000, (3, 6, 5, 4)).astype(np.int16)  # (t, k, j, i)
+    img = sitk.GetImageFromArray(array, isVector=False)  # a 4D scalar image, not 3D vectors
+    assert img.GetDimension() == 4
+    img.SetSpacing((0.5, 0.7, 2.0, 1.0))
+    img.SetOrigin((1.0, 2.0, 3.0, 0.0))
+    sitk.WriteImage(img, str(tmp_path / "seq.mha"))
+    channel = read_volume_channel(tmp_path / "seq.mha", 2)
+    assert np.array_equal(channel.array, np.transpose(array[2], (2, 1, 0)))
+    assert np.allclose(channel.affine, [[-0.5, 0, 0, -1.0], [0, -0.7, 0, -2.0], [0, 0, 2.0, 3.0], [0, 0, 0, 1]])
+    with pytest.raises(ConversionError, match=r"no channel 3; expected index 0\.\.2"):
+        read_volume_channel(tmp_path / "seq.mha", 3)

@@ -165,3 +165,19 @@ def test_unreachable_scheduler_is_one_line(tmp_path):
                      "--scheduler", "tcp://127.0.0.1:9")
     assert result.exit_code == 2
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in result.output
+
+
+def test_validate_after_convert_raw_rehashes_only_the_given_folder(tmp_path):
+    data.brain_card(tmp_path / "cards")
+    raw = tmp_path / "release"
+    data.make_brain(raw, n=2)
+    common = ("--root", tmp_path / "root", "--registry", tmp_path / "cards")
+    assert run_cli(*common, "convert", "brain4d", "--raw", raw).exit_code == 0
+    (tmp_path / "root" / "raw" / "brain4d").mkdir(parents=True)  # an unrelated downloaded tree
+    plain = run_cli(*common, "validate", "brain4d")
+    assert plain.exit_code == 0 and "raw sources not present, not re-hashed" in plain.output
+    assert run_cli(*common, "validate", "brain4d", "--raw", raw).exit_code == 0
+    label = raw / "labelsTr" / "BRATS_000.nii.gz"
+    label.write_bytes(label.read_bytes() + b"\0")
+    changed = run_cli(*common, "validate", "brain4d", "--raw", raw)
+    assert changed.exit_code == 1 and f"{label}: raw source sha256" in changed.output

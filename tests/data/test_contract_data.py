@@ -164,3 +164,20 @@ def test_robot_session_never_prompts_in_the_ignore_region():
     unmasked = run_robot_session(get_robot_user("click_largest_center"), label, lambda p, q: label, 0, seed=0,
                                  case_id="c", class_name="x")
     assert unmasked[0].interaction.coord[1] < 20
+
+
+def test_benchmark_never_prompts_or_scores_in_the_ignore_region(tmp_path, monkeypatch):
+    """The runner passes each case's ignore mask to the robot user and to the metrics."""
+    from functools import partial
+
+    from omnimedseg.benchmark import Suite, run_benchmark
+
+    d = _converted(tmp_path, monkeypatch, data.nuclei_card, partial(data.make_nuclei, ignored_cols=18, n=4))
+    suite = Suite.from_dict({"name": "ign", "steps": 2, "seed": 0, "sheets": 0,
+                             "model": {"name": "oracle_noise", "params": {"noise": 0.3, "radius": 3}},
+                             "datasets": [{"id": "nuclei"}], "robot_users": ["click_largest_center"],
+                             "metrics": ["dice"]})
+    out = run_benchmark(suite, tmp_path / "bench", root=d["root"], registry_dirs=d["registry_dirs"])
+    records = json.loads((out / "results.json").read_text())["records"]
+    clicks = [p["coord"] for r in records for p in r["prompts"] if "coord" in p]
+    assert clicks and all(col >= 18 and row < 29 for row, col in clicks)
