@@ -168,8 +168,11 @@ def scan_medsegdb(root: Path) -> list[MedSegDBItem]:
 class MedSegDBDataset:
     """MedSegDB npy slices as dict samples with MedSegX context indices.
 
-    Cross-task items (``shift == 'cross_task'``) use the unseen-task row, as the
-    reference evaluation does.
+    Every item uses its own task's row, cross-task items (``shift == 'cross_task'``)
+    included: the reference loader (MedSegX-code ``data/dataset.py``, ``organ_level_4 =
+    task_idx[organ]``), which its external evaluation and fine-tuning use, always indexes the
+    task table by the task name. The unseen-task row is only for a task outside the table
+    (RealWorld's ``StomachCancer``, on which the reference loader raises ``KeyError``).
     """
 
     def __init__(self, root: str | Path, transform=None):
@@ -187,7 +190,7 @@ class MedSegDBDataset:
 
         item = self.items[index]
         image, label = np.load(item.image), np.load(item.label)
-        ctx = self.tree.context(item.modality, item.task, unseen=item.shift == "cross_task")
+        ctx = self.tree.context(item.modality, item.task)
         sample = {
             "image": torch.from_numpy(np.ascontiguousarray(np.moveaxis(image, -1, 0), dtype=np.float32)),
             "masks": torch.from_numpy(label[None] > 0),
