@@ -113,7 +113,7 @@ def test_real_medsegdb_example_runs_end_to_end(model, example, tmp_path):
         label = np.load(item.label) > 0
         image = np.load(item.image)
         task = f"{item.modality}_{item.task}"
-        context = example[position]["context"].as_row()
+        context = example[position]["context"].tolist()
         pred = predict(model, image, boxes=box_from_mask(label)[None], context=torch.tensor([context]))
         masks = pred.masks[0].numpy()
         assert masks.shape == (3, 256, 256)
