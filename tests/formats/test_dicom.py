@@ -341,7 +341,7 @@ def test_position_jitter_within_tolerance_is_one_volume(tmp_path):
 
 def test_duplicate_positions_refused(tmp_path):
     write_series(tmp_path / "d", AXIAL, [[0, 0, 0], [0, 0, 2], [0, 0, 2], [0, 0, 4]])
-    with pytest.raises(ConversionError, match="two slices at the same position 2.000 mm"):
+    with pytest.raises(ConversionError, match=r"1 slice\(s\) at 0.000 mm but 2 at 2.000 mm \(IM0001, IM0002\)"):
         read_series(tmp_path / "d")
 
 
