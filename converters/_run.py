@@ -18,7 +18,7 @@ import numpy as np
 
 from omnimedseg import __version__, paths
 from omnimedseg.converters._base import CASE_ID_PATTERN, SPLIT_PATTERN, Case, Converter
-from omnimedseg.converters.formats.geometry import check_same_geometry
+from omnimedseg.converters.formats.geometry import conform_to_grid
 from omnimedseg.converters.formats.image2d import write_png
 from omnimedseg.converters.formats.imagedata import ImageData
 from omnimedseg.errors import ConversionError, DatasetNotFoundError
@@ -129,7 +129,8 @@ def _write_case(card: Card, case: Case, label_values: dict[int, str], raw: Path,
     masks = _case_masks(card, case, image, label_values)
     written = {layout.image(case.case_id): (image, case.image)}
     for name, (mask, source) in masks.items():
-        written[layout.mask(case.case_id, name)] = (ImageData(mask, image.affine), source)
+        written[layout.mask(case.case_id, name)] = (ImageData(mask.array.astype(bool), image.affine, meta=mask.meta),
+                                                    source)
     provenance = {}
     for rel, (data, source) in written.items():
         path = staging / rel
@@ -139,6 +140,7 @@ def _write_case(card: Card, case: Case, label_values: dict[int, str], raw: Path,
             "sha256": file_hashes(path)["sha256"],
             "operation": source.operation,
             "sources": [_raw_record(p, raw) for p in source.paths],
+            **({"reoriented": data.meta["reoriented"]} if data.meta.get("reoriented") else {}),
         }
     spacing = case.spacing if case.spacing is not None else image.spacing
     entry = {
@@ -174,8 +176,7 @@ def _case_masks(card: Card, case: Case, image: ImageData,
     spatial = image.array.shape[:2] if card.dimensionality == 2 else image.array.shape[:3]
     loaded: dict[str, tuple[ImageData, object]] = {}
     if case.label is not None:
-        label = case.label.load()
-        _check_geometry(label, image, spatial, case.label.paths[0], case.image.paths[0])
+        label = _check_geometry(case.label.load(), image, spatial, case.label.paths[0], case.image.paths[0])
         values = label_values
         present = np.unique(label.array)
         unknown = sorted(set(present.tolist()) - set(values) - {0})
@@ -184,11 +185,10 @@ def _case_masks(card: Card, case: Case, image: ImageData,
                                   f"{sorted(values)} (0 = background); map them in the card's classes "
                                   f"or the converter's label_values")
         for value, name in values.items():
-            loaded[name] = (ImageData(label.array == value, label.affine), case.label)
+            loaded[name] = (ImageData(label.array == value, label.affine, meta=label.meta), case.label)
     else:
         for name, source in case.masks.items():
-            mask = source.load()
-            _check_geometry(mask, image, spatial, source.paths[0], case.image.paths[0])
+            mask = _check_geometry(source.load(), image, spatial, source.paths[0], case.image.paths[0])
             if mask.array.dtype != bool:
                 raise ConversionError(f"{source.paths[0]}: reader {source.operation} returned {mask.array.dtype}; "
                                       f"mask readers must return a bool array")
@@ -197,13 +197,16 @@ def _case_masks(card: Card, case: Case, image: ImageData,
     if missing:
         raise ConversionError(f"{card.id}: case {case.case_id} has no mask for class(es) {missing}; every labelled "
                               f"case needs one source per class in {card.class_names}")
-    return {name: (loaded[name][0].array.astype(bool), loaded[name][1]) for name in card.class_names}
+    return {name: (loaded[name][0], loaded[name][1]) for name in card.class_names}
 
 
 def _check_geometry(mask: ImageData, image: ImageData, spatial: tuple[int, ...], mask_path: Path,
-                    image_path: Path) -> None:
-    check_same_geometry(mask_path, mask.array.shape, mask.affine if image.is_3d else None, image_path, spatial,
-                        image.affine)
+                    image_path: Path) -> ImageData:
+    """The mask on the image's grid: as read, or reoriented losslessly when it is the same grid in
+    another axis order (``meta["reoriented"]``, copied into provenance); otherwise an error."""
+    if not image.is_3d:
+        mask = ImageData(mask.array, None, meta=mask.meta)
+    return conform_to_grid(mask, mask_path, spatial, image.affine, image_path)
 
 
 def _write_array(data: ImageData, path: Path) -> None:
