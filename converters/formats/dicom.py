@@ -469,7 +469,8 @@ def series_geometry(series: DicomSeries, on_irregular: str = "error") -> SeriesG
             small = float(gaps.min())
             ratio = gaps / small
             k = int(np.argmax(gaps))
-            if np.all(np.abs(ratio - np.round(ratio)) * small <= _tol(small)):
+            missing_slices = bool(np.all(np.abs(ratio - np.round(ratio)) * small <= _tol(small)))
+            if missing_slices:
                 missing = int(np.sum(np.round(ratio) - 1))
                 what = (f"{missing} missing slice(s): gap of {gaps[k]:.3f} mm between {slices[k].path.name} and "
                         f"{slices[k + 1].path.name} where the others are {small:.3f} mm")
@@ -479,7 +480,13 @@ def series_geometry(series: DicomSeries, on_irregular: str = "error") -> SeriesG
             if on_irregular == "error":
                 raise ConversionError(f"{where}: {what}; expected equally spaced slices; rerun with --resample "
                                       f"(on_irregular='resample') to interpolate onto a regular grid")
-            n_out = int(math.ceil((pos[-1] - pos[0]) / small - 1e-3)) + 1
+            if missing_slices:
+                # Every gap a whole multiple of the smallest: one grid slot per acquired or missing
+                # slice, so every acquired slice lies on the grid (within the tolerance) and is kept
+                # as acquired; only the missing ones are interpolated.
+                n_out = int(np.sum(np.round(ratio))) + 1
+            else:  # dcm2niix's _Eq rule: the smallest gap, stretched to divide the span
+                n_out = int(math.ceil((pos[-1] - pos[0]) / small - 1e-3)) + 1
             slice_spacing = (pos[-1] - pos[0]) / (n_out - 1)
             target = pos[0] + slice_spacing * np.arange(n_out)
             resample["spacing"] = {"reason": what, "from_slices": n, "to_slices": n_out,
@@ -602,7 +609,12 @@ def _apply_resample(vol: np.ndarray, geom: SeriesGeometry) -> np.ndarray:
     if target is not None:
         pos = geom.positions
         idx = np.clip(np.searchsorted(pos, target, side="right") - 1, 0, len(pos) - 2)
-        w = ((target - pos[idx]) / (pos[idx + 1] - pos[idx])).astype(np.float32)[:, None, None]
+        w = (target - pos[idx]) / (pos[idx + 1] - pos[idx])
+        # A target within the position tolerance of an acquired slice takes that slice as acquired.
+        tol = _tol(geom.slice_spacing)
+        w[np.abs(target - pos[idx]) <= tol] = 0.0
+        w[np.abs(pos[idx + 1] - target) <= tol] = 1.0
+        w = w.astype(np.float32)[:, None, None]
         work = work[idx] * (1 - w) + work[idx + 1] * w
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
