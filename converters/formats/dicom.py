@@ -876,6 +876,28 @@ def _read_time_points(series: DicomSeries, time_points: TimePoints, on_irregular
     return ImageData(array, volumes[0].affine, meta=meta)
 
 
+def read_series_time_point(src: str | os.PathLike | Iterable | DicomSeries, index: int,
+                           series_uid: str | None = None, on_irregular: str = "error") -> ImageData:
+    """Time point ``index`` (0-based) of a 4D series as a 3D ImageData; only its slices are decoded.
+
+    For converters that give the time points (DCE phases, ...) as named channels:
+    ``Source(folder, partial(read_series_time_point, index=t))``.
+    """
+    series = src if isinstance(src, DicomSeries) else select_series(find_series(src), series_uid, src)
+    time_points = split_time_points(series)
+    if time_points is None:
+        raise ConversionError(f"{_where(series)}: one slice per position (a 3D series); expected a 4D series to take "
+                              f"time point {index} from; read it with read_series")
+    if not 0 <= index < len(time_points.series):
+        raise ConversionError(f"{_where(series)}: time point {index} requested; the series has "
+                              f"{len(time_points.series)} (0..{len(time_points.series) - 1})")
+    _time_point_geometries(time_points, on_irregular)
+    image = read_series(time_points.series[index], on_irregular=on_irregular)
+    image.meta["time_points"] = {"index": index + 1, "count": len(time_points.series),
+                                 "ordered_by": time_points.ordered_by, "values": time_points.values[index]}
+    return image
+
+
 def time_point_outputs(image: ImageData, target: Path, split: bool) -> list[tuple[ImageData, Path]]:
     """(image, file) pairs to write: the image itself, or with ``split`` one 3D image per time
     point of a 4D image, named ``<stem>_t001.nii.gz`` ... (``t`` 1-based, as DICOM counts)."""
@@ -898,5 +920,6 @@ def time_point_outputs(image: ImageData, target: Path, split: bool) -> list[tupl
 __all__ = [
     "DicomSeries", "ScanResult", "SeriesGeometry", "SliceRef", "TEMPORAL_ORDER_TAGS", "TimePoints",
     "check_series_geometry", "dataset_kind", "dicom_to_nifti", "find_series", "is_dicom_file", "read_dataset",
-    "read_series", "scan", "select_series", "series_geometry", "split_time_points", "time_point_outputs",
+    "read_series", "read_series_time_point", "scan", "select_series", "series_geometry", "split_time_points",
+    "time_point_outputs",
 ]

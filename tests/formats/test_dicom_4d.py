@@ -11,7 +11,7 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from omnimedseg.converters.formats.dicom import dicom_to_nifti, read_series
+from omnimedseg.converters.formats.dicom import dicom_to_nifti, read_series, read_series_time_point
 from omnimedseg.errors import ConversionError
 from tests.formats.test_dicom import AXIAL, dcm2niix, needs_dcm2niix, oblique_iop, stack, write_series
 from tests.helpers import run_cli
@@ -132,6 +132,25 @@ def test_dicom_to_nifti_writes_4d_or_splits_per_time_point(tmp_path):
         assert np.array_equal(np.asarray(written.dataobj), expected_volume()[..., t])
         assert part["time_points"] == {"index": t + 1, "count": N_T, "ordered_by": "TemporalPositionIdentifier",
                                        "values": [t + 1] * N_POS}
+
+
+def test_one_time_point_as_a_channel_source(tmp_path):
+    import functools
+    import pickle
+
+    from omnimedseg.converters._base import Source
+
+    folder = write_4d(tmp_path / "dicom", tags=("AcquisitionTime", "InstanceNumber"), instance="restart")
+    for t in range(N_T):
+        source = pickle.loads(pickle.dumps(Source(folder, functools.partial(read_series_time_point, index=t))))
+        image = source.load()
+        assert np.array_equal(image.array, expected_volume()[..., t]) and len(image.meta["files"]) == N_POS
+        assert image.meta["time_points"]["index"] == t + 1 and image.meta["time_points"]["ordered_by"] == "AcquisitionTime"
+    with pytest.raises(ConversionError, match="time point 3 requested; the series has 3 \\(0..2\\)"):
+        read_series_time_point(folder, 3)
+    flat = write_series(tmp_path / "flat", AXIAL, [[0, 0, 2 * k] for k in range(3)])
+    with pytest.raises(ConversionError, match="a 3D series\\); expected a 4D series"):
+        read_series_time_point(flat[0].parent, 0)
 
 
 def test_cli_split(tmp_path):
