@@ -21,6 +21,8 @@ from scipy import ndimage
 from omnimedseg import metrics
 from omnimedseg.data import preprocessing
 from omnimedseg.interactive import eligibility, find_components, get_robot_user, list_robot_users, make_rng
+from omnimedseg.interactive.polygons import contour_loops, outer_contour
+from omnimedseg.interactive.scribbles import thin_2d
 
 PROPERTY = settings(max_examples=12, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -160,6 +162,18 @@ def test_every_robot_user_and_eligibility_is_independent_of_memory_layout(shape,
     expected = results(label, prediction)
     for name, layout in LAYOUTS.items():
         assert results(layout(label), layout(prediction)) == expected, name
+
+
+@PROPERTY
+@given(shape=st.sampled_from([(23, 17), (16, 21)]), seed=SEEDS)
+def test_interactive_shape_helpers_are_independent_of_memory_layout(shape, seed):
+    """Thinning (scribble centrelines) and contours (polygon users) as public functions."""
+    mask = ndimage.binary_dilation(_border_blob(shape, seed), iterations=2)
+    expected = (thin_2d(mask).tobytes(), [loop.tolist() for loop in contour_loops(mask)], outer_contour(mask).tolist())
+    for name, layout in LAYOUTS.items():
+        view = layout(mask)
+        assert (thin_2d(view).tobytes(), [loop.tolist() for loop in contour_loops(view)],
+                outer_contour(view).tolist()) == expected, name
 
 
 @PROPERTY
