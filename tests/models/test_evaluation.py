@@ -197,3 +197,19 @@ def test_plain_sam_is_evaluated_without_medsegdb_context(hc18, tmp_path):  # noq
         evaluate(build_model(TINY), data, None)
     rows = evaluate(sam, data, tmp_path).reports["converted"].rows
     assert len(rows) == 3 and all(0 <= r["DSC"] <= 1 for r in rows) and rows[0]["task"] == "US_fetal_head"
+
+
+def test_cross_task_items_feed_evaluate_and_train_their_task_row(example):
+    """PromptedSamples (what evaluate and train iterate) gives a cross-task item the row the
+    reference loader gives it: task_idx[organ] (MedSegX-code data/dataset.py), not row 111."""
+    samples = PromptedSamples(example)
+    checked = []
+    for position in range(len(samples)):
+        meta = samples.describe(position)
+        if meta["shift"] != "cross_task" or meta["task"] == "CT_StomachCancer":  # not in the task table
+            continue
+        task = meta["task"].split("_", 1)[1]
+        checked.append(task)
+        assert samples[position]["context"].tolist()[-1] == TASKS.index(task) != UNSEEN_TASK_INDEX
+        assert samples.with_options(box_shift=5)[position]["context"].tolist()[-1] == TASKS.index(task)
+    assert "ColonCancer" in checked
