@@ -407,9 +407,10 @@ def series_geometry(series: DicomSeries, on_irregular: str = "error") -> SeriesG
     """Order the slices and check that one affine describes them all.
 
     ``on_irregular='error'`` (default) raises a one-line ConversionError for gantry tilt, missing
-    slices and non-uniform spacing; ``'resample'`` builds the regular grid dcm2niix writes for
-    such series (its ``_Tilt`` / ``_Eq`` outputs): tilt is removed by shifting each slice in
-    plane, spacing equalized to the smallest gap, both with linear interpolation.
+    slices and non-uniform spacing; ``'resample'`` builds a regular grid (rules in docs/formats.md):
+    tilt is removed by shifting each slice in plane (dcm2niix's ``_Tilt`` grid); missing slices
+    get one grid slot each, so every acquired slice is kept; other spacing is equalized to the
+    smallest gap (dcm2niix's ``_Eq`` grid on most gap patterns); linear interpolation.
     """
     if on_irregular not in ON_IRREGULAR:
         raise UsageError(f"on_irregular={on_irregular!r}; expected one of {ON_IRREGULAR}")
@@ -485,7 +486,7 @@ def series_geometry(series: DicomSeries, on_irregular: str = "error") -> SeriesG
                 # slice, so every acquired slice lies on the grid (within the tolerance) and is kept
                 # as acquired; only the missing ones are interpolated.
                 n_out = int(np.sum(np.round(ratio))) + 1
-            else:  # dcm2niix's _Eq rule: the smallest gap, stretched to divide the span
+            else:  # the smallest gap, stretched to divide the span (dcm2niix's _Eq grid in most cases)
                 n_out = int(math.ceil((pos[-1] - pos[0]) / small - 1e-3)) + 1
             slice_spacing = (pos[-1] - pos[0]) / (n_out - 1)
             target = pos[0] + slice_spacing * np.arange(n_out)
