@@ -342,6 +342,16 @@ def test_resample_of_missing_slices_keeps_every_acquired_slice(tmp_path, zs):
         assert ref.shape[2] == 6 and ref.header.get_zooms()[2] == pytest.approx((zs[-1] - zs[0]) / 5, abs=1e-3)
 
 
+def test_resample_of_non_uniform_spacing_never_widens_the_smallest_gap(tmp_path):
+    """Gaps 4, 6, 10, 2 mm: 12 slices at the smallest gap, 2 mm (dcm2niix's _Eq: 10 at 2.44 mm)."""
+    write_series(tmp_path / "s", AXIAL, [[-10, -20, z] for z in (0, 4, 10, 20, 22)])
+    image = read_series(tmp_path / "s", on_irregular="resample")
+    assert image.array.shape[2] == 12 and image.spacing[2] == pytest.approx(2.0)
+    if DCM2NIIX:
+        ref = dcm2niix(tmp_path / "s", tmp_path / "d2n")["_Eq_1"]
+        assert ref.shape[2] == 10 and ref.header.get_zooms()[2] == pytest.approx(22 / 9, abs=1e-3)
+
+
 def test_position_jitter_within_tolerance_is_one_volume(tmp_path):
     """0.03 mm jitter: accepted; the affine spacing is the mean gap, so no slice is off by more
     than the tolerance (dcm2niix takes the first gap: its error grows along the stack)."""
