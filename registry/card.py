@@ -33,6 +33,10 @@ VERIFIED_ON = ("real-files", "generated-layout")
 HASH_ALGORITHMS = ("md5", "sha1", "sha256", "sha512")
 ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 CLASS_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+# Channel and rater names become file names (images/<case>/<channel>, raters/<rater>/...).
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# A card's [raters] reference may name the dataset's own consensus instead of one rater.
+CONSENSUS = "consensus"
 VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+$")
 # Marker left by `omnimedseg new`; the registry lint refuses cards that still hold it.
 TODO_MARKER = "TODO"
@@ -47,6 +51,8 @@ class RemoteFile:
     hashes: dict[str, str]
     url: str | None = None
     extract: bool = False
+    # why size/hash are not pinned yet (e.g. "not published; filled by `omnimedseg registry lock`")
+    unpinned: str = ""
 
     @property
     def strongest_hash(self) -> tuple[str, str]:
@@ -80,6 +86,11 @@ class License:
     def needs_acceptance(self) -> bool:
         return self.status != "verified-open"
 
+    @property
+    def redistributable(self) -> bool:
+        """Whether converted data may be shared: never for a restricted licence (NC, ND, DUA)."""
+        return self.redistribution and self.status != "restricted"
+
 
 @dataclass(frozen=True)
 class Citation:
@@ -112,6 +123,11 @@ class Card:
     # class name -> colour(s) of that class in colour-coded masks ("#rrggbb" or [r, g, b])
     palette: dict[str, tuple] = field(default_factory=dict)
     verified_on: str = "generated-layout"
+    # named channels of a multi-sequence image, in file order (default: one channel named after the modality)
+    channels: tuple[str, ...] = ()
+    # every annotator's name and the one whose masks are the reference (or "consensus")
+    raters: tuple[str, ...] = ()
+    reference_rater: str | None = None
     # class name -> MedSegDB task name (the MedSegX context); class name -> why it has none
     medsegdb_tasks: dict[str, str] = field(default_factory=dict)
     medsegdb_unmapped: dict[str, str] = field(default_factory=dict)
@@ -121,6 +137,11 @@ class Card:
     @property
     def class_names(self) -> list[str]:
         return [self.classes[i] for i in sorted(self.classes)]
+
+    @property
+    def channel_names(self) -> list[str]:
+        """Channel names in file order; one channel named after the modality unless the card lists them."""
+        return list(self.channels) or [self.modality]
 
     @classmethod
     def from_toml(cls, path: Path, text: str | None = None) -> "Card":
@@ -215,6 +236,8 @@ def _parse(f: _Fields) -> Card:
         tags=tuple(f.get("tags", list, [])),
         palette=_parse_palette(f),
         verified_on=f.choice("verified_on", VERIFIED_ON, "generated-layout"),
+        channels=_parse_names(f, "channels"),
+        **_parse_raters(f),
         **_parse_medsegdb(f),
     )
 
@@ -234,6 +257,31 @@ def _parse_classes(f: _Fields) -> dict[int, str]:
     if len(set(classes.values())) != len(classes):
         raise f.fail("classes", "unique class names", sorted(classes.values()))
     return classes
+
+
+def _parse_names(f: _Fields, key: str) -> tuple[str, ...]:
+    """A list of unique, file-name-safe names (channels, raters)."""
+    names = f.get(key, list, [])
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            raise f.fail(f"{key}[{i}]", "a name of letters, digits, '.', '_' or '-'", name)
+    if len(set(names)) != len(names):
+        raise f.fail(key, "unique names", names)
+    return tuple(names)
+
+
+def _parse_raters(f: _Fields) -> dict:
+    """``[raters]``: ``names = [...]`` (every annotator) and ``reference = "<name>"`` or "consensus"."""
+    table = f.table("raters", required=False)
+    if not table.data:
+        return {}
+    names = _parse_names(table, "names")
+    if not names:
+        raise table.fail("names", "a non-empty list of rater names", names)
+    reference = table.get("reference", str)
+    if reference not in names and reference != CONSENSUS:
+        raise table.fail("reference", f"one of {list(names)} or {CONSENSUS!r}", reference)
+    return {"raters": names, "reference_rater": reference}
 
 
 def _colour_ok(value: Any) -> bool:
@@ -307,8 +355,11 @@ def _parse_file(f: _Fields) -> RemoteFile:
         if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]+", digest) \
                 or len(digest) != hashlib.new(alg).digest_size * 2:
             raise f.fail(f"hashes.{alg}", f"a lower-case hex {alg} digest", digest)
+    unpinned = f.get("unpinned", str, "")
+    if unpinned and size is not None and hashes:
+        raise f.fail("unpinned", "no 'unpinned' reason for a file pinned by size and hash", unpinned)
     return RemoteFile(name=name, size=size, hashes=hashes, url=f.get("url", str, None),
-                      extract=f.get("extract", bool, False))
+                      extract=f.get("extract", bool, False), unpinned=unpinned)
 
 
 def _parse_license(f: _Fields) -> License:
@@ -328,6 +379,33 @@ def _parse_citation(f: _Fields) -> Citation:
     if not bibtex.lstrip().startswith("@"):
         raise f.fail("bibtex", "a BibTeX entry starting with '@'", bibtex[:40])
     return Citation(doi=f.get("doi", str), bibtex=bibtex.strip() + "\n")
+
+
+STATUS_MEANING = {
+    "verified-open": "an open licence, stated by the primary source below",
+    "unverified": "the licence has not been confirmed from a primary source; check it yourself",
+    "restricted": "non-commercial, no-derivatives or a data-use agreement: read its terms before use",
+}
+
+
+def require_licence_acceptance(card: Card, accepted: bool, command: str) -> None:
+    """The licence gate: anything not ``verified-open`` needs ``--accept-licence``.
+
+    Raises :class:`LicenceNotAcceptedError` with one block: the licence, its status and the
+    address of the source that states it, and the command to rerun.
+    """
+    lic = card.license
+    if accepted or not lic.needs_acceptance:
+        return
+    from omnimedseg.errors import LicenceNotAcceptedError
+
+    raise LicenceNotAcceptedError(
+        f"{card.id}: the licence must be accepted before '{command}' ({lic.status}).\n"
+        f"  licence:        {lic.spdx} ({lic.url})\n"
+        f"  status:         {lic.status}: {STATUS_MEANING[lic.status]}\n"
+        f"  source:         {lic.source or 'none recorded in ' + str(card.path)}\n"
+        f"  redistribution: {'allowed' if lic.redistributable else 'NOT allowed'} for converted data\n"
+        f"Read the licence; if you accept it, run: omnimedseg {command} {card.id} --accept-licence")
 
 
 def lint_card(card: Card) -> list[str]:
@@ -360,7 +438,7 @@ def lint_card(card: Card) -> list[str]:
     if not card.source.files:
         problems.append(f"{card.path}: source.files is empty; expected every remote file")
     for remote in card.source.files:
-        if remote.size is None or not remote.hashes:
+        if (remote.size is None or not remote.hashes) and not remote.unpinned:
             problems.append(f"{card.path}: file {remote.name!r} lacks size or hash; "
-                            f"run: omnimedseg registry lock {card.id}")
+                            f"run: omnimedseg registry lock {card.id} (or say why in its 'unpinned' field)")
     return problems

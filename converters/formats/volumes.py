@@ -154,6 +154,67 @@ def read_volume(path: PathLike) -> ImageData:
     raise ConversionError(f"{path}: unknown volume type; expected one of {', '.join(VOLUME_SUFFIXES)}")
 
 
+def read_volume_channel(path: PathLike, index: int) -> ImageData:
+    """Channel ``index`` (0-based) of a 4D or multi-component volume, as a 3D ImageData.
+
+    Multi-sequence images are often one 4D file (MSD Task01: FLAIR, T1w, T1gd, T2w along
+    the 4th NIfTI axis; MHA/NRRD as a 4th dimension or as vector components). A converter
+    names each channel ``Source(path, partial(read_volume_channel, index=i))``; the core
+    writes one 3D file per channel on the same grid. NIfTI channels are sliced through
+    nibabel's array proxy, so the other channels are never held in memory.
+    """
+    path = Path(path)
+    _missing(path)
+    kind = _kind(path)
+    if kind == "nifti":
+        import nibabel as nib
+
+        try:
+            img = nib.load(str(path))
+            shape = img.shape
+            if len(shape) < 4 or any(s != 1 for s in shape[4:]):
+                raise ConversionError(f"{path}: shape {shape}; expected a 4D volume (i, j, k, channel) to take "
+                                      f"channel {index} from")
+            if not 0 <= index < shape[3]:
+                raise ConversionError(f"{path}: no channel {index}; expected index 0..{shape[3] - 1} "
+                                      f"(the file has {shape[3]} channels)")
+            array = np.asanyarray(img.dataobj[(slice(None),) * 3 + (index,) + (0,) * (len(shape) - 4)])
+        except ConversionError:
+            raise
+        except Exception as exc:  # nibabel raises many types for damaged files
+            raise ConversionError(f"{path}: not a readable NIfTI ({exc}); expected a 4D .nii/.nii.gz file") from None
+        meta = {"source": str(path), "format": "nifti", "channel": index, "stored_dtype": str(img.get_data_dtype())}
+        return ImageData(array, img.affine, meta=meta)
+    if kind != "itk":
+        raise ConversionError(f"{path}: unknown volume type; expected a 4D NIfTI/MHA/NRRD file")
+    import SimpleITK as sitk
+
+    try:
+        img = sitk.ReadImage(str(path))
+    except Exception as exc:  # SimpleITK raises RuntimeError with ITK's message
+        message = str(exc).strip().splitlines()
+        raise ConversionError(f"{path}: not readable by SimpleITK ({message[-1] if message else exc}); "
+                              f"expected a 4D MHA/MHD/NRRD") from None
+    dim, components = img.GetDimension(), img.GetNumberOfComponentsPerPixel()
+    array = sitk.GetArrayFromImage(img)  # 4D: (t, k, j, i); vector 3D: (k, j, i, c)
+    if dim == 4 and components == 1:
+        count, take = array.shape[0], (lambda a: a[index])
+        size = 3
+    elif dim == 3 and components > 1:
+        count, take = components, (lambda a: a[..., index])
+        size = 3
+    else:
+        raise ConversionError(f"{path}: {dim}D image with {components} component(s); expected a 4D volume or a "
+                              f"3D volume of vectors to take channel {index} from")
+    if not 0 <= index < count:
+        raise ConversionError(f"{path}: no channel {index}; expected index 0..{count - 1} "
+                              f"(the file has {count} channels)")
+    direction = np.asarray(img.GetDirection()).reshape(dim, dim)[:size, :size]
+    affine = itk_affine(direction.ravel(), img.GetSpacing()[:size], img.GetOrigin()[:size])
+    channel = np.ascontiguousarray(np.transpose(take(array), (2, 1, 0)))
+    return ImageData(channel, affine, meta={"source": str(path), "format": "itk", "channel": index})
+
+
 def _read_any(path: Path) -> ImageData:
     """Volume formats through :func:`read_volume`, everything else as a 2D image (TIFF, PNG)."""
     if _kind(Path(path)) == "other":
@@ -202,14 +263,34 @@ def read_label_volume(path: PathLike) -> ImageData:
     return ImageData(integral_labels(image.array, path), image.affine, image.spacing, dict(image.meta))
 
 
-def read_label_class(path: PathLike, *, values: Sequence[int]) -> ImageData:
+def read_label_class(path: PathLike, *, values: Sequence[int], known: Sequence[int] | None = None) -> ImageData:
     """Bool mask of the voxels whose label is in ``values`` (several ids may make one class).
 
     Use through ``functools.partial(read_label_class, values=(2, 3))`` when a dataset's
-    label ids do not map one-to-one onto the card's classes.
+    label ids do not map one-to-one onto the card's classes. ``known`` lists every id the
+    dataset defines (all classes together): a value outside it (and 0) is an error, so an
+    undocumented label is never dropped silently.
     """
     label = read_label_volume(path)
+    if known is not None:
+        unknown = sorted(set(np.unique(label.array).tolist()) - set(known) - {0})
+        if unknown:
+            raise ConversionError(f"{path}: label values {unknown[:10]} are not among the dataset's documented "
+                                  f"label ids; expected only {_ranges(known)} (0 = background)")
     return ImageData(np.isin(label.array, list(values)), label.affine, label.spacing, label.meta)
+
+
+def _ranges(values: Sequence[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3, 7"`` for error messages."""
+    out, run = [], []
+    for v in sorted(set(int(x) for x in values)):
+        if run and v != run[-1] + 1:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+            run = []
+        run.append(v)
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ", ".join(out)
 
 
 def labels_to_masks(labels: np.ndarray, classes: Mapping[int, str] | None, path: PathLike,
@@ -410,6 +491,56 @@ def read_mat_volume(path: PathLike, reference: PathLike | None = None, *, variab
     return _with_geometry(_reorder(array, axes, path), path, reference, spacing, affine, binary)
 
 
+def read_mat_array(path: PathLike, variable: str) -> np.ndarray:
+    """A MATLAB variable (``a/b`` for struct fields) in MATLAB's index order, v5/v7 or v7.3.
+
+    For small side files (fold indices, tables); images go through :func:`read_mat_image` or
+    :func:`read_mat_volume`.
+    """
+    path = Path(path)
+    _missing(path)
+    return _load_mat_variable(path, variable)
+
+
+def _image_dtype(array: np.ndarray, path: Path, variable: str) -> np.ndarray:
+    """Integer pixels as uint8/uint16 (what PNG stores); signed MATLAB images must be non-negative."""
+    if array.dtype in (np.uint8, np.uint16):
+        return array
+    if array.dtype.kind in "iu" or (array.dtype.kind == "f" and np.array_equal(array, np.rint(array))):
+        low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+        if low >= 0 and high <= 65535:
+            return array.astype(np.uint8 if high <= 255 and array.dtype.itemsize == 1 else np.uint16)
+        raise ConversionError(f"{path}: {variable} holds values {low:g}..{high:g}; expected 0..65535 grey levels")
+    raise ConversionError(f"{path}: {variable} is {array.dtype} with fractional values; expected integer grey levels")
+
+
+def read_mat_image(path: PathLike, *, variable: str, binary: bool = False,
+                   only_if: Mapping[str, float] | None = None) -> ImageData:
+    """2D variable from a MATLAB file as (rows, cols) exactly as MATLAB indexes it (``A(row, col)``).
+
+    v7.3 files are HDF5, where h5py shows MATLAB's column-major arrays transposed; they are
+    transposed back (see :func:`read_mat_volume`), so the PNG looks like MATLAB's ``imshow(A)``.
+    ``binary=True`` returns a bool mask (values must be 0/1). ``only_if`` maps other scalar
+    variables to the value they must hold for the mask to be returned; otherwise the mask is
+    empty (e.g. a per-type class from one tumour mask plus a type code).
+    """
+    path = Path(path)
+    _missing(path)
+    array = np.squeeze(_load_mat_variable(path, variable))
+    if array.ndim != 2:
+        raise ConversionError(f"{path}: {variable} has shape {array.shape}; expected a 2D image")
+    if not binary:
+        return ImageData(_image_dtype(array, path, variable))
+    mask = check_binary(array, f"{path}:{variable}")
+    for other, value in (only_if or {}).items():
+        found = np.asarray(_load_mat_variable(path, other)).ravel()
+        if found.size != 1:
+            raise ConversionError(f"{path}: {other} has {found.size} values; expected one scalar")
+        if float(found[0]) != float(value):
+            mask = np.zeros_like(mask)
+    return ImageData(mask)
+
+
 def stack_slice_masks(reference: PathLike, *slices: PathLike, axis: int = 2, transpose: bool = False,
                       flip_rows: bool = False, flip_cols: bool = False) -> ImageData:
     """Per-slice 2D masks (PNG/JPEG/TIFF, in slice order) stacked onto ``reference``'s grid.
@@ -446,6 +577,6 @@ def stack_slice_masks(reference: PathLike, *slices: PathLike, axis: int = 2, tra
 
 __all__ = ["ITK_SUFFIXES", "LPS_TO_RAS", "NIFTI_SUFFIXES", "VOLUME_SUFFIXES", "instances_to_semantic",
            "integral_labels", "itk_affine", "labels_to_masks", "read_geometry", "read_hdf5_dataset",
-           "read_hdf5_slice", "read_hdf5_volume",
-           "read_instance_mask", "read_label_class", "read_label_volume", "read_mat_volume", "read_volume",
+           "read_hdf5_slice", "read_hdf5_volume", "read_instance_mask", "read_label_class", "read_label_volume",
+           "read_mat_array", "read_mat_image", "read_mat_volume", "read_volume", "read_volume_channel",
            "stack_slice_masks"]

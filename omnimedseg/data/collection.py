@@ -8,7 +8,9 @@ of every class, from the MedSegDB label tree:
               ``[modality, level1, level2, level3, task]``, -1 where the tree has
               none (:meth:`~omnimedseg.data.medsegdb.TaskContext.tensor_row`)
 ``mapped``    bool tensor (n_classes,): False for a class with no MedSegDB task
-              (its row is the unseen-task row)
+              (its row is the unseen-task row). The card's ``[medsegdb] tasks``
+              mapping decides first, name aliases only as fallback;
+              :attr:`DatasetCollection.unmapped` gives each unmapped class's reason
 ============  ================================================================
 
 Both collate with torch's default ``collate_fn``; :meth:`DatasetCollection.contexts`
@@ -37,6 +39,7 @@ class ClassMapping:
     dataset: str
     class_name: str
     context: TaskContext
+    reason: str = ""  # why the card gives no MedSegDB task (its medsegdb.unmapped entry)
 
     @property
     def mapped(self) -> bool:
@@ -118,16 +121,19 @@ class DatasetCollection:
             raise UsageError(f"none of {[c.id for c in cards]} has a split {split!r}; "
                              f"run: omnimedseg info <id> to see its splits")
         self._contexts: list[tuple[TaskContext, ...]] = []
+        by_id = {card.id: card for card in cards}
         for dataset in self.datasets:
-            contexts = tuple(tree.context_for_class(dataset.modality, c) for c in dataset.class_names)
-            self.mappings.extend(ClassMapping(dataset.dataset_id, c, ctx)
+            card = by_id[dataset.dataset_id]
+            tasks = tree.card_tasks(card)
+            contexts = tuple(tree.context_for_class(dataset.modality, c, tasks) for c in dataset.class_names)
+            self.mappings.extend(ClassMapping(dataset.dataset_id, c, ctx, card.medsegdb_unmapped.get(c, ""))
                                  for c, ctx in zip(dataset.class_names, contexts))
             self._contexts.append(contexts)
         if require_mapped:
             bad = [f"{m.dataset}:{m.class_name}" for m in self.mappings if not m.mapped]
             if bad:
                 raise UsageError(f"classes with no MedSegDB task: {bad}; expected every class to map "
-                                 f"(add an alias in omnimedseg.data.medsegdb.CLASS_ALIASES or pass require_mapped=False)")
+                                 f"(map it in the card's [medsegdb] tasks or pass require_mapped=False)")
         self.transform = transform
         self._ends: list[int] = []
         total = 0
