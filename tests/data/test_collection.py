@@ -77,9 +77,11 @@ def test_card_medsegdb_mapping_comes_before_aliases(organs):
     # "liver" would map to Liver by its name; the card says LiverCancer, and spleen has a stated reason
     remap('[medsegdb]\ntasks = { liver = "LiverCancer" }\nunmapped = { spleen = "scanned outside the tree" }\n')
     collection = DatasetCollection(["organs3d"], **organs)
-    liver, spleen = collection[0]["context"]
+    liver, spleen = collection.contexts(0)
     assert liver.task == tree.tasks.index("LiverCancer") and liver.seen
     assert not spleen.seen and spleen.task == tree.unseen_task  # the card's word beats the Spleen alias
+    assert collection[0]["context"][:, 4].tolist() == [liver.task, spleen.task]
+    assert collection[0]["mapped"].tolist() == [True, False]
     assert [(m.class_name, m.reason) for m in collection.unmapped] == [("spleen", "scanned outside the tree")]
 
     remap('[medsegdb]\ntasks = { liver = "Livr", spleen = "Spleen" }\n')

@@ -13,6 +13,7 @@ from omnimedseg.data.collection import DatasetCollection
 from omnimedseg.data.exports import export_dataset
 from omnimedseg.data.medsegdb import MedSegDBDataset
 from tests.data.conftest import AFFINE, both, hc18, organs  # noqa: F401  (fixtures)
+from tests.data.test_contract_data import brain, fundus, nuclei  # noqa: F401  (fixtures)
 
 
 def _datasets(both, tmp_path):  # noqa: F811
@@ -72,3 +73,22 @@ def test_geometry_is_an_array_with_nan_for_unknown(both):  # noqa: F811
     batch = next(iter(loader))
     assert batch["image"].shape == (3, 1, 54, 80) and batch["spacing"].shape == (3, 2)
     assert batch["affine"].shape == (3, 4, 4) and batch["affine"].isnan().all()
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_default_collate_with_channels_raters_instances_and_ignore(brain, fundus, nuclei, num_workers):  # noqa: F811
+    """Multi-channel volumes (and their slices), several raters with an ignore mask, instance maps."""
+    datasets = {
+        "channels": ConvertedDataset("brain4d", root=brain["root"], registry_dirs=brain["registry_dirs"]),
+        "channel slices": SliceDataset("brain4d", root=brain["root"], registry_dirs=brain["registry_dirs"]),
+        "raters": ConvertedDataset("fundus", root=fundus["root"], registry_dirs=fundus["registry_dirs"]),
+        "instances": ConvertedDataset("nuclei", root=nuclei["root"], registry_dirs=nuclei["registry_dirs"]),
+    }
+    for name, dataset in datasets.items():
+        for batch_size in (1, 4):
+            seen = 0
+            for batch in torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
+                samples = [dataset[seen + b] for b in range(len(batch["case_id"]))]
+                _check_batch(batch, samples)
+                seen += len(samples)
+            assert seen == len(dataset), name
