@@ -27,7 +27,7 @@ import numpy as np
 
 from omnimedseg import __version__, paths
 from omnimedseg.converters._base import CASE_ID_PATTERN, SPLIT_PATTERN, Case, Converter, Source
-from omnimedseg.converters.formats.geometry import check_same_geometry
+from omnimedseg.converters.formats.geometry import check_same_geometry, conform_to_grid
 from omnimedseg.converters.formats.imagedata import ImageData
 from omnimedseg.errors import ConversionError, DatasetNotFoundError, OmnimedsegError, UsageError
 from omnimedseg.files import atomic_write_text, file_hashes
@@ -453,14 +453,13 @@ class _CaseWriter:
 
     # -- masks
 
-    def _check_on_grid(self, data: ImageData, path: Path) -> None:
-        shape = data.array.shape[:2] if self.card.dimensionality == 2 else data.array.shape[:3]
-        check_same_geometry(path, shape, data.affine if self.grid[1] is not None else None, self.grid[2],
-                            self.grid[0], self.grid[1])
+    def _check_on_grid(self, data: ImageData, path: Path) -> ImageData:
+        """``data`` on the image grid: as read, or reoriented losslessly when it is the same voxel
+        grid in another axis order (``meta["reoriented"]``, recorded in provenance); else an error."""
+        return conform_to_grid(data, path, self.grid[0], self.grid[1], self.grid[2])
 
     def _load_mask(self, source: Source, what: str) -> ImageData:
-        mask = source.load()
-        self._check_on_grid(mask, source.paths[0])
+        mask = self._check_on_grid(source.load(), source.paths[0])
         if mask.array.dtype != bool:
             raise ConversionError(f"{source.paths[0]}: reader {source.operation} returned {mask.array.dtype} for "
                                   f"{what}; mask readers must return a bool array")
@@ -491,8 +490,7 @@ class _CaseWriter:
         from omnimedseg.converters.formats.volumes import integral_labels
 
         source = self.case.instances[name]
-        data = source.load()
-        self._check_on_grid(data, source.paths[0])
+        data = self._check_on_grid(source.load(), source.paths[0])
         ids = integral_labels(data.array, source.paths[0])
         low, high = (int(ids.min()), int(ids.max())) if ids.size else (0, 0)
         limit = 65535 if self.card.dimensionality == 2 else np.iinfo(np.uint32).max
@@ -500,8 +498,8 @@ class _CaseWriter:
             raise ConversionError(f"{source.paths[0]}: instance ids {low}..{high}; expected ids 0..{limit} "
                                   f"(0 = background)")
         stored = np.uint16 if high <= 65535 else np.uint32
-        self._write(rel, ImageData(ids.astype(stored, copy=False), data.affine), source)
-        return ImageData(ids != 0, data.affine)
+        self._write(rel, ImageData(ids.astype(stored, copy=False), data.affine, meta=data.meta), source)
+        return ImageData(ids != 0, data.affine, meta=data.meta)
 
     def _write_raters(self, masks: dict[str, str]) -> dict[str, dict[str, str]]:
         """Every rater's masks; the reference rater's are the reference masks (not written twice)."""
@@ -531,7 +529,8 @@ class _CaseWriter:
         path = self.job.staging / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         self.provenance[rel] = {"sha256": write_output(data, path), "operation": source.operation,
-                                "sources": [self._raw_record(p) for p in source.paths]}
+                                "sources": [self._raw_record(p) for p in source.paths],
+                                **({"reoriented": data.meta["reoriented"]} if data.meta.get("reoriented") else {})}
 
     def _raw_record(self, path: Path) -> dict:
         path = Path(path)
@@ -555,19 +554,19 @@ def _reference_from_rater(case: Case, card: Card) -> bool:
 
 
 def iter_reference_masks(card: Card, case: Case, label_values: dict[int, str],
-                         check_grid: Callable[[ImageData, Path], None],
+                         check_grid: Callable[[ImageData, Path], ImageData],
                          load_mask: Callable[[Source, str], ImageData]) -> Iterator[tuple[str, ImageData | None, Source]]:
     """(class, bool mask on the image grid, its source) for every class, one at a time.
 
     From a label map (read once, split class by class), per-class mask files, the
     reference rater's masks, or (mask None) the class's instance map. Only one mask is
-    alive at a time, so memory does not grow with the number of classes.
+    alive at a time, so memory does not grow with the number of classes. ``check_grid``
+    returns the data on the image grid (reoriented when stored in another axis order).
     """
     if not case.labelled:
         return
     if case.label is not None:
-        label = case.label.load()
-        check_grid(label, case.label.paths[0])
+        label = check_grid(case.label.load(), case.label.paths[0])
         present = present_values(label.array)
         unknown = sorted(set(present) - set(label_values) - {0})
         if unknown:
@@ -590,7 +589,7 @@ def iter_reference_masks(card: Card, case: Case, label_values: dict[int, str],
         if case.label is not None and name in by_class:
             values = by_class[name]
             array = label.array == values[0] if len(values) == 1 else np.isin(label.array, values)
-            yield name, ImageData(array, label.affine), case.label
+            yield name, ImageData(array, label.affine, meta=label.meta), case.label
         elif name in masks:
             yield name, load_mask(masks[name], f"class {name!r}"), masks[name]
         else:

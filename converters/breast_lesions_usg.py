@@ -18,7 +18,7 @@ from typing import Iterator
 
 from omnimedseg.converters import Case, Converter, Source
 from omnimedseg.converters.formats.image2d import read_binary_mask, read_image
-from omnimedseg.converters.formats.masks2d import read_empty_mask, read_binary_mask_union
+from omnimedseg.converters.formats.masks2d import read_binary_mask_union, read_empty_mask
 from omnimedseg.errors import ConversionError
 
 FOLDER = "BrEaST-Lesions_USG-images_and_masks"

@@ -378,7 +378,7 @@ def _padded_crops(prediction, reference, spacing) -> list[np.ndarray] | None:
     if box is None:
         return None
     margin = [(h + 1, h + 1) for h in _neighbourhood(spacing).half]
-    return [np.pad(mask[box], margin) for mask in (prediction, reference)]
+    return [np.ascontiguousarray(np.pad(mask[box], margin)) for mask in (prediction, reference)]
 
 
 def _neighbour_slices(ndim: int, axis: int) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
@@ -445,7 +445,9 @@ def _near_distances(source: _Surface, target: _Surface) -> tuple[np.ndarray, flo
     pending = np.flatnonzero(~target_grid[source.flat])
     positions = source.flat[pending]
     neighbourhood = _neighbourhood(source.spacing)
-    strides = np.array(target.grid.strides) // target.grid.itemsize
+    # Offsets into the row-major (ravel) positions above: strides from the shape, never
+    # from memory (a Fortran-ordered or transposed grid has other memory strides).
+    strides = np.array([math.prod(target.grid.shape[axis + 1 :]) for axis in range(target.grid.ndim)])
     initially_pending = pending.size
     idle_offsets = 0  # consecutive offsets that resolved under 1% of what was pending
     for index, (step, length) in enumerate(zip(neighbourhood.offsets @ strides, neighbourhood.lengths)):

@@ -679,3 +679,17 @@ def test_converted_masks_read_back_as_canonical_booleans(tmp_path):
     back, affine = read_output(tmp_path / "m.png")
     assert affine is None and back.dtype == bool and back.view(np.uint8).max() == 1
     assert np.array_equal(back, mask)
+
+
+def test_nsd_on_fortran_ordered_organ_cut_by_the_field_of_view_equals_deepmind():
+    """nibabel returns Fortran-ordered arrays; an organ cut by the field of view makes the union's
+    box span every axis but the last. NSD once read offsets from memory strides there (0.75
+    instead of 0.67 here)."""
+    rng = np.random.default_rng(0)
+    reference = np.zeros((20, 18, 30), bool)
+    reference[:, :, 8:20] = ndimage.gaussian_filter(rng.standard_normal((20, 18, 12)), 2) > -0.3
+    prediction = np.roll(reference, 2, axis=2)
+    expected = deepmind_nsd(prediction, reference, 1.0, (1.0, 1.0, 2.0))
+    for layout in (np.ascontiguousarray, np.asfortranarray, lambda a: np.ascontiguousarray(a.T).T):
+        assert nsd(layout(prediction), layout(reference), tolerance=1.0, spacing=(1.0, 1.0, 2.0)) == pytest.approx(
+            expected, abs=1e-12)

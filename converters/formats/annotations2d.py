@@ -230,14 +230,52 @@ def _is_point(item) -> bool:
     return len(item) == 2 and all(isinstance(v, (int, float)) for v in item)
 
 
+def _xml_coordinate(point: ET.Element, axis: str, path: Path) -> float:
+    """X or Y of a point element: an attribute or a child element, any letter case."""
+    for name in (axis, axis.lower()):
+        value = point.get(name)
+        if value is None:
+            value = point.findtext(name)
+        if value is not None:
+            try:
+                return float(value)
+            except ValueError:
+                break
+    raise ConversionError(f"{path}: <{point.tag}> without a numeric {axis} ({ET.tostring(point, 'unicode')[:80]!r}); "
+                          f"expected {axis}=\"number\" or <{axis}>number</{axis}>")
+
+
+def _shape_polygons(root: ET.Element, path: Path, label: str | None) -> list[list[list[float]]]:
+    """Polygons of exports that list ``Shape/Data/Points/Point`` (and ASAP's
+    ``Annotation/Coordinates/Coordinate``, ordered by ``Order``): one polygon per shape, its
+    points' X and Y as attributes or child elements. ``label`` keeps the shapes whose
+    ``Name``/``Label``/``PartOfGroup`` (attribute or child text) equals it."""
+    polygons = []
+    for container, holder, point_tag in (("Shape", "Points", "Point"), ("Annotation", "Coordinates", "Coordinate")):
+        for shape in root.iter(container):
+            names = {shape.get(k) or shape.findtext(k) for k in ("Name", "Label", "PartOfGroup", "name", "label")}
+            if label is not None and label not in names:
+                continue
+            for points in shape.iter(holder):
+                items = points.findall(point_tag)
+                if point_tag == "Coordinate" and all(p.get("Order") is not None for p in items):
+                    items = sorted(items, key=lambda p: float(p.get("Order")))
+                if items:
+                    polygons.append([[_xml_coordinate(p, "X", path), _xml_coordinate(p, "Y", path)] for p in items])
+    return polygons
+
+
 def read_polygon_xml(path: PathLike, reference: PathLike | None = None, *, shape: Sequence[int] | None = None,
-                     frame: int | None = None, origin: str = "center") -> ImageData:
+                     frame: int | None = None, origin: str = "center", label: str | None = None) -> ImageData:
     """Bool mask from polygons in XML.
 
     Aperio ImageScope: every ``Region``'s ``Vertices/Vertex`` (X, Y attributes);
     regions with ``NegativeROA="1"`` are holes. DDTI (thyroid): ``mark`` elements whose
     ``svg`` text is JSON ``[{"points": [{"x":, "y":}, ...]}, ...]``; ``frame`` picks the
-    marks whose ``image`` equals it (multi-frame cases).
+    marks whose ``image`` equals it (multi-frame cases). Shape exports: every
+    ``Shape/Data/Points/Point`` list (X, Y as attributes or child elements) is one polygon,
+    and so is every ASAP ``Annotation/Coordinates/Coordinate`` list; ``label`` keeps only the
+    shapes/annotations so named.
     """
     path = Path(path)
     try:
@@ -261,9 +299,11 @@ def read_polygon_xml(path: PathLike, reference: PathLike | None = None, *, shape
         except json.JSONDecodeError as exc:
             raise ConversionError(f"{path}: <svg> text is not JSON ({exc}); expected DDTI point lists") from None
         polygons.extend(_points(item["points"], path) for item in items)
+    polygons.extend(_shape_polygons(root, path, label))
     if not polygons:
-        raise ConversionError(f"{path}: no polygon found (Aperio Region/Vertex or DDTI mark/svg"
-                              f"{'' if frame is None else f' for image {frame}'}); expected at least one")
+        raise ConversionError(f"{path}: no polygon found (Aperio Region/Vertex, DDTI mark/svg, Shape/Data/Points/"
+                              f"Point or ASAP Coordinates/Coordinate{'' if frame is None else f' for image {frame}'}"
+                              f"{'' if label is None else f' named {label!r}'}); expected at least one")
     rows_cols = _shape(path, reference, shape)
     return ImageData(rasterize_polygons(rows_cols, polygons, holes, origin=origin, where=path))
 
@@ -296,6 +336,50 @@ def read_polygon_text(path: PathLike, reference: PathLike | None = None, *, shap
         raise ConversionError(f"{path}: no coordinates found; expected 'x y' lines")
     rows_cols = _shape(path, reference, shape)
     return ImageData(rasterize_polygons(rows_cols, polygons, origin=origin, where=path))
+
+
+# ---------------------------------------------------------------- text label arrays
+
+def read_text_labels(path: PathLike, *, order: str = "rows") -> ImageData:
+    """2D label map from a text file: a ``width height`` header, then width x height integers.
+
+    The integers (any whitespace or commas between them, any number per line) fill the image
+    row by row (``order="rows"``, the usual layout: each line one image row) or column by column
+    (``order="columns"``). The count must equal width x height exactly: a short or long file is
+    refused, never padded or cut. Values are stored as uint8 (or uint16 / int32 when larger);
+    give the result as ``Case(label=Source(path, read_text_labels))``.
+    """
+    path = Path(path)
+    if order not in ("rows", "columns"):
+        raise ConversionError(f"{path}: order {order!r}; expected 'rows' or 'columns'")
+    try:
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        raise ConversionError(f"{path}: file not found") from None
+    except UnicodeDecodeError:
+        raise ConversionError(f"{path}: not a text file; expected a 'width height' header and integers") from None
+    tokens = re.split(r"[\s,;]+", text.strip())
+    try:
+        width, height = int(tokens[0]), int(tokens[1])
+    except (IndexError, ValueError):
+        raise ConversionError(f"{path}: header {' '.join(tokens[:2])!r}; expected 'width height' (two positive "
+                              f"integers) on the first line") from None
+    if width <= 0 or height <= 0:
+        raise ConversionError(f"{path}: header {width} x {height}; expected a positive width and height")
+    values = tokens[2:]
+    if len(values) != width * height:
+        raise ConversionError(f"{path}: {len(values)} values after the header; expected width x height = "
+                              f"{width} x {height} = {width * height}")
+    try:
+        array = np.array([int(v) for v in values], dtype=np.int64)
+    except ValueError:
+        bad = next(v for v in values if not re.fullmatch(r"[+-]?\d+", v))
+        raise ConversionError(f"{path}: value {bad!r} is not an integer; expected integer labels") from None
+    array = array.reshape(height, width) if order == "rows" else array.reshape(width, height).T
+    if array.min() < 0:
+        raise ConversionError(f"{path}: negative label {int(array.min())}; expected labels >= 0 (0 = background)")
+    dtype = next(t for t in (np.uint8, np.uint16, np.int32) if array.max() <= np.iinfo(t).max)
+    return ImageData(np.ascontiguousarray(array, dtype=dtype), meta={"source": str(path)})
 
 
 # ---------------------------------------------------------------- ellipses
@@ -339,4 +423,5 @@ def read_ellipse(reference: PathLike, *, center: Sequence[float], axes: Sequence
 
 
 __all__ = ["fill_ellipse", "parse_colour", "rasterize_polygons", "read_ellipse", "read_palette_mask",
-           "read_palette_mask_class", "read_polygon_json", "read_polygon_text", "read_polygon_xml"]
+           "read_palette_mask_class", "read_polygon_json", "read_polygon_text", "read_polygon_xml",
+           "read_text_labels"]

@@ -17,6 +17,7 @@ on the same grid as our image, voxel for voxel.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import math
 import os
@@ -406,9 +407,10 @@ def series_geometry(series: DicomSeries, on_irregular: str = "error") -> SeriesG
     """Order the slices and check that one affine describes them all.
 
     ``on_irregular='error'`` (default) raises a one-line ConversionError for gantry tilt, missing
-    slices and non-uniform spacing; ``'resample'`` builds the regular grid dcm2niix writes for
-    such series (its ``_Tilt`` / ``_Eq`` outputs): tilt is removed by shifting each slice in
-    plane, spacing equalized to the smallest gap, both with linear interpolation.
+    slices and non-uniform spacing; ``'resample'`` builds a regular grid (rules in docs/formats.md):
+    tilt is removed by shifting each slice in plane (dcm2niix's ``_Tilt`` grid); missing slices
+    get one grid slot each, so every acquired slice is kept; other spacing is equalized to the
+    smallest gap (dcm2niix's ``_Eq`` grid on most gap patterns); linear interpolation.
     """
     if on_irregular not in ON_IRREGULAR:
         raise UsageError(f"on_irregular={on_irregular!r}; expected one of {ON_IRREGULAR}")
@@ -439,8 +441,8 @@ def series_geometry(series: DicomSeries, on_irregular: str = "error") -> SeriesG
         raise ConversionError(
             f"{where}: two slices at the same position {pos[k]:.3f} mm ({a.path.name}"
             f"{'' if a.frame is None else f' frame {a.frame + 1}'}, {b.path.name}"
-            f"{'' if b.frame is None else f' frame {b.frame + 1}'}); expected one slice per position "
-            f"(several echoes/phases/acquisitions in one series: split it first)")
+            f"{'' if b.frame is None else f' frame {b.frame + 1}'}); expected one slice per position, or the "
+            f"same number of slices at every position ordered by a temporal tag (a 4D series)")
     resample: dict = {}
     # In-plane offset of every slice origin from the line through the first one along the normal.
     d = np.array([s.position - slices[0].position for s in slices])
@@ -468,7 +470,8 @@ def series_geometry(series: DicomSeries, on_irregular: str = "error") -> SeriesG
             small = float(gaps.min())
             ratio = gaps / small
             k = int(np.argmax(gaps))
-            if np.all(np.abs(ratio - np.round(ratio)) * small <= _tol(small)):
+            missing_slices = bool(np.all(np.abs(ratio - np.round(ratio)) * small <= _tol(small)))
+            if missing_slices:
                 missing = int(np.sum(np.round(ratio) - 1))
                 what = (f"{missing} missing slice(s): gap of {gaps[k]:.3f} mm between {slices[k].path.name} and "
                         f"{slices[k + 1].path.name} where the others are {small:.3f} mm")
@@ -478,7 +481,13 @@ def series_geometry(series: DicomSeries, on_irregular: str = "error") -> SeriesG
             if on_irregular == "error":
                 raise ConversionError(f"{where}: {what}; expected equally spaced slices; rerun with --resample "
                                       f"(on_irregular='resample') to interpolate onto a regular grid")
-            n_out = int(math.ceil((pos[-1] - pos[0]) / small - 1e-3)) + 1
+            if missing_slices:
+                # Every gap a whole multiple of the smallest: one grid slot per acquired or missing
+                # slice, so every acquired slice lies on the grid (within the tolerance) and is kept
+                # as acquired; only the missing ones are interpolated.
+                n_out = int(np.sum(np.round(ratio))) + 1
+            else:  # the smallest gap, stretched to divide the span (dcm2niix's _Eq grid in most cases)
+                n_out = int(math.ceil((pos[-1] - pos[0]) / small - 1e-3)) + 1
             slice_spacing = (pos[-1] - pos[0]) / (n_out - 1)
             target = pos[0] + slice_spacing * np.arange(n_out)
             resample["spacing"] = {"reason": what, "from_slices": n, "to_slices": n_out,
@@ -601,7 +610,12 @@ def _apply_resample(vol: np.ndarray, geom: SeriesGeometry) -> np.ndarray:
     if target is not None:
         pos = geom.positions
         idx = np.clip(np.searchsorted(pos, target, side="right") - 1, 0, len(pos) - 2)
-        w = ((target - pos[idx]) / (pos[idx + 1] - pos[idx])).astype(np.float32)[:, None, None]
+        w = (target - pos[idx]) / (pos[idx + 1] - pos[idx])
+        # A target within the position tolerance of an acquired slice takes that slice as acquired.
+        tol = _tol(geom.slice_spacing)
+        w[np.abs(target - pos[idx]) <= tol] = 0.0
+        w[np.abs(pos[idx + 1] - target) <= tol] = 1.0
+        w = w.astype(np.float32)[:, None, None]
         work = work[idx] * (1 - w) + work[idx + 1] * w
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
@@ -615,9 +629,13 @@ def read_series(src: str | os.PathLike | Iterable | DicomSeries, series_uid: str
 
     ``src`` is a folder, file list or a :class:`DicomSeries` from :func:`find_series`;
     ``series_uid`` picks one when the folder holds several. See :func:`series_geometry`
-    for ``on_irregular``.
+    for ``on_irregular``. A series whose positions repeat (fMRI, DCE, multi-phase) is read as
+    4D, ``(i, j, k, t)``, in the order :func:`split_time_points` finds.
     """
     series = src if isinstance(src, DicomSeries) else select_series(find_series(src), series_uid, src)
+    time_points = split_time_points(series)
+    if time_points is not None:  # repeated positions: a 4D series (see "4D series" below)
+        return _read_time_points(series, time_points, on_irregular)
     geom = series_geometry(series, on_irregular)
     raw = _decode_all(series, geom)
     vol, rescale = _rescaled(raw, geom.slices)
@@ -646,12 +664,14 @@ def read_series(src: str | os.PathLike | Iterable | DicomSeries, series_uid: str
 
 
 def dicom_to_nifti(src: str | os.PathLike | Iterable, out: str | os.PathLike, series_uid: str | None = None,
-                   on_irregular: str = "error", compression_level: int | None = None) -> list[dict]:
+                   on_irregular: str = "error", compression_level: int | None = None,
+                   split: bool = False) -> list[dict]:
     """Convert DICOM series to NIfTI; return one summary dict per written file.
 
     ``out`` ending in ``.nii``/``.nii.gz`` is the file for the one series (``series_uid`` picks it
     when there are several); any other ``out`` is a folder that receives every series as
-    ``<SeriesNumber>_<SeriesDescription>.nii.gz``.
+    ``<SeriesNumber>_<SeriesDescription>.nii.gz``. A 4D series is one 4D file, or with
+    ``split=True`` one 3D file per time point, ``<name>_t001.nii.gz``, ``<name>_t002.nii.gz``...
     """
     from omnimedseg.converters.formats.nifti import DEFAULT_COMPRESSION_LEVEL, write_nifti
 
@@ -678,23 +698,229 @@ def dicom_to_nifti(src: str | os.PathLike | Iterable, out: str | os.PathLike, se
             used.add(stem.lower())
             targets.append(out / f"{stem}.nii.gz")
     for s in chosen:  # check every geometry before writing anything
-        series_geometry(s, on_irregular)
+        check_series_geometry(s, on_irregular)
     summaries = []
-    for s, target in zip(chosen, targets):
-        image = read_series(s, on_irregular=on_irregular)
-        write_nifti(image, target, level)
-        summaries.append({
-            "file": str(target), "series_uid": image.meta["series_uid"], "series_number": s.number,
-            "series_description": s.description, "modality": s.modality, "shape": list(image.array.shape),
-            "dtype": str(image.array.dtype), "spacing_mm": [round(v, 6) for v in image.spacing],
-            "affine": np.round(image.affine, 6).tolist(), "n_files": len(image.meta["files"]),
-            "transfer_syntax": image.meta["transfer_syntax"], "rescale": image.meta["rescale"],
-            "resampled": image.meta["resampled"], "skipped_files": len(found.skipped),
-        })
+    for s, series_target in zip(chosen, targets):
+        series_image = read_series(s, on_irregular=on_irregular)
+        for image, target in time_point_outputs(series_image, series_target, split):
+            write_nifti(image, target, level)
+            summaries.append({
+                "file": str(target), "series_uid": image.meta["series_uid"], "series_number": s.number,
+                "series_description": s.description, "modality": s.modality, "shape": list(image.array.shape),
+                "dtype": str(image.array.dtype), "spacing_mm": [round(v, 6) for v in image.spacing],
+                "affine": np.round(image.affine, 6).tolist(), "n_files": len(image.meta["files"]),
+                "transfer_syntax": image.meta["transfer_syntax"], "rescale": image.meta["rescale"],
+                "resampled": image.meta["resampled"], "skipped_files": len(found.skipped),
+                "time_points": image.meta.get("time_points"),
+            })
     return summaries
 
 
+# --------------------------------------------------------------------------- 4D series (repeated positions)
+#
+# fMRI, DCE and multi-phase acquisitions repeat every slice position once per time point. They
+# are stacked as a 4th axis, each position's slices ordered by the first of these tags that is
+# present on every slice and tells the slices of each position apart. dcm2niix stacks such series
+# the same way (it is the reference in tests/formats/test_dicom_4d.py); it orders by InstanceNumber,
+# which agrees with these tags whenever InstanceNumber counts through the time points.
+
+TEMPORAL_ORDER_TAGS = ("TemporalPositionIdentifier", "AcquisitionNumber", "AcquisitionTime", "InstanceNumber")
+
+
+@dataclass(frozen=True)
+class TimePoints:
+    """A 4D series cut into 3D series: ``series[t]`` holds one slice per position."""
+
+    series: list[DicomSeries]
+    ordered_by: str  # the tag of TEMPORAL_ORDER_TAGS that ordered the slices of each position
+    values: list[list]  # per time point, that tag's value at each position (ascending position)
+
+
+def _seconds(value) -> float | None:
+    """DICOM TM ``HHMMSS.ffffff`` -> seconds since midnight; a DT ``YYYYMMDDHHMMSS.ffffff``
+    (multi-frame FrameAcquisitionDateTime) -> seconds since 0001-01-01, so days count too."""
+    text = str(value or "").strip()
+    match = re.fullmatch(r"(\d{8})?(\d{2})(\d{2})?(\d{2})?(\.\d+)?(?:[+-]\d{4})?", text)
+    if not match:
+        return None
+    date, hh, mm, ss, frac = match.groups()
+    days = 0
+    if date:
+        try:
+            days = datetime.date(int(date[:4]), int(date[4:6]), int(date[6:])).toordinal()
+        except ValueError:
+            return None
+    return days * 86400 + int(hh) * 3600 + int(mm or 0) * 60 + int(ss or 0) + float(frac or 0)
+
+
+def _temporal_value(series: DicomSeries, ref: SliceRef, tag: str):
+    """One slice's value of one ordering tag (per-frame functional groups for multi-frame files)."""
+    ds = series.datasets[ref.path]
+    if tag == "InstanceNumber" and ref.frame is None:
+        return ref.instance
+    if ref.frame is not None:  # enhanced multi-frame: Frame Content of that frame
+        per_frame = ds.PerFrameFunctionalGroupsSequence[ref.frame]
+        content = _functional(per_frame, _item(ds, "SharedFunctionalGroupsSequence"), "FrameContentSequence")
+        frame_tag = {"TemporalPositionIdentifier": "TemporalPositionIndex", "AcquisitionNumber": "FrameAcquisitionNumber",
+                     "AcquisitionTime": "FrameAcquisitionDateTime"}.get(tag)
+        value = content.get(frame_tag) if content is not None and frame_tag else None
+    else:
+        value = ds.get(tag)
+    if value in (None, ""):
+        return None
+    if tag == "AcquisitionTime":
+        return _seconds(value)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _position_groups(series: DicomSeries) -> tuple[np.ndarray, list[list[SliceRef]]]:
+    """Slices grouped by position along the normal (within DUPLICATE_TOL_MM), ascending."""
+    first = series.slices[0]
+    normal = np.cross(first.orientation[:3], first.orientation[3:])
+    normal /= np.linalg.norm(normal)
+    pos = np.array([s.position @ normal for s in series.slices])
+    order = np.argsort(pos, kind="stable")
+    groups: list[list[SliceRef]] = []
+    starts: list[float] = []
+    for i in order:
+        if groups and pos[i] - starts[-1] < DUPLICATE_TOL_MM:
+            groups[-1].append(series.slices[i])
+        else:
+            groups.append([series.slices[i]])
+            starts.append(float(pos[i]))
+    return np.array(starts), groups
+
+
+def split_time_points(series: DicomSeries) -> TimePoints | None:
+    """The time points of a series whose slice positions repeat; None when none repeats.
+
+    Every position must hold the same number of slices, and one tag of
+    :data:`TEMPORAL_ORDER_TAGS` (the first that qualifies) must be on every slice and differ
+    between the slices of each position; otherwise a one-line ConversionError says why (a
+    repeated position that nothing orders may be a duplicate file, never guessed).
+    """
+    positions, groups = _position_groups(series)
+    counts = sorted({len(g) for g in groups})
+    if counts == [1]:
+        return None
+    where = _where(series)
+    if len(counts) > 1:
+        k = next(i for i, g in enumerate(groups) if len(g) != len(groups[0]))
+        raise ConversionError(
+            f"{where}: {len(groups[0])} slice(s) at {positions[0]:.3f} mm but {len(groups[k])} at {positions[k]:.3f} mm "
+            f"({', '.join(s.path.name for s in groups[k][:4])}); expected one slice per position, or the same number "
+            f"at every position (a 4D series); remove duplicate or stray files")
+    for tag in TEMPORAL_ORDER_TAGS:
+        values = [[_temporal_value(series, s, tag) for s in g] for g in groups]
+        if all(v is not None for vs in values for v in vs) and all(len(set(vs)) == len(vs) for vs in values):
+            break
+    else:
+        g = groups[0]
+        raise ConversionError(
+            f"{where}: {len(g)} slices at each position (e.g. {positions[0]:.3f} mm: "
+            f"{', '.join(s.path.name for s in g[:4])}) and nothing orders them; expected one slice per position, "
+            f"or a 4D series whose slices at one position differ in {' / '.join(TEMPORAL_ORDER_TAGS)}")
+    ranked = [[g[i] for i in np.argsort(vs, kind="stable")] for g, vs in zip(groups, values)]
+    sorted_values = [sorted(vs) for vs in values]
+    n_times = counts[0]
+    parts = []
+    for t in range(n_times):
+        part = DicomSeries(uid=series.uid, number=series.number, description=series.description,
+                           modality=series.modality, frame_of_reference=series.frame_of_reference,
+                           study_uid=series.study_uid, slices=[g[t] for g in ranked],
+                           uid_missing=series.uid_missing)
+        part.datasets = {s.path: series.datasets[s.path] for s in part.slices}
+        parts.append(part)
+    return TimePoints(parts, tag, [[vs[t] for vs in sorted_values] for t in range(n_times)])
+
+
+def check_series_geometry(series: DicomSeries, on_irregular: str = "error") -> None:
+    """:func:`series_geometry`'s checks for a 3D or a 4D series, without reading pixels."""
+    time_points = split_time_points(series)
+    if time_points is None:
+        series_geometry(series, on_irregular)
+        return
+    _time_point_geometries(time_points, on_irregular)
+
+
+def _time_point_geometries(time_points: TimePoints, on_irregular: str) -> list[SeriesGeometry]:
+    """One geometry per time point; all must be the same grid (one affine for the 4D file)."""
+    geometries = [series_geometry(part, on_irregular) for part in time_points.series]
+    first = geometries[0]
+    for t, geom in enumerate(geometries[1:], start=2):
+        if geom.shape != first.shape or not np.allclose(geom.affine, first.affine, atol=POSITION_TOL_MM):
+            raise ConversionError(
+                f"{_where(time_points.series[t - 1])}: time point {t} lies on another grid ({geom.shape}, origin "
+                f"{np.round(geom.affine[:3, 3], 3).tolist()}) than time point 1 ({first.shape}, origin "
+                f"{np.round(first.affine[:3, 3], 3).tolist()}); expected every time point on one grid")
+    return geometries
+
+
+def _read_time_points(series: DicomSeries, time_points: TimePoints, on_irregular: str) -> ImageData:
+    """The time points read as 3D volumes and stacked along a 4th axis ``(i, j, k, t)``."""
+    _time_point_geometries(time_points, on_irregular)
+    volumes = [read_series(part, on_irregular=on_irregular) for part in time_points.series]
+    dtype = np.result_type(*[v.array.dtype for v in volumes])
+    array = np.empty(volumes[0].array.shape + (len(volumes),), dtype=dtype, order="F")
+    for t, volume in enumerate(volumes):
+        array[..., t] = volume.array
+    meta = dict(volumes[0].meta)
+    meta["files"] = [f for v in volumes for f in v.meta["files"]]
+    meta["n_slices_read"] = sum(v.meta["n_slices_read"] for v in volumes)
+    meta["rescale"] = [v.meta["rescale"] for v in volumes] if any(
+        v.meta["rescale"] != volumes[0].meta["rescale"] for v in volumes) else volumes[0].meta["rescale"]
+    meta["time_points"] = {"count": len(volumes), "ordered_by": time_points.ordered_by,
+                           "values": time_points.values}
+    return ImageData(array, volumes[0].affine, meta=meta)
+
+
+def read_series_time_point(src: str | os.PathLike | Iterable | DicomSeries, index: int,
+                           series_uid: str | None = None, on_irregular: str = "error") -> ImageData:
+    """Time point ``index`` (0-based) of a 4D series as a 3D ImageData; only its slices are decoded.
+
+    For converters that give the time points (DCE phases, ...) as named channels:
+    ``Source(folder, partial(read_series_time_point, index=t))``.
+    """
+    series = src if isinstance(src, DicomSeries) else select_series(find_series(src), series_uid, src)
+    time_points = split_time_points(series)
+    if time_points is None:
+        raise ConversionError(f"{_where(series)}: one slice per position (a 3D series); expected a 4D series to take "
+                              f"time point {index} from; read it with read_series")
+    if not 0 <= index < len(time_points.series):
+        raise ConversionError(f"{_where(series)}: time point {index} requested; the series has "
+                              f"{len(time_points.series)} (0..{len(time_points.series) - 1})")
+    _time_point_geometries(time_points, on_irregular)
+    image = read_series(time_points.series[index], on_irregular=on_irregular)
+    image.meta["time_points"] = {"index": index + 1, "count": len(time_points.series),
+                                 "ordered_by": time_points.ordered_by, "values": time_points.values[index]}
+    return image
+
+
+def time_point_outputs(image: ImageData, target: Path, split: bool) -> list[tuple[ImageData, Path]]:
+    """(image, file) pairs to write: the image itself, or with ``split`` one 3D image per time
+    point of a 4D image, named ``<stem>_t001.nii.gz`` ... (``t`` 1-based, as DICOM counts)."""
+    if not split or image.array.ndim != 4:
+        return [(image, target)]
+    name = target.name
+    suffix = ".nii.gz" if name.lower().endswith(".nii.gz") else target.suffix
+    stem = name[: len(name) - len(suffix)]
+    info = image.meta["time_points"]
+    width = max(3, len(str(info["count"])))
+    outputs = []
+    for t in range(image.array.shape[3]):
+        meta = {**image.meta, "time_points": {"index": t + 1, "count": info["count"], "ordered_by": info["ordered_by"],
+                                              "values": info["values"][t]}}
+        outputs.append((ImageData(image.array[..., t], image.affine, meta=meta),
+                        target.with_name(f"{stem}_t{t + 1:0{width}d}{suffix}")))
+    return outputs
+
+
 __all__ = [
-    "DicomSeries", "ScanResult", "SeriesGeometry", "SliceRef", "dataset_kind", "dicom_to_nifti",
-    "find_series", "is_dicom_file", "read_dataset", "read_series", "scan", "select_series", "series_geometry",
+    "DicomSeries", "ScanResult", "SeriesGeometry", "SliceRef", "TEMPORAL_ORDER_TAGS", "TimePoints",
+    "check_series_geometry", "dataset_kind", "dicom_to_nifti", "find_series", "is_dicom_file", "read_dataset",
+    "read_series", "read_series_time_point", "scan", "select_series", "series_geometry", "split_time_points",
+    "time_point_outputs",
 ]

@@ -407,20 +407,57 @@ def read_hdf5_volume(path: PathLike, reference: PathLike | None = None, *, datas
     origin 0) or a full ``affine``. ``binary=True`` refuses values other than 0/1 and
     returns a bool mask.
     """
+    path = Path(path)
+    array = read_hdf5_dataset(path, dataset)
+    return _with_geometry(_reorder(array, axes, path), path, reference, spacing, affine, binary)
+
+
+def read_hdf5_dataset(path: PathLike, dataset: str) -> np.ndarray:
+    """The array of one HDF5 dataset (``group/name`` paths work); one-line errors naming the file."""
     import h5py
 
     path = Path(path)
     _missing(path)
     try:
         with h5py.File(path, "r") as f:
-            if dataset not in f:
-                raise ConversionError(f"{path}: no dataset {dataset!r}; found {sorted(f.keys())}")
-            array = np.asarray(f[dataset][()])
+            if dataset not in f or not isinstance(f[dataset], h5py.Dataset):
+                found = []
+                f.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) else None)
+                raise ConversionError(f"{path}: no dataset {dataset!r}; found datasets {sorted(found)}")
+            return np.asarray(f[dataset][()])
     except ConversionError:
         raise
     except OSError as exc:
         raise ConversionError(f"{path}: not a readable HDF5 file ({exc})") from None
-    return _with_geometry(_reorder(array, axes, path), path, reference, spacing, affine, binary)
+
+
+def read_hdf5_slice(path: PathLike, *, dataset: str, transpose: bool = False, binary: bool = False,
+                    label: bool = False) -> ImageData:
+    """One 2D slice stored in an HDF5 file, as a 2D ImageData (rows, cols).
+
+    Many preprocessed releases keep one slice per file with an image and a label dataset
+    (e.g. ``image`` float32 and ``label`` uint8 of shape (rows, cols)); ``dataset`` names the one
+    to read. A stored (1, rows, cols) or (rows, cols, 1) array is accepted (the unit axis is
+    dropped); anything else that is not 2D is refused. ``transpose=True`` for arrays stored
+    (cols, rows) (MATLAB/Fortran writers). ``binary=True`` returns a bool mask (0/1 only);
+    ``label=True`` an integer label map (integral values only), for ``Case(label=...)``.
+    """
+    path = Path(path)
+    array = read_hdf5_dataset(path, dataset)
+    if array.ndim == 3 and 1 in (array.shape[0], array.shape[2]):
+        array = array[0] if array.shape[0] == 1 else array[..., 0]
+    if array.ndim != 2:
+        raise ConversionError(f"{path}: dataset {dataset!r} has shape {array.shape}; expected one 2D slice "
+                              f"(rows, cols); for volumes use read_hdf5_volume")
+    if transpose:
+        array = array.T
+    if binary and label:
+        raise ConversionError(f"{path}: binary=True and label=True; expected at most one")
+    if binary:
+        array = check_binary(array, path)
+    elif label:
+        array = integral_labels(array, path)
+    return ImageData(np.ascontiguousarray(array), meta={"source": str(path), "dataset": dataset})
 
 
 def _is_hdf5_mat(path: Path) -> bool:
@@ -563,7 +600,7 @@ def stack_slice_masks(reference: PathLike, *slices: PathLike, axis: int = 2, tra
 
 
 __all__ = ["ITK_SUFFIXES", "LPS_TO_RAS", "NIFTI_SUFFIXES", "VOLUME_SUFFIXES", "instances_to_semantic",
-           "integral_labels", "itk_affine", "labels_to_masks", "read_geometry", "read_hdf5_volume",
-           "load_nifti", "read_instance_mask", "read_label_class", "read_label_volume", "read_mat_array",
-           "read_mat_image", "read_mat_volume", "read_volume", "read_volume_channel",
+           "integral_labels", "itk_affine", "labels_to_masks", "load_nifti", "read_geometry", "read_hdf5_dataset",
+           "read_hdf5_slice", "read_hdf5_volume", "read_instance_mask", "read_label_class", "read_label_volume",
+           "read_mat_array", "read_mat_image", "read_mat_volume", "read_volume", "read_volume_channel",
            "stack_slice_masks"]

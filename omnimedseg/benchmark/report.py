@@ -44,14 +44,21 @@ def _groups(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
     return dict(sorted(groups.items()))
 
 
+def _integrated_steps(suite) -> int:
+    """Steps the AUC integrates: step 0 plus ``suite.steps`` interactions, less step 0 when excluded."""
+    return suite.steps + 1 if suite.include_step0 else suite.steps
+
+
 def summary_markdown(suite, records: list[dict], names: list[str]) -> str:
     """Mean (and std) of normalised AUC and Final per dataset x robot user x metric."""
     lines = [f"# Benchmark {suite.name}", "",
              f"Model `{suite.model}` {json.dumps(suite.model_params) if suite.model_params else ''}, "
              f"{suite.steps} interaction(s) after the first, seed {suite.seed}, omnimedseg {__version__}, "
              f"configuration {suite.config_hash}.", "",
-             "AUC = trapezoidal area under the metric-vs-step curve divided by the number of steps "
-             f"({'including' if suite.include_step0 else 'excluding'} step 0); Final = value after the last step. "
+             f"AUC = trapezoidal area under the metric-vs-step curve (x = step index, unit spacing) over "
+             f"{_integrated_steps(suite)} integrated steps ({'including' if suite.include_step0 else 'excluding'} "
+             f"step 0), divided by {_integrated_steps(suite)} - 1 = {_integrated_steps(suite) - 1} "
+             "(the number of intervals), so it lies in the metric's range; Final = value after the last step. "
              "Mean +- standard deviation over sessions.", ""]
     header = ["dataset", "robot user", "sessions"] + [f"{n} {k}" for n in names for k in ("AUC", "Final")]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -30,19 +30,25 @@ def formats() -> None:
 @click.option("--resample", is_flag=True,
               help="Resample series with gantry tilt, missing slices or uneven spacing onto a regular grid "
                    "(default: refuse them).")
+@click.option("--split", is_flag=True,
+              help="Write a 4D series (positions repeated per time point: fMRI, DCE, multi-phase) as one 3D "
+                   "file per time point, <name>_t001.nii.gz ... (default: one 4D file).")
 @_LEVEL
 @_JSON
-def dicom_to_nifti_command(series_dir: Path, out: Path, series_uid: str | None, resample: bool,
+def dicom_to_nifti_command(series_dir: Path, out: Path, series_uid: str | None, resample: bool, split: bool,
                            compression_level: int | None, as_json: bool) -> None:
     """Convert the DICOM series in SERIES_DIR to OUT.
 
     OUT ending in .nii/.nii.gz receives the one series (use --series when there are several);
     any other OUT is a folder that receives every series as <number>_<description>.nii.gz.
+    A series whose slice positions repeat is stacked as 4D, ordered by temporal position /
+    acquisition number / acquisition time / instance number (docs/formats.md).
     """
     from omnimedseg.converters.formats.dicom import dicom_to_nifti
 
     written = dicom_to_nifti(series_dir, out, series_uid=series_uid,
-                             on_irregular="resample" if resample else "error", compression_level=compression_level)
+                             on_irregular="resample" if resample else "error", compression_level=compression_level,
+                             split=split)
     if as_json:
         click.echo(json.dumps({"source": str(series_dir), "outputs": written}))
         return
@@ -50,6 +56,10 @@ def dicom_to_nifti_command(series_dir: Path, out: Path, series_uid: str | None, 
         shape = "x".join(str(v) for v in item["shape"])
         spacing = "x".join(f"{v:.3f}" for v in item["spacing_mm"])
         note = " (resampled)" if item["resampled"] else ""
+        if item.get("time_points"):
+            info = item["time_points"]
+            note += (f" (time point {info['index']} of {info['count']}" if "index" in info
+                     else f" ({info['count']} time points") + f", ordered by {info['ordered_by']})"
         click.echo(f"wrote {item['file']}: {shape} {item['dtype']}, {spacing} mm, {item['n_files']} files of series "
                    f"{item['series_uid'] or '(no UID)'}{note}")
 

@@ -2,8 +2,10 @@
 
 Attached to the ``formats`` group by ``omnimedseg/cli/formats.py``
 (``formats.add_command(labels_to_masks)``). The masks are written on the label's own
-grid, unchanged (no resampling, no flips); ``--image`` refuses a label whose grid
-differs from its image's, so a mis-paired label is caught before it is used.
+grid, unchanged (no resampling); with ``--image`` they are written on the image's grid: a
+label on the same voxel grid stored in another axis order (ITK/Slicer/dcmqi row order vs
+dcm2niix's) is reoriented losslessly and ``summary.json`` records it, and a label on another
+grid is refused, saying which property differs, so a mis-paired label is caught before use.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def split_label_file(label_path: Path, out_dir: Path, image_path: Path | None = 
     """Write one mask per label (NIfTI for 3D, PNG for 2D) plus ``summary.json``; return the summary."""
     import numpy as np
 
-    from omnimedseg.converters.formats.geometry import axcodes, check_same_geometry
+    from omnimedseg.converters.formats.geometry import axcodes, conform_to_grid
     from omnimedseg.converters.formats.image2d import write_png
     from omnimedseg.converters.formats.imagedata import ImageData
     from omnimedseg.converters.formats.nifti import write_nifti
@@ -51,7 +53,7 @@ def split_label_file(label_path: Path, out_dir: Path, image_path: Path | None = 
     label = read_label_volume(label_path)
     if image_path is not None:
         shape, affine = read_geometry(image_path)
-        check_same_geometry(label_path, label.array.shape, label.affine, image_path, shape, affine)
+        label = conform_to_grid(label, label_path, shape, affine, image_path)
     array = label.array
     if instances:
         n_instances = int(np.unique(array[array != 0]).size)
@@ -77,7 +79,8 @@ def split_label_file(label_path: Path, out_dir: Path, image_path: Path | None = 
         "shape": list(label.array.shape), "spacing": [float(s) for s in label.spacing] if label.spacing else None,
         "affine": label.affine.tolist() if label.is_3d else None,
         "orientation": axcodes(label.affine) if label.is_3d else None,
-        "instances": n_instances if instances else None, "masks": entries,
+        "instances": n_instances if instances else None, "reoriented": label.meta.get("reoriented"),
+        "masks": entries,
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
@@ -87,7 +90,8 @@ def split_label_file(label_path: Path, out_dir: Path, image_path: Path | None = 
 @click.argument("label_volume", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--image", "image", type=click.Path(dir_okay=False, path_type=Path),
-              help="Reference image; refuse the label when its shape or affine differs.")
+              help="Reference image: masks are written on its grid (a label on the same voxel grid in another "
+                   "axis order is reoriented losslessly); a label on another grid is refused.")
 @click.option("--card", "dataset_id", help="Name masks by this dataset card's classes (every class written).")
 @click.option("--class", "class_pairs", multiple=True, metavar="ID=NAME",
               help="Label id -> mask name (repeatable); default: label_<id> for each label present.")

@@ -4,12 +4,17 @@ Each sample is the underlying dataset's dict (docs/data.md) plus the MedSegX ind
 of every class, from the MedSegDB label tree:
 
 ============  ================================================================
-``context``   tuple of :class:`~omnimedseg.data.medsegdb.TaskContext`, one per class
-``unmapped``  class names with no MedSegDB task (their context is the unseen-task
-              row, ``seen=False``); empty when every class maps. The card's
-              ``[medsegdb] tasks`` mapping decides first, name aliases only as fallback;
+``context``   int64 tensor (n_classes, 5): per class the row
+              ``[modality, level1, level2, level3, task]``, -1 where the tree has
+              none (:meth:`~omnimedseg.data.medsegdb.TaskContext.tensor_row`)
+``mapped``    bool tensor (n_classes,): False for a class with no MedSegDB task
+              (its row is the unseen-task row). The card's ``[medsegdb] tasks``
+              mapping decides first, name aliases only as fallback;
               :attr:`DatasetCollection.unmapped` gives each unmapped class's reason
 ============  ================================================================
+
+Both collate with torch's default ``collate_fn``; :meth:`DatasetCollection.contexts`
+gives the :class:`~omnimedseg.data.medsegdb.TaskContext` objects of a sample.
 
 Volumes (3D datasets) are served as 2D slices (:class:`SliceDataset`) by default,
 since MedSegX-style models take 2D inputs; ``slices=False`` keeps whole volumes.
@@ -116,7 +121,6 @@ class DatasetCollection:
             raise UsageError(f"none of {[c.id for c in cards]} has a split {split!r}; "
                              f"run: omnimedseg info <id> to see its splits")
         self._contexts: list[tuple[TaskContext, ...]] = []
-        self._unmapped: list[list[str]] = []
         by_id = {card.id: card for card in cards}
         for dataset in self.datasets:
             card = by_id[dataset.dataset_id]
@@ -125,7 +129,6 @@ class DatasetCollection:
             self.mappings.extend(ClassMapping(dataset.dataset_id, c, ctx, card.medsegdb_unmapped.get(c, ""))
                                  for c, ctx in zip(dataset.class_names, contexts))
             self._contexts.append(contexts)
-            self._unmapped.append([c for c, ctx in zip(dataset.class_names, contexts) if not ctx.seen])
         if require_mapped:
             bad = [f"{m.dataset}:{m.class_name}" for m in self.mappings if not m.mapped]
             if bad:
@@ -154,9 +157,17 @@ class DatasetCollection:
         d = bisect.bisect_right(self._ends, index)
         return d, index - (self._ends[d - 1] if d else 0)
 
+    def contexts(self, index: int) -> tuple[TaskContext, ...]:
+        """MedSegDB context of every class of sample ``index``, in mask order."""
+        return self._contexts[self.locate(index)[0]]
+
     def __getitem__(self, index: int) -> dict:
+        import torch
+
         d, i = self.locate(index)
         sample = self.datasets[d][i]
-        sample["context"] = self._contexts[d]
-        sample["unmapped"] = list(self._unmapped[d])
+        contexts = self._contexts[d]
+        sample["context"] = torch.stack([c.tensor_row() for c in contexts]) if contexts else \
+            torch.zeros((0, 5), dtype=torch.int64)
+        sample["mapped"] = torch.tensor([c.seen for c in contexts], dtype=torch.bool)
         return self.transform(sample) if self.transform else sample

@@ -14,12 +14,15 @@ Samples are dicts with fixed keys (MONAI-style), so dict transforms apply direct
 ``labelled``   whether the case has annotations
 ``class_names`` list of class names, in mask order
 ``case_id``    str
-``spacing``    tuple of floats in mm, or None when the dataset gives none
-``affine``     4x4 float64 numpy array (3D) or None (2D)
+``spacing``    float64 numpy array of mm per spatial axis; NaN where the dataset gives none
+``affine``     4x4 float64 numpy array; all NaN for 2D images (no world geometry)
 ``modality``   e.g. "CT", "ultrasound"
 ``dataset``    dataset id
 ``split``      the dataset's own split name
 =============  ==============================================================
+
+Every value collates with torch's default ``collate_fn`` (no ``None``; see
+:func:`collatable_geometry`), so a plain ``DataLoader`` batches samples of one size.
 
 Constructors never download: missing data raises ``DatasetNotFoundError`` with the
 exact commands to run.
@@ -51,6 +54,19 @@ def open_converted(dataset_id: str, root: str | os.PathLike | None = None,
         raise DatasetNotFoundError(f"{dataset_id}: no complete converted data in {folder}; run: "
                                    f"omnimedseg download {dataset_id} && omnimedseg convert {dataset_id}")
     return folder, json.loads((folder / "dataset.json").read_text())
+
+
+def collatable_geometry(spacing, affine, spatial_dims: int) -> dict:
+    """``spacing`` and ``affine`` of a sample as fixed-shape float64 arrays, NaN when unknown.
+
+    torch's default collate cannot batch ``None``; NaN keeps "unknown" explicit (any
+    arithmetic on it stays NaN) while every sample of a batch has the same shapes.
+    """
+    spacing_array = np.full(spatial_dims, np.nan)
+    if spacing is not None:
+        spacing_array[:] = spacing
+    affine_array = np.full((4, 4), np.nan) if affine is None else np.array(affine, dtype=np.float64)
+    return {"spacing": spacing_array, "affine": affine_array}
 
 
 class ConvertedDataset:
@@ -140,8 +156,7 @@ class ConvertedDataset:
             "labelled": bool(case["masks"]),
             "class_names": list(self.class_names),
             "case_id": case["case_id"],
-            "spacing": tuple(case["spacing"]) if case["spacing"] is not None else None,
-            "affine": affine,
+            **collatable_geometry(case["spacing"], affine, spatial_dims),
             "modality": self.modality,
             "dataset": self.dataset_id,
             "split": case["split"],

@@ -26,6 +26,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from omnimedseg.data.datasets import collatable_geometry
 from omnimedseg.errors import DatasetNotFoundError, UsageError
 
 # Our modality vocabulary -> MedSegDB's. Microscopy and OCT have no MedSegDB modality.
@@ -59,6 +60,14 @@ class TaskContext:
             raise UsageError(f"task {self.task_name!r} ({self.modality_name}) has no complete MedSegX context: "
                              f"modality row {self.modality}, organ rows {self.organ}")
         return [self.modality, *self.organ, self.task]
+
+    def tensor_row(self):
+        """``[modality, level1, level2, level3, task]`` as an int64 tensor, ``-1`` where the tree
+        has no row: the form samples carry, since torch's default collate cannot batch this class."""
+        import torch
+
+        organ = self.organ if self.organ is not None else (-1, -1, -1)
+        return torch.tensor([-1 if self.modality is None else self.modality, *organ, self.task], dtype=torch.int64)
 
 
 class LabelTree:
@@ -190,8 +199,15 @@ def scan_medsegdb(root: Path) -> list[MedSegDBItem]:
 class MedSegDBDataset:
     """MedSegDB npy slices as dict samples with MedSegX context indices.
 
-    Cross-task items (``shift == 'cross_task'``) use the unseen-task row, as the
-    reference evaluation does.
+    Samples hold the keys of :class:`~omnimedseg.data.ConvertedDataset` samples plus
+    ``context``, the int64 row of :meth:`TaskContext.tensor_row` (:meth:`context` gives the
+    :class:`TaskContext`).
+
+    Every item uses its own task's row, cross-task items (``shift == 'cross_task'``)
+    included: the reference loader (MedSegX-code ``data/dataset.py``, ``organ_level_4 =
+    task_idx[organ]``), which its external evaluation and fine-tuning use, always indexes the
+    task table by the task name. The unseen-task row is only for a task outside the table
+    (RealWorld's ``StomachCancer``, on which the reference loader raises ``KeyError``).
     """
 
     def __init__(self, root: str | Path, transform=None):
@@ -204,24 +220,27 @@ class MedSegDBDataset:
     def __len__(self) -> int:
         return len(self.items)
 
+    def context(self, index: int) -> TaskContext:
+        """MedSegX context of item ``index`` (its task's own row)."""
+        item = self.items[index]
+        return self.tree.context(item.modality, item.task)
+
     def __getitem__(self, index: int) -> dict:
         import torch
 
         item = self.items[index]
         image, label = np.load(item.image), np.load(item.label)
-        ctx = self.tree.context(item.modality, item.task, unseen=item.shift == "cross_task")
         sample = {
             "image": torch.from_numpy(np.ascontiguousarray(np.moveaxis(image, -1, 0), dtype=np.float32)),
             "masks": torch.from_numpy(label[None] > 0),
             "labelled": True,
             "class_names": [item.task],
             "case_id": f"{item.case}_slice{item.slice_index}",
-            "spacing": None,
-            "affine": None,
+            **collatable_geometry(None, None, 2),
             "modality": item.modality,
             "dataset": item.dataset,
             "split": item.group if item.shift is None else f"{item.group}/{item.shift}",
-            "context": ctx,
+            "context": self.context(index).tensor_row(),  # see context() for the TaskContext
         }
         return self.transform(sample) if self.transform else sample
 

@@ -57,7 +57,9 @@ def thin_2d(mask: np.ndarray) -> np.ndarray:
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 2:
         raise UsageError(f"thin_2d: expected a 2D mask, found shape {mask.shape}")
-    a = np.pad(mask, 1).astype(np.uint8)
+    # C order, so that ``flat`` is a view of ``a`` (np.pad keeps a Fortran input's order, and
+    # ravel() of a Fortran array is a copy: the thinning would be lost).
+    a = np.ascontiguousarray(np.pad(mask, 1), dtype=np.uint8)
     width = a.shape[1]
     flat = a.ravel()
     offs = np.array([dr * width + dc for dr, dc in _OFFS], dtype=np.int64)
@@ -298,8 +300,8 @@ class ScribbleUser(RobotUser):
                 noise = smooth_noise(C.shape, self.cap_sigma * s, rng)
                 idx = np.flatnonzero(out)
                 top_k = idx[np.argsort(-noise.ravel()[idx], kind="stable")[:cap]]
-                out = np.zeros_like(out)
-                out.ravel()[top_k] = True
+                out = np.zeros(out.shape, dtype=bool)  # C order: flat indices above are row-major
+                out.flat[top_k] = True
         return out
 
     def _base(self, C, touches, s, rng) -> np.ndarray:

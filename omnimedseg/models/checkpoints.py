@@ -48,6 +48,10 @@ SAM_FILE_FOR_WIDTH = {768: "sam_vit_b_01ec64.pth", 1024: "sam_vit_l_0b3195.pth",
 _MLP_KEY = re.compile(r"^(image_encoder\.blocks\.\d+\.mlp)\.(lin[12]\.(?:weight|bias))$")
 _REL_POS_KEY = re.compile(r"^image_encoder\.blocks\.(\d+)\.attn\.rel_pos_[hw]$")
 _LISTED = 12  # keys shown per category in error messages
+#: Decoder tensors the reference never takes from the SAM file (MedSegX-code
+#: ``segment_anything/build_sam.py`` ``load_from``: ``except_keys``): MedSegX's output head has
+#: other shapes, so they come from the MedSegX checkpoint or keep their fresh initialisation.
+MEDSEGX_DROPPED_SAM_TENSORS = ("mask_tokens", "output_hypernetworks_mlps", "iou_prediction_head")
 
 
 # -- reading files -------------------------------------------------------------------------
@@ -149,9 +153,10 @@ def adapt_sam_state_dict(state_dict: StateDict, config: ModelConfig,
                          expected: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, torch.Tensor]:
     """A SAM state dict rewritten for ``config``: resolution and ConMoAE key layout.
 
-    Mask-decoder tensors whose shape differs from the model (MedSegX's 8-channel
-    hypernetworks) are dropped; they must come from the MedSegX checkpoint or fresh
-    initialisation. Any other shape difference is left in place for the key check to report.
+    For a MedSegX (ConMoAE) config the decoder tensors the reference drops by name
+    (:data:`MEDSEGX_DROPPED_SAM_TENSORS`, whatever their shape) are dropped; they must come from
+    the MedSegX checkpoint or fresh initialisation. Nothing else is dropped: any other shape
+    difference stays for the key check to report as misshapen, with both shapes.
     """
     expected = expected if expected is not None else expected_shapes(config)
     global_blocks = set(config.encoder_global_attn_indexes)
@@ -166,7 +171,8 @@ def adapt_sam_state_dict(state_dict: StateDict, config: ModelConfig,
         rel = _REL_POS_KEY.match(key)
         if rel and int(rel.group(1)) in global_blocks and key in expected and value.ndim == 2:
             value = resize_rel_pos(value, expected[key][0])
-        if key.startswith("mask_decoder.") and key in expected and tuple(value.shape) != tuple(expected[key]):
+        if config.conmoae and key.startswith("mask_decoder.") and any(
+                f".{name}." in f".{key}." for name in MEDSEGX_DROPPED_SAM_TENSORS):
             continue
         adapted[key] = value
     return adapted
@@ -224,9 +230,10 @@ def build_medsegx(config: ModelConfig | str, sam_checkpoint: CheckpointSource,
     """MedSegX from the official SAM checkpoint plus ``medsegx_vit_b.pth``.
 
     ``medsegx_checkpoint`` may be the file, its whole payload or just its ``"model"`` dict.
-    Without it the adapters, embeddings and the reshaped decoder parts keep their fresh
-    initialisation (zero adapters: the model then computes SAM at 256 px), the starting point
-    of MedSegX training.
+    Without it the adapters, embeddings and the decoder tensors the reference drops from the
+    SAM file (mask tokens, output hypernetwork MLPs, IoU head) keep their fresh initialisation
+    (zero adapters: the model then computes SAM at 256 px), the starting point of MedSegX
+    training; any other SAM tensor of the wrong shape raises :class:`CheckpointError`.
     """
     config = ModelConfig.preset(config) if isinstance(config, str) else config
     if not config.conmoae:

@@ -110,7 +110,7 @@ class PromptedSamples:
             sample = dataset[index]
             # MedSegDB images are uint8 by definition of the layout: the cast is lossless.
             image = sample["image"].permute(1, 2, 0).numpy().astype(np.uint8)
-            return image, sample["masks"].numpy(), [sample["context"]], _medsegdb_meta(item)
+            return image, sample["masks"].numpy(), [dataset.context(index)], _medsegdb_meta(item)
         if not hasattr(dataset, "raw_item"):
             raise ModelError(f"cannot read {type(dataset).__name__}: expected a ConvertedDataset, SliceDataset, "
                              "DatasetCollection or MedSegDBDataset")

@@ -63,6 +63,8 @@ def test_oracle_run_writes_everything_and_curves_rise(hc18, tmp_path):
         assert r["dice_auc"] == pytest.approx(np.trapezoid(dice) / 3)
     summary = (out / "summary.md").read_text()
     assert "| hc18 | box_careful | 3 |" in summary and "| hc18 | click_largest_center | 3 |" in summary
+    # the normalisation is stated exactly: 3 steps + step 0 integrated, divided by the 3 intervals
+    assert "over 4 integrated steps (including step 0), divided by 4 - 1 = 3" in summary
     for name in ("dice", "nsd_1mm", "hd95"):
         assert (out / "plots" / f"hc18_{name}.png").stat().st_size > 1000
     assert len(list((out / "sheets").glob("*.png"))) == 1
@@ -142,3 +144,12 @@ def test_oracle_is_exact_where_the_user_clicked():
     with pytest.raises(UsageError, match="needs the reference"):
         model.predict([], None)
     assert get_model("region_growing", tolerance=2).tolerance == 2
+
+
+def test_summary_states_the_auc_normalisation_exactly():
+    from omnimedseg.benchmark.report import summary_markdown
+
+    with_step0 = summary_markdown(_suite(), [], ["dice"])
+    without = summary_markdown(_suite(include_step0=False), [], ["dice"])
+    assert "over 4 integrated steps (including step 0), divided by 4 - 1 = 3" in with_step0
+    assert "over 3 integrated steps (excluding step 0), divided by 3 - 1 = 2" in without

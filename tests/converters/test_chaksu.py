@@ -8,7 +8,6 @@ from omnimedseg.converters.formats.image2d import read_png_array
 from omnimedseg.testing import check_converter
 from tests.converters.fake.chaksu import MISSING, PHOTOS, RATERS, disc_cup, make_remote_files
 
-
 SPLITS = {"train": 4, "test": 3}
 
 

@@ -19,9 +19,10 @@ def test_filters_select_datasets_and_samples_carry_context(both):
     sample = ct[4]
     assert sample["dataset"] == "organs3d" and sample["slice_index"] == 4 and sample["image"].shape == (1, 12, 10)
     tree = LabelTree.load()
-    liver, spleen = sample["context"]
+    liver, spleen = ct.contexts(4)
     assert (liver.task, liver.organ, liver.modality) == (tree.tasks.index("Liver"), (1, 4, 17), tree.modalities.index("CT"))
-    assert spleen.task_name == "Spleen" and spleen.seen and sample["unmapped"] == []
+    assert spleen.task_name == "Spleen" and spleen.seen and sample["mapped"].tolist() == [True, True]
+    assert sample["context"].tolist() == [liver.as_row(), spleen.as_row()]
     assert torch.equal(sample["masks"][1], ct.datasets[0][4]["masks"][1])
 
     assert [d.dataset_id for d in DatasetCollection(class_name="spleen", missing="skip", **both).datasets] == ["organs3d"]
@@ -33,8 +34,10 @@ def test_filters_select_datasets_and_samples_carry_context(both):
 def test_unmapped_classes_say_so(both):
     hc = DatasetCollection(["hc18"], **both)
     sample = hc[0]
-    (ctx,) = sample["context"]
-    assert sample["unmapped"] == ["fetal_head"] and not ctx.seen and ctx.organ is None
+    (ctx,) = hc.contexts(0)
+    assert sample["mapped"].tolist() == [False] and not ctx.seen and ctx.organ is None
+    # unknown organ rows are -1 in the tensor form, the task is the unseen-task row
+    assert sample["context"].tolist() == [[ctx.modality, -1, -1, -1, LabelTree.load().unseen_task]]
     assert ctx.task == LabelTree.load().unseen_task and ctx.modality_name == "US"
     assert [(m.dataset, m.class_name) for m in hc.unmapped] == [("hc18", "fetal_head")]
     with pytest.raises(UsageError, match=r"no MedSegDB task: \['hc18:fetal_head'\]"):
@@ -74,9 +77,11 @@ def test_card_medsegdb_mapping_comes_before_aliases(organs):
     # "liver" would map to Liver by its name; the card says LiverCancer, and spleen has a stated reason
     remap('[medsegdb]\ntasks = { liver = "LiverCancer" }\nunmapped = { spleen = "scanned outside the tree" }\n')
     collection = DatasetCollection(["organs3d"], **organs)
-    liver, spleen = collection[0]["context"]
+    liver, spleen = collection.contexts(0)
     assert liver.task == tree.tasks.index("LiverCancer") and liver.seen
     assert not spleen.seen and spleen.task == tree.unseen_task  # the card's word beats the Spleen alias
+    assert collection[0]["context"][:, 4].tolist() == [liver.task, spleen.task]
+    assert collection[0]["mapped"].tolist() == [True, False]
     assert [(m.class_name, m.reason) for m in collection.unmapped] == [("spleen", "scanned outside the tree")]
 
     remap('[medsegdb]\ntasks = { liver = "Livr", spleen = "Spleen" }\n')

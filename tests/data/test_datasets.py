@@ -59,7 +59,7 @@ def test_2d_dataset_from_hc18(hc18):
     assert len(train) == 3
     sample = train[0]
     assert sample["image"].shape == (1, 54, 80) and sample["masks"].shape == (1, 54, 80)
-    assert sample["affine"] is None and sample["spacing"][0] == sample["spacing"][1] > 0
+    assert np.isnan(sample["affine"]).all() and sample["spacing"][0] == sample["spacing"][1] > 0
     everything = ConvertedDataset("hc18", root=root, labelled_only=False, split="test")
     assert len(everything) == 2 and not everything[0]["labelled"] and not everything[0]["masks"].any()
     with pytest.raises(UsageError, match=r"no split 'val'; the dataset has \['test', 'train'\]"):

@@ -96,7 +96,7 @@ def test_croissant_3d_and_medsegdb(organs, tmp_path):
     db = export_dataset("organs3d", "medsegdb", tmp_path / "db", **organs)
     assert db.notes["pairs"] == 2 * 3  # liver on k = 1, 2 and spleen on k = 4, for two cases
     sample = MedSegDBDataset(db.folder)[0]
-    assert sample["class_names"] == ["Liver"] and sample["context"].seen
+    assert sample["class_names"] == ["Liver"] and MedSegDBDataset(db.folder).context(0).seen
 
 
 def test_failed_verification_leaves_nothing(organs, tmp_path, monkeypatch):

@@ -59,13 +59,21 @@ def test_real_example_tree_loads_with_right_modality_and_task(realdata):
         sample = dataset[index]
         assert sample["image"].shape == (3, 256, 256) and sample["masks"].shape == (1, 256, 256)
         assert sample["masks"].any()
-        ctx = sample["context"]
+        ctx = dataset.context(index)
+        assert sample["context"].tolist() == ctx.as_row()
         assert ctx.modality == tree.modality_index(item.modality) is not None
-        if item.shift == "cross_task":
-            assert ctx.task == tree.unseen_task
+        # Every item, cross-task ones included, gets its own task's row as the reference loader
+        # (MedSegX-code data/dataset.py: organ_level_4 = task_idx[organ]) gives it.
+        # A task outside the table (RealWorld's StomachCancer: the reference loader raises KeyError
+        # on it) is the only one on the unseen-task row.
+        task = item.task.rstrip("0123456789")
+        if task in tree.tasks:
+            assert tree.tasks[ctx.task] == task and ctx.seen
         else:
-            assert tree.tasks[ctx.task] == item.task
+            assert (item.task, ctx.task, ctx.seen) == ("StomachCancer", tree.unseen_task, False)
         assert ctx.organ is not None  # every task of the example is in the organ tree
+    colon = next(dataset.context(i) for i, it in enumerate(dataset.items) if it.task == "ColonCancer")
+    assert colon.task == tree.tasks.index("ColonCancer") != tree.unseen_task  # a cross-task item
 
 
 def test_export_of_a_converted_dataset_reimports(tmp_path):
@@ -81,7 +89,7 @@ def test_export_of_a_converted_dataset_reimports(tmp_path):
     assert label.dtype == np.uint8 and set(np.unique(label)) == {0, 1}
     original = dataset.raw_item(0)
     assert np.array_equal(label.astype(bool), resize_mask(original[2][0], 256))
-    assert back[0]["context"].task == LabelTree.load().unseen_task  # FetalHead is not a MedSegDB task
+    assert back.context(0).task == LabelTree.load().unseen_task  # FetalHead is not a MedSegDB task
 
 
 def test_intensity_rules_per_modality():

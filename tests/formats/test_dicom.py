@@ -325,6 +325,33 @@ def test_irregular_spacing_refused_then_resampled_like_dcm2niix(tmp_path, zs, ki
         assert np.abs(image.array.astype(float) - np.asanyarray(ref.dataobj)).max() <= 1  # rounding only
 
 
+@pytest.mark.parametrize("zs", [[0, 5, 10, 20], [0, 5.001, 10, 20], [0, 4.98, 10, 20.02]])
+def test_resample_of_missing_slices_keeps_every_acquired_slice(tmp_path, zs):
+    """Gaps 5, 5, 10 mm (with up to 0.02 mm jitter, within the tolerance): 5 slices at ~5 mm, the 4
+    acquired ones exactly as acquired, only the missing one interpolated. dcm2niix's _Eq output for
+    the jittered stacks has 6 slices at 4 mm (smallest gap 4.999 -> ceil(20 / 4.999) = 5 intervals),
+    so 3 of the 4 acquired slices are replaced by interpolated ones."""
+    iop = oblique_iop()
+    files = write_series(tmp_path / "s", iop, [stack(iop, 2, z)[1] for z in zs])
+    image = read_series(tmp_path / "s", on_irregular="resample")
+    assert image.array.shape[2] == 5 and image.spacing[2] == pytest.approx((zs[-1] - zs[0]) / 4)
+    for k, f in zip((0, 1, 2, 4), files):
+        assert np.array_equal(image.array[:, :, k], read_series([f]).array[:, :, 0])
+    if DCM2NIIX and zs[1] != 5:
+        ref = dcm2niix(tmp_path / "s", tmp_path / "d2n")["_Eq_1"]
+        assert ref.shape[2] == 6 and ref.header.get_zooms()[2] == pytest.approx((zs[-1] - zs[0]) / 5, abs=1e-3)
+
+
+def test_resample_of_non_uniform_spacing_never_widens_the_smallest_gap(tmp_path):
+    """Gaps 4, 6, 10, 2 mm: 12 slices at the smallest gap, 2 mm (dcm2niix's _Eq: 10 at 2.44 mm)."""
+    write_series(tmp_path / "s", AXIAL, [[-10, -20, z] for z in (0, 4, 10, 20, 22)])
+    image = read_series(tmp_path / "s", on_irregular="resample")
+    assert image.array.shape[2] == 12 and image.spacing[2] == pytest.approx(2.0)
+    if DCM2NIIX:
+        ref = dcm2niix(tmp_path / "s", tmp_path / "d2n")["_Eq_1"]
+        assert ref.shape[2] == 10 and ref.header.get_zooms()[2] == pytest.approx(22 / 9, abs=1e-3)
+
+
 def test_position_jitter_within_tolerance_is_one_volume(tmp_path):
     """0.03 mm jitter: accepted; the affine spacing is the mean gap, so no slice is off by more
     than the tolerance (dcm2niix takes the first gap: its error grows along the stack)."""
@@ -341,7 +368,7 @@ def test_position_jitter_within_tolerance_is_one_volume(tmp_path):
 
 def test_duplicate_positions_refused(tmp_path):
     write_series(tmp_path / "d", AXIAL, [[0, 0, 0], [0, 0, 2], [0, 0, 2], [0, 0, 4]])
-    with pytest.raises(ConversionError, match="two slices at the same position 2.000 mm"):
+    with pytest.raises(ConversionError, match=r"1 slice\(s\) at 0.000 mm but 2 at 2.000 mm \(IM0001, IM0002\)"):
         read_series(tmp_path / "d")
 
 

@@ -9,8 +9,12 @@ import pytest
 from PIL import Image
 
 from omnimedseg.converters.formats.image2d import read_image
-from omnimedseg.converters.formats.masks2d import (LOSSY_MASK_THRESHOLD, drop_constant_alpha,
-                                                   read_image_without_alpha, read_lossy_mask)
+from omnimedseg.converters.formats.masks2d import (
+    LOSSY_MASK_THRESHOLD,
+    drop_constant_alpha,
+    read_image_without_alpha,
+    read_lossy_mask,
+)
 from omnimedseg.errors import ConversionError
 
 

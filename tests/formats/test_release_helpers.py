@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from omnimedseg.converters.formats.layout import files_by_stem, find_folder, find_side_file
-from omnimedseg.converters.formats.masks2d import read_empty_mask, read_binary_mask_union, read_mask_above
+from omnimedseg.converters.formats.masks2d import read_binary_mask_union, read_empty_mask, read_mask_above
 from omnimedseg.converters.formats.tables import read_table
 from omnimedseg.errors import ConversionError
 

@@ -23,7 +23,6 @@ from omnimedseg.converters.formats.listing import is_macos_debris, list_files
 from omnimedseg.converters.formats.volumes import read_label_class, read_mat_array, read_mat_image
 from omnimedseg.errors import ConversionError
 
-
 # ------------------------------------------------------------------ listing without macOS debris
 
 def test_list_files_leaves_out_appledouble_macosx_and_ds_store(tmp_path):

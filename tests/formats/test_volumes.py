@@ -25,6 +25,7 @@ from omnimedseg.converters.formats.geometry import (
     check_binary,
     check_same_geometry,
     check_slice_count,
+    conform_to_grid,
     geometry_mismatch,
 )
 from omnimedseg.converters.formats.image2d import read_image
@@ -360,10 +361,10 @@ def test_core_refuses_label_on_another_grid(tmp_path):
                 label=Source(tmp_path / "seg.nii.gz", read_label_volume))
 
     def on_grid(data, path):
-        check_same_geometry(path, data.array.shape, data.affine, tmp_path / "img.nii.gz", image.array.shape,
-                            image.affine)
+        return conform_to_grid(data, path, image.array.shape, image.affine, tmp_path / "img.nii.gz")
 
-    with pytest.raises(ConversionError, match=r"seg\.nii\.gz: geometry differs from image img\.nii\.gz: affine differs by 1 mm"):
+    with pytest.raises(ConversionError, match=r"seg\.nii\.gz: geometry differs from image img\.nii\.gz: orientation "
+                                              r"RAS; voxel size \[1\.0, 1\.0, 2\.0\] vs \[1\.0, 1\.0, 1\.0\] mm"):
         list(iter_reference_masks(card, case, {1: "c1"}, on_grid, None))
 
 
@@ -388,7 +389,7 @@ def test_real_lps_pair_through_the_core_label_split(realdata):
     card = SimpleNamespace(id="t", dimensionality=3, class_names=list(values.values()), reference_rater=None)
     case = Case("mr", Source(folder / "example_mr_sm.nii.gz", read_volume), "train",
                 label=Source(folder / "example_seg_mr.nii.gz", read_label_volume))
-    masks = {name: mask.array for name, mask, _ in iter_reference_masks(card, case, values, lambda d, p: None, None)}
+    masks = {name: mask.array for name, mask, _ in iter_reference_masks(card, case, values, lambda d, p: d, None)}
     assert len(masks) == 23
     for value, name in values.items():
         assert np.array_equal(masks[name], labels == value)

@@ -190,3 +190,44 @@ def test_medsegx_without_its_checkpoint_starts_as_sam():
         assert torch.allclose(medsegx.encode_images(images, context), sam.eval().encode_images(images), atol=1e-5)
     with pytest.raises(CheckpointError, match="SAM checkpoint"):
         build_model(cfg, None, {"model": {}})
+
+
+def _tiny_medsegx_and_sam_state():
+    cfg = ModelConfig.preset("tiny_medsegx")
+    return cfg, random_state_dict(expected_shapes(cfg.replace(conmoae=False)), seed=3)
+
+
+def test_medsegx_without_its_checkpoint_drops_only_what_the_reference_drops_by_name():
+    """MedSegX-code build_sam.load_from drops mask_tokens, output_hypernetworks_mlps and
+    iou_prediction_head from the SAM file (whatever their shape) and loads the rest of the decoder."""
+    cfg, sam = _tiny_medsegx_and_sam_state()
+    state = build_model(cfg, sam).state_dict()
+    dropped = [k for k in sam if k.startswith(("mask_decoder.mask_tokens", "mask_decoder.output_hypernetworks_mlps",
+                                               "mask_decoder.iou_prediction_head"))]
+    assert dropped and all(k in state and not torch.equal(state[k], sam[k]) for k in dropped)
+    kept = [k for k in sam if k.startswith("mask_decoder.") and k not in dropped]
+    assert kept and all(torch.equal(state[k], sam[k]) for k in kept)  # transformer, upscaling, iou token...
+
+
+def test_medsegx_without_its_checkpoint_refuses_any_other_misshapen_tensor():
+    cfg, sam = _tiny_medsegx_and_sam_state()
+    key = "mask_decoder.transformer.layers.0.mlp.lin1.weight"
+    right = tuple(sam[key].shape)
+    sam[key] = torch.zeros(right[0] + 1, right[1])
+    with pytest.raises(CheckpointError) as info:
+        build_model(cfg, sam)  # was silently re-initialised
+    message = str(info.value)
+    assert f"misshapen tensors (checkpoint != model): {key} {(right[0] + 1, right[1])} != {right}" in message
+    assert "missing" not in message
+
+
+def test_plain_sam_reports_a_misshapen_decoder_tensor_as_misshapen():
+    cfg = ModelConfig.preset("tiny")
+    state = random_state_dict(expected_shapes(cfg))
+    key = "mask_decoder.mask_tokens.weight"
+    right = tuple(state[key].shape)
+    state[key] = torch.zeros(right[0] + 2, right[1])
+    with pytest.raises(CheckpointError) as info:
+        load_sam(cfg, state)
+    message = str(info.value)
+    assert f"{key} {(right[0] + 2, right[1])} != {right}" in message and "missing" not in message

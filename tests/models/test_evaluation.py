@@ -14,6 +14,7 @@ from omnimedseg.data.medsegdb import MedSegDBDataset
 from omnimedseg.data.preprocessing import box_from_mask
 from omnimedseg.metrics import dice, hd95
 from omnimedseg.models import ModelConfig, ModelError, build_model, medsegx_checkpoint_keys, predict
+from omnimedseg.models.context import TASKS, UNSEEN_TASK_INDEX
 from omnimedseg.models.evaluation import best_of_masks, evaluate, reference_hd_for_empty_prediction
 from omnimedseg.models.training import PromptedSamples
 from tests.data.conftest import hc18, organs  # noqa: F401  (fixtures)
@@ -107,12 +108,12 @@ def test_real_medsegdb_example_runs_end_to_end(model, example, tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["ID"]["files"] == 10
 
     # Recompute one file by hand: tight box of the 256-px label, three masks, best Dice, its HD95.
-    for position in (2, 11):  # ISIC (ID) and the cross-task colon cancer (unseen-task row)
+    for position in (2, 11):  # ISIC (ID) and the cross-task colon cancer (its own task's row)
         item = example.items[position]
         label = np.load(item.label) > 0
         image = np.load(item.image)
         task = f"{item.modality}_{item.task}"
-        context = example[position]["context"].as_row()
+        context = example[position]["context"].tolist()
         pred = predict(model, image, boxes=box_from_mask(label)[None], context=torch.tensor([context]))
         masks = pred.masks[0].numpy()
         assert masks.shape == (3, 256, 256)
@@ -122,7 +123,8 @@ def test_real_medsegdb_example_runs_end_to_end(model, example, tmp_path):
         row = next(r for r in report.rows if r["task"] == task and r["File"].endswith(item.label.name))
         assert row["mask"] == best and row["DSC"] == pytest.approx(max(scores))
         assert row["HD"] == pytest.approx(best_of_masks(masks, label)[2])
-    assert context[-1] == 111  # cross-task data uses the unseen-task row
+    # Cross-task data uses its task's row, as the reference loader does (task_idx[organ]), not row 111.
+    assert item.shift == "cross_task" and context[-1] == TASKS.index("ColonCancer") != UNSEEN_TASK_INDEX
 
 
 def test_reference_selection_keeps_only_the_reference_external_pairs(model, example):
@@ -195,3 +197,19 @@ def test_plain_sam_is_evaluated_without_medsegdb_context(hc18, tmp_path):  # noq
         evaluate(build_model(TINY), data, None)
     rows = evaluate(sam, data, tmp_path).reports["converted"].rows
     assert len(rows) == 3 and all(0 <= r["DSC"] <= 1 for r in rows) and rows[0]["task"] == "US_fetal_head"
+
+
+def test_cross_task_items_feed_evaluate_and_train_their_task_row(example):
+    """PromptedSamples (what evaluate and train iterate) gives a cross-task item the row the
+    reference loader gives it: task_idx[organ] (MedSegX-code data/dataset.py), not row 111."""
+    samples = PromptedSamples(example)
+    checked = []
+    for position in range(len(samples)):
+        meta = samples.describe(position)
+        if meta["shift"] != "cross_task" or meta["task"] == "CT_StomachCancer":  # not in the task table
+            continue
+        task = meta["task"].split("_", 1)[1]
+        checked.append(task)
+        assert samples[position]["context"].tolist()[-1] == TASKS.index(task) != UNSEEN_TASK_INDEX
+        assert samples.with_options(box_shift=5)[position]["context"].tolist()[-1] == TASKS.index(task)
+    assert "ColonCancer" in checked
