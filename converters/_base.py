@@ -57,29 +57,57 @@ class Case:
 
     Args:
         case_id: unique and deterministic (derived from raw file names, never from order).
-        image: the image source.
+        image: the image source of a single-channel dataset ...
+        channels: ... or channel name -> source for a multi-sequence image, one entry per
+            channel of the card's ``channels`` (a 4D file is split with
+            ``Source(path, partial(read_volume_channel, index=i))``).
         split: the dataset's own split name ("train", "val", "test", ...).
-        masks: class name -> binary mask source (for datasets with one file per class).
+        masks: class name -> binary mask source: the REFERENCE masks (the dataset's
+            consensus, or the card's reference rater).
         label: one label-map source whose values are the card's class ids (or
             ``Converter.label_values``); the core splits it into per-class masks.
+        raters: rater name -> class name -> binary mask source, for every annotator of
+            the card's ``[raters] names``. When ``masks``/``label`` are not given and the
+            card's reference is a rater, that rater's masks are the reference.
+        instances: class name -> instance-label-map source (integer ids, 0 = background);
+            the class's semantic mask is derived from it (id != 0) when ``masks`` lacks it.
+        ignore: bool mask source, True where the image is unlabelled or outside the field
+            of view (metrics and robot users can exclude it).
         spacing: pixel/voxel size in mm when the dataset provides it outside the image
             file (2D: (row, col)); NIfTI images carry their own.
         meta: small JSON-serialisable facts kept in dataset.json (e.g. patient id).
-        metadata_sources: raw files the spacing/meta came from (recorded in provenance).
+        metadata_sources: side files the spacing/meta came from (recorded in provenance).
+
+    The core decides whether a case is present: when none of its source files exists it
+    is *absent* (listed in the report and dataset.json), when some exist it is an error.
+    A converter therefore never checks file existence itself.
     """
 
     case_id: str
-    image: Source
-    split: str
+    image: Source | None = None
+    split: str = ""
     masks: Mapping[str, Source] = field(default_factory=dict)
     label: Source | None = None
     spacing: tuple[float, ...] | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
     metadata_sources: tuple[Path, ...] = ()
+    channels: Mapping[str, Source] = field(default_factory=dict)
+    raters: Mapping[str, Mapping[str, Source]] = field(default_factory=dict)
+    instances: Mapping[str, Source] = field(default_factory=dict)
+    ignore: Source | None = None
 
     @property
     def labelled(self) -> bool:
-        return bool(self.masks) or self.label is not None
+        return bool(self.masks) or self.label is not None or bool(self.instances) or bool(self.raters)
+
+    def sources(self) -> list[Source]:
+        """Every source of this case (image/channels first), for presence checks and provenance."""
+        found = [self.image] if self.image is not None else []
+        found += list(self.channels.values()) + list(self.masks.values())
+        found += [self.label] if self.label is not None else []
+        found += [s for by_class in self.raters.values() for s in by_class.values()]
+        found += list(self.instances.values()) + ([self.ignore] if self.ignore is not None else [])
+        return found
 
 
 class Converter:

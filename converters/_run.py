@@ -1,50 +1,73 @@
 """Run a converter: read every case, check it, write the standard output atomically.
 
-Output contract: docs/format.md. Everything is written into a staging folder beside
-the final one; ``.complete`` is written last and the folder is renamed into place,
-so a reader never sees a half-written dataset and an interrupted run is simply run
-again.
+Output contract: docs/format.md. Cases are written into ``.<version>.partial`` beside
+the final folder; each finished case leaves a record (its files and their sha256) in
+``.cases/``, so a run that was killed half-way resumes at case granularity: a rerun
+reuses every case whose recorded output hashes still match and converts the rest. The
+dataset files are written last, ``.complete`` after them, and the folder is renamed into
+place: a reader never sees a half-written dataset and a previous complete output stays
+intact until a new one is complete.
+
+Memory per case is bounded whatever the number of classes: the image channels, masks,
+rater masks and instance maps are read, checked and written one at a time (a label map is
+split class by class), so at most the image grid plus one label map and one mask is held.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 
 from omnimedseg import __version__, paths
-from omnimedseg.converters._base import CASE_ID_PATTERN, SPLIT_PATTERN, Case, Converter
+from omnimedseg.converters._base import CASE_ID_PATTERN, SPLIT_PATTERN, Case, Converter, Source
 from omnimedseg.converters.formats.geometry import check_same_geometry
-from omnimedseg.converters.formats.image2d import write_png
 from omnimedseg.converters.formats.imagedata import ImageData
-from omnimedseg.errors import ConversionError, DatasetNotFoundError
-from omnimedseg.files import atomic_write_text, file_hashes, staged_folder
+from omnimedseg.errors import ConversionError, DatasetNotFoundError, OmnimedsegError, UsageError
+from omnimedseg.files import atomic_write_text, file_hashes
 from omnimedseg.plugins import load_plugin
 from omnimedseg.progress import SILENT, Progress
 from omnimedseg.registry import Card
+from omnimedseg.registry.card import CONSENSUS
 
 COMPLETE_MARKER = ".complete"
+CASE_RECORDS = ".cases"  # finished-case records inside the partial folder (removed before completion)
+RUN_RECORD = ".run.json"  # what the partial folder was started for; another run starts afresh
 
 
 @dataclass(frozen=True)
 class Layout:
-    """File names inside one converted dataset folder (relative, POSIX)."""
+    """File names inside one converted dataset folder (relative, POSIX); see docs/format.md."""
 
     suffix: str
+    channels: tuple[str, ...] = ("image",)
 
-    def image(self, case_id: str) -> str:
-        return f"images/{case_id}{self.suffix}"
+    def image(self, case_id: str, channel: str | None = None) -> str:
+        if len(self.channels) == 1:
+            return f"images/{case_id}{self.suffix}"
+        return f"images/{case_id}/{channel}{self.suffix}"
 
     def mask(self, case_id: str, class_name: str) -> str:
         return f"masks/{case_id}/{class_name}{self.suffix}"
 
+    def rater_mask(self, rater: str, case_id: str, class_name: str) -> str:
+        return f"raters/{rater}/{case_id}/{class_name}{self.suffix}"
+
+    def instances(self, case_id: str, class_name: str) -> str:
+        return f"instances/{case_id}/{class_name}{self.suffix}"
+
+    def ignore(self, case_id: str) -> str:
+        return f"ignore/{case_id}{self.suffix}"
+
     @classmethod
     def for_card(cls, card: Card) -> "Layout":
-        return cls(".png" if card.dimensionality == 2 else ".nii.gz")
+        return cls(".png" if card.dimensionality == 2 else ".nii.gz", tuple(card.channel_names))
 
 
 def converter_for(card: Card) -> Converter:
@@ -52,196 +75,587 @@ def converter_for(card: Card) -> Converter:
 
 
 def collect_cases(card: Card, raw: Path, converter: Converter | None = None) -> list[Case]:
-    """All cases of ``card`` under ``raw``, checked for ids, splits and class names."""
+    """All cases of ``card`` under ``raw``, checked for ids, splits, channels, raters and class names."""
     cases = list((converter or converter_for(card)).cases(raw))
     if not cases:
         raise ConversionError(f"{card.id}: the converter found no cases under {raw}; expected the layout in "
                               f"docs/datasets/{card.id}.md; re-run: omnimedseg download {card.id}")
     seen: set[str] = set()
-    classes = set(card.class_names)
     for case in cases:
         if not CASE_ID_PATTERN.match(case.case_id):
             raise ConversionError(f"{card.id}: case id {case.case_id!r} must be letters, digits, '.', '_' or '-'")
         if case.case_id in seen:
             raise ConversionError(f"{card.id}: case id {case.case_id!r} occurs twice; case ids must be unique")
         seen.add(case.case_id)
-        if not SPLIT_PATTERN.match(case.split):
-            raise ConversionError(f"{card.id}: case {case.case_id}: split {case.split!r} is not snake_case")
-        unknown = set(case.masks) - classes
-        if unknown:
-            raise ConversionError(f"{card.id}: case {case.case_id}: mask class(es) {sorted(unknown)} are not in "
-                                  f"the card's classes {sorted(classes)} ({card.path})")
-        if case.masks and case.label is not None:
-            raise ConversionError(f"{card.id}: case {case.case_id}: give either masks or label, not both")
+        problem = _contract_problem(card, case)
+        if problem:
+            raise ConversionError(f"{card.id}: case {case.case_id}: {problem} ({card.path})")
     return cases
 
 
+def _contract_problem(card: Card, case: Case) -> str | None:
+    """What in a case record breaks the contract with its card (None when it is fine)."""
+    classes, channels = set(card.class_names), card.channel_names
+    if not SPLIT_PATTERN.match(case.split):
+        return f"split {case.split!r} is not snake_case"
+    if case.image is not None and case.channels:
+        return "give either image or channels, not both"
+    given = list(case.channels) if case.channels else (channels[:1] if case.image is not None else [])
+    if sorted(given) != sorted(channels):
+        return f"channels {given} differ from the card's channels {channels}"
+    if case.masks and case.label is not None:
+        return "give either masks or label, not both"
+    for what, names in (("mask", case.masks), ("instance", case.instances),
+                        *((f"rater {r!r} mask", m) for r, m in case.raters.items())):
+        unknown = set(names) - classes
+        if unknown:
+            return f"{what} class(es) {sorted(unknown)} are not in the card's classes {sorted(classes)}"
+    strangers = sorted(set(case.raters) - set(card.raters))
+    if strangers:
+        return f"raters {strangers} are not in the card's [raters] names {list(card.raters)}"
+    return None
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Everything a worker (process or Dask) needs to convert one case."""
+
+    card: Card
+    case: Case
+    label_values: dict[int, str]
+    raw: Path
+    staging: Path
+    layout: Layout
+    keep_going: bool
+
+
 def convert_dataset(card: Card, root: str | os.PathLike | None = None, force: bool = False, workers: int = 1,
-                    progress: Progress = SILENT) -> Path:
+                    progress: Progress = SILENT, *, raw: str | os.PathLike | None = None, keep_going: bool = False,
+                    scheduler: str | None = None) -> Path:
     """Convert ``card``'s raw data to the standard output; returns the output folder.
 
-    A complete output is not redone unless ``force``.
+    ``raw``: an extracted raw tree to use instead of ``<root>/raw/<id>`` (not verified
+    against the card; provenance says so). ``keep_going``: a broken case is listed as
+    failed in dataset.json instead of stopping the run. ``scheduler``: address of a Dask
+    distributed scheduler that converts the cases (else ``workers`` local processes).
+    A complete output is not redone unless ``force``; an interrupted run resumes.
     """
     out = paths.converted_dir(card.id, card.converter_version, root)
     if (out / COMPLETE_MARKER).is_file() and not force:
         return out
-    raw = paths.raw_dir(card.id, root)
+    raw_verified = raw is None
+    raw = Path(raw).expanduser().resolve() if raw is not None else paths.raw_dir(card.id, root)
     if not raw.is_dir():
-        raise DatasetNotFoundError(f"{card.id}: raw data not found in {raw}; run: omnimedseg download {card.id}")
+        hint = "pass the extracted release folder to --raw" if not raw_verified else \
+            f"run: omnimedseg download {card.id}"
+        raise DatasetNotFoundError(f"{card.id}: raw data not found in {raw}; {hint}")
     converter = converter_for(card)
     cases = collect_cases(card, raw, converter)
     label_values = dict(converter.label_values or card.classes)
     if not set(label_values.values()) <= set(card.class_names):
         raise ConversionError(f"{card.id}: label_values name classes {sorted(set(label_values.values()))} "
                               f"but the card ({card.path}) defines {card.class_names}")
-    with staged_folder(out) as staging:
-        records = _write_cases(card, cases, label_values, raw, staging, workers, progress)
-        _write_dataset_files(card, cases, records, raw, staging)
-        atomic_write_text(staging / COMPLETE_MARKER, json.dumps({"tool_version": __version__}) + "\n")
+    staging = _open_partial(out, card, raw, raw_verified, keep_going, force)
+    records = _write_cases(card, cases, label_values, raw, staging, workers, progress, keep_going, scheduler)
+    _remove_strays(staging, records)
+    _write_dataset_files(card, cases, records, raw, raw_verified, staging)
+    shutil.rmtree(staging / CASE_RECORDS)
+    (staging / RUN_RECORD).unlink()
+    atomic_write_text(staging / COMPLETE_MARKER, json.dumps({"tool_version": __version__}) + "\n")
+    _swap_into_place(staging, out)
     return out
 
 
+def _open_partial(out: Path, card: Card, raw: Path, raw_verified: bool, keep_going: bool, force: bool) -> Path:
+    """The partial folder of this run; kept from an interrupted run with the same inputs, else started afresh."""
+    staging = out.with_name(f".{out.name}.partial")
+    run = {"card_sha256": card.sha256, "converter_version": card.converter_version, "tool_version": __version__,
+           "raw": str(raw), "raw_verified": raw_verified}
+    try:
+        previous = json.loads((staging / RUN_RECORD).read_text())
+    except (OSError, ValueError):
+        previous = None
+    if force or previous != run:
+        shutil.rmtree(staging, ignore_errors=True)
+    (staging / CASE_RECORDS).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(staging / RUN_RECORD, json.dumps(run, indent=2) + "\n")
+    return staging
+
+
+def _remove_strays(staging: Path, records: list[dict]) -> None:
+    """Delete files an interrupted or failed case left behind (no finished record lists them)."""
+    kept = {rel for r in records if r["status"] == "done" for rel in r["provenance"]}
+    for sub in ("images", "masks", "raters", "instances", "ignore"):
+        for path in sorted((staging / sub).rglob("*"), reverse=True):
+            if path.is_file() and path.relative_to(staging).as_posix() not in kept:
+                path.unlink()
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+
+
+def _swap_into_place(staging: Path, out: Path) -> None:
+    """Replace ``out`` by the complete ``staging`` folder; the old one is removed only after the swap."""
+    old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def _write_cases(card: Card, cases: list[Case], label_values: dict[int, str], raw: Path, staging: Path,
-                 workers: int, progress: Progress) -> list[dict]:
+                 workers: int, progress: Progress, keep_going: bool, scheduler: str | None) -> list[dict]:
+    """One record per case, in case order: finished ones reused, the rest converted."""
     layout = Layout.for_card(card)
-    jobs = [(card, case, label_values, raw, staging, layout) for case in cases]
-    with progress.task(f"convert {card.id}", len(cases), unit="case") as advance:
-        if workers <= 1:
-            records = []
-            for job in jobs:
-                records.append(_write_case(*job))
-                advance(1)
-            return records
+    records: dict[str, dict] = {}
+    jobs = []
+    for case in cases:
+        finished = _finished_record(staging, case)
+        if finished is not None:
+            records[case.case_id] = finished
+        else:
+            jobs.append(_Job(card, case, label_values, raw, staging, layout, keep_going))
+    resumed = f" (resuming: {len(records)} of {len(cases)} cases already converted)" if records else ""
+    with progress.task(f"convert {card.id}{resumed}", len(jobs), unit="case") as advance:
+        for record in _run_jobs(jobs, workers, scheduler):
+            records[record["case_id"]] = record
+            advance(1)
+    return [records[case.case_id] for case in cases]
+
+
+def _run_jobs(jobs: list[_Job], workers: int, scheduler: str | None) -> Iterator[dict]:
+    """Case records as jobs finish: here, in ``workers`` processes, or on a Dask cluster."""
+    if scheduler:
+        yield from _run_on_dask(jobs, scheduler)
+    elif workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield convert_case(job)
+    else:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_write_case, *job) for job in jobs]
-            records = []
-            for future in futures:
-                records.append(future.result())
-                advance(1)
-            return records
+            futures = [pool.submit(convert_case, job) for job in jobs]
+            try:
+                for future in as_completed(futures):
+                    yield future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
 
 
-def _write_case(card: Card, case: Case, label_values: dict[int, str], raw: Path, staging: Path,
-                layout: Layout) -> dict:
-    """Read, check and write one case; returns its dataset.json and provenance records."""
-    image = case.image.load()
-    _check_image(card, case, image)
-    masks = _case_masks(card, case, image, label_values)
-    written = {layout.image(case.case_id): (image, case.image)}
-    for name, (mask, source) in masks.items():
-        written[layout.mask(case.case_id, name)] = (ImageData(mask, image.affine), source)
-    provenance = {}
-    for rel, (data, source) in written.items():
-        path = staging / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_array(data, path)
-        provenance[rel] = {
-            "sha256": file_hashes(path)["sha256"],
-            "operation": source.operation,
-            "sources": [_raw_record(p, raw) for p in source.paths],
+def _run_on_dask(jobs: list[_Job], scheduler: str) -> Iterator[dict]:
+    """Send cases to an existing Dask distributed cluster (workers must see the same file system)."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise UsageError("--scheduler needs Dask distributed; install it: pip install 'omnimedseg[distributed]'") \
+            from None
+    try:
+        _check_reachable(scheduler)
+        client = Client(scheduler, timeout="20s")
+    except (OSError, TimeoutError) as exc:
+        raise UsageError(f"cannot reach the Dask scheduler at {scheduler} ({exc}); start one (dask scheduler, "
+                         f"dask-jobqueue) or omit --scheduler to convert locally") from None
+    with client:
+        futures = client.map(convert_case, jobs, pure=False, key=[f"convert-{j.case.case_id}" for j in jobs])
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            client.cancel(futures)
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse a TCP scheduler address nobody listens on at once (Dask itself retries for its whole timeout)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme == "tcp" and parts.hostname and parts.port:
+        socket.create_connection((parts.hostname, parts.port), timeout=5).close()
+
+
+def _finished_record(staging: Path, case: Case) -> dict | None:
+    """The record of a case a previous run finished, if its outputs and raw sources are unchanged."""
+    path = staging / CASE_RECORDS / f"{case.case_id}.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("case") != _case_fingerprint(case):
+        return None
+    for facts in record["raw_stat"].values():
+        try:
+            st = os.stat(facts["path"])
+        except OSError:
+            return None
+        if [st.st_size, st.st_mtime_ns] != facts["stat"]:
+            return None
+    for rel, prov in record["provenance"].items():
+        target = staging / rel
+        if not target.is_file() or file_hashes(target)["sha256"] != prov["sha256"]:
+            return None
+    return record
+
+
+def _case_fingerprint(case: Case) -> str:
+    """What identifies a case record: its sources (paths + operations), split, spacing and meta."""
+    text = json.dumps([case.case_id, case.split, [list(map(str, s.paths)) + [s.operation] for s in case.sources()],
+                       list(case.spacing) if case.spacing is not None else None, dict(case.meta),
+                       {k: list(map(str, s.paths)) + [s.operation] for k, s in case.masks.items()},
+                       sorted(case.raters), sorted(case.instances)], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------------- one case
+
+def convert_case(job: _Job) -> dict:
+    """Read, check and write one case (a module-level function so processes and Dask can run it).
+
+    Returns the case's record: ``status`` "done" (with its dataset.json entry and
+    provenance), "absent" (none of its files exist) or "failed" (``keep_going`` only).
+    """
+    case = job.case
+    try:
+        if _presence(job.card, case) == "absent":
+            return {"case_id": case.case_id, "status": "absent", "split": case.split}
+        record = _CaseWriter(job).write()
+    except Exception as exc:  # noqa: BLE001 - every failure of a case names the case
+        message = str(exc) if isinstance(exc, OmnimedsegError) else f"{type(exc).__name__}: {exc}"
+        message = " ".join(message.split())
+        if not job.keep_going:
+            raise ConversionError(f"{job.card.id}: case {case.case_id}: {message}; nothing was marked complete; "
+                                  f"fix or re-download the file and rerun (finished cases are kept), or pass "
+                                  f"--keep-going to convert the rest") from None
+        return {"case_id": case.case_id, "status": "failed", "split": case.split, "error": message}
+    record = json.loads(json.dumps(record))  # the same form a resumed run reads back
+    atomic_write_text(job.staging / CASE_RECORDS / f"{case.case_id}.json", json.dumps(record) + "\n")
+    return record
+
+
+def _presence(card: Card, case: Case) -> str:
+    """"absent" when no source file of the case exists, "present" when all do; an error for a mix."""
+    files = list(dict.fromkeys(p for source in case.sources() for p in source.paths))
+    missing = [p for p in files if not Path(p).exists()]
+    if not missing:
+        return "present"
+    if len(missing) == len(files):
+        return "absent"
+    shown = ", ".join(str(p) for p in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    raise ConversionError(f"missing {shown} ({len(files) - len(missing)} of "
+                          f"{len(files)} files of this case are present); expected every file of a present case; "
+                          f"re-download: omnimedseg download {card.id}")
+
+
+class _CaseWriter:
+    """Writes one case's files into the staging folder, recording provenance for each."""
+
+    def __init__(self, job: _Job):
+        self.job, self.card, self.case, self.layout = job, job.card, job.case, job.layout
+        self.provenance: dict[str, dict] = {}
+        self._raw_hashes: dict[Path, str] = {}  # each raw file hashed once per case
+        self._raw_stat: dict[str, dict] = {}
+        self.grid: tuple[tuple[int, ...], np.ndarray | None, Path] | None = None  # spatial shape, affine, path
+        self._image_facts: tuple = ((), None, None)  # full shape, affine, spacing of the first channel
+
+    def write(self) -> dict:
+        card, case, layout = self.card, self.case, self.layout
+        channels = self._write_channels()
+        masks, instances = self._write_masks()
+        raters = self._write_raters(masks)
+        ignore = None
+        if case.ignore is not None:
+            ignore = layout.ignore(case.case_id)
+            self._write(ignore, self._load_mask(case.ignore, "ignore"), case.ignore)
+        shape, affine, spacing = self._image_facts
+        spacing = case.spacing if case.spacing is not None else spacing
+        entry = {
+            "case_id": case.case_id,
+            "split": case.split,
+            "image": channels[card.channel_names[0]],
+            "channels": channels,
+            "masks": masks,
+            "raters": raters,
+            "instances": instances,
+            "ignore": ignore,
+            "shape": list(shape),
+            "spacing": [float(s) for s in spacing] if spacing is not None else None,
+            "meta": dict(case.meta),
         }
-    spacing = case.spacing if case.spacing is not None else image.spacing
-    entry = {
-        "case_id": case.case_id,
-        "split": case.split,
-        "image": layout.image(case.case_id),
-        "masks": {name: layout.mask(case.case_id, name) for name in masks},
-        "shape": list(image.array.shape),
-        "spacing": [float(s) for s in spacing] if spacing is not None else None,
-        "meta": dict(case.meta),
-    }
-    return {"entry": entry, "provenance": provenance}
+        return {"case_id": case.case_id, "status": "done", "case": _case_fingerprint(case), "entry": entry,
+                "provenance": self.provenance, "raw_stat": self._raw_stat}
+
+    # -- images
+
+    def _write_channels(self) -> dict[str, str]:
+        case = self.case
+        sources = dict(case.channels) if case.channels else {self.card.channel_names[0]: case.image}
+        written = {}
+        for channel in self.card.channel_names:
+            source = sources[channel]
+            image = source.load()
+            self._check_image(image, source, channel)
+            rel = self.layout.image(case.case_id, channel)
+            self._write(rel, image, source)
+            written[channel] = rel
+            del image
+        return written
+
+    def _check_image(self, image: ImageData, source: Source, channel: str) -> None:
+        card, where = self.card, source.paths[0]
+        multi = len(card.channel_names) > 1
+        if card.dimensionality == 2:
+            if image.is_3d or image.array.ndim not in (2, 3) or \
+                    (image.array.ndim == 3 and image.array.shape[2] > 4):
+                raise ConversionError(f"{where}: expected a 2D image (rows, cols[, channels<=4]) for {card.id}, "
+                                      f"found shape {image.array.shape}")
+            if self.case.spacing is not None and len(self.case.spacing) != 2:
+                raise ConversionError(f"{where}: 2D spacing must be (row, col) in mm, found {self.case.spacing}")
+            spatial, affine = image.array.shape[:2], None
+        else:
+            if not image.is_3d or image.array.ndim not in (3, 4) or (multi and image.array.ndim != 3):
+                raise ConversionError(f"{where}: expected a 3D volume with an affine for {card.id}"
+                                      f"{f' channel {channel!r}' if multi else ''}, found shape {image.array.shape}"
+                                      + ("" if image.is_3d else " without affine"))
+            spatial, affine = image.array.shape[:3], image.affine
+        if image.array.size == 0 or (multi and _constant(image.array)):
+            raise ConversionError(f"{where}: channel {channel!r} is empty (every value "
+                                  f"{image.array.flat[0] if image.array.size else 'missing'}); expected image data")
+        if self.grid is None:
+            self.grid = (tuple(spatial), affine, where)
+            self._image_facts = (image.array.shape, affine, image.spacing)
+        else:
+            check_same_geometry(where, spatial, affine, self.grid[2], self.grid[0], self.grid[1])
+
+    # -- masks
+
+    def _check_on_grid(self, data: ImageData, path: Path) -> None:
+        shape = data.array.shape[:2] if self.card.dimensionality == 2 else data.array.shape[:3]
+        check_same_geometry(path, shape, data.affine if self.grid[1] is not None else None, self.grid[2],
+                            self.grid[0], self.grid[1])
+
+    def _load_mask(self, source: Source, what: str) -> ImageData:
+        mask = source.load()
+        self._check_on_grid(mask, source.paths[0])
+        if mask.array.dtype != bool:
+            raise ConversionError(f"{source.paths[0]}: reader {source.operation} returned {mask.array.dtype} for "
+                                  f"{what}; mask readers must return a bool array")
+        return mask
+
+    def _write_masks(self) -> tuple[dict[str, str], dict[str, str]]:
+        """Reference masks of every class (one at a time) and the instance maps; returns their paths."""
+        case, layout = self.case, self.layout
+        masks: dict[str, str] = {}
+        instances: dict[str, str] = {}
+        for name, mask, source in iter_reference_masks(self.card, case, self.job.label_values, self._check_on_grid,
+                                                       self._load_mask):
+            if mask is None:  # derived from the class's instance map
+                instances[name] = layout.instances(case.case_id, name)
+                mask = self._write_instances(name, instances[name])
+            rel = layout.mask(case.case_id, name)
+            self._write(rel, mask, source)
+            masks[name] = rel
+            del mask
+        for name in self.card.class_names:
+            if name in case.instances and name not in instances:
+                instances[name] = layout.instances(case.case_id, name)
+                self._write_instances(name, instances[name])
+        return masks, instances
+
+    def _write_instances(self, name: str, rel: str) -> ImageData:
+        """Write the class's instance map (ids kept as published: stable) and return its semantic mask."""
+        from omnimedseg.converters.formats.volumes import integral_labels
+
+        source = self.case.instances[name]
+        data = source.load()
+        self._check_on_grid(data, source.paths[0])
+        ids = integral_labels(data.array, source.paths[0])
+        low, high = (int(ids.min()), int(ids.max())) if ids.size else (0, 0)
+        limit = 65535 if self.card.dimensionality == 2 else np.iinfo(np.uint32).max
+        if low < 0 or high > limit:
+            raise ConversionError(f"{source.paths[0]}: instance ids {low}..{high}; expected ids 0..{limit} "
+                                  f"(0 = background)")
+        stored = np.uint16 if high <= 65535 else np.uint32
+        self._write(rel, ImageData(ids.astype(stored, copy=False), data.affine), source)
+        return ImageData(ids != 0, data.affine)
+
+    def _write_raters(self, masks: dict[str, str]) -> dict[str, dict[str, str]]:
+        """Every rater's masks; the reference rater's are the reference masks (not written twice)."""
+        case, card, layout = self.case, self.card, self.layout
+        written: dict[str, dict[str, str]] = {}
+        for rater in card.raters:
+            if rater not in case.raters:
+                continue
+            by_class = case.raters[rater]
+            missing = [c for c in card.class_names if c not in by_class]
+            if missing:
+                raise ConversionError(f"rater {rater!r} has no mask for class(es) "
+                                      f"{missing}; expected one source per class in {card.class_names}")
+            if rater == card.reference_rater and _reference_from_rater(case, card):
+                written[rater] = dict(masks)
+                continue
+            written[rater] = {}
+            for name in card.class_names:
+                rel = layout.rater_mask(rater, case.case_id, name)
+                self._write(rel, self._load_mask(by_class[name], f"rater {rater!r} class {name!r}"), by_class[name])
+                written[rater][name] = rel
+        return written
+
+    # -- files
+
+    def _write(self, rel: str, data: ImageData, source: Source) -> None:
+        path = self.job.staging / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.provenance[rel] = {"sha256": write_output(data, path), "operation": source.operation,
+                                "sources": [self._raw_record(p) for p in source.paths]}
+
+    def _raw_record(self, path: Path) -> dict:
+        path = Path(path)
+        if path not in self._raw_hashes:
+            rel = raw_relative(path, self.job.raw)
+            st = path.stat()
+            self._raw_hashes[path] = file_hashes(path)["sha256"]
+            self._raw_stat[rel] = {"path": str(path), "stat": [st.st_size, st.st_mtime_ns]}
+        return {"path": raw_relative(path, self.job.raw), "sha256": self._raw_hashes[path]}
 
 
-def _check_image(card: Card, case: Case, image: ImageData) -> None:
-    where = case.image.paths[0]
-    if card.dimensionality == 2:
-        if image.is_3d or image.array.ndim not in (2, 3) or (image.array.ndim == 3 and image.array.shape[2] > 4):
-            raise ConversionError(f"{where}: expected a 2D image (rows, cols[, channels<=4]) for {card.id}, "
-                                  f"found shape {image.array.shape}")
-        if case.spacing is not None and len(case.spacing) != 2:
-            raise ConversionError(f"{where}: 2D spacing must be (row, col) in mm, found {case.spacing}")
-    elif not image.is_3d or image.array.ndim not in (3, 4):
-        raise ConversionError(f"{where}: expected a 3D volume with an affine for {card.id}, "
-                              f"found shape {image.array.shape}" + ("" if image.is_3d else " without affine"))
+def _constant(array: np.ndarray) -> bool:
+    first = array.flat[0]
+    return bool((array == first).all())
 
 
-def _case_masks(card: Card, case: Case, image: ImageData,
-                label_values: dict[int, str]) -> dict[str, tuple[np.ndarray, object]]:
-    """class name -> (bool mask on the image grid, its source), every class present when labelled."""
+def _reference_from_rater(case: Case, card: Card) -> bool:
+    """True when the case gives no masks/label and the card's reference rater's masks stand in."""
+    return not case.masks and case.label is None and card.reference_rater not in (None, CONSENSUS) \
+        and card.reference_rater in case.raters
+
+
+def iter_reference_masks(card: Card, case: Case, label_values: dict[int, str],
+                         check_grid: Callable[[ImageData, Path], None],
+                         load_mask: Callable[[Source, str], ImageData]) -> Iterator[tuple[str, ImageData | None, Source]]:
+    """(class, bool mask on the image grid, its source) for every class, one at a time.
+
+    From a label map (read once, split class by class), per-class mask files, the
+    reference rater's masks, or (mask None) the class's instance map. Only one mask is
+    alive at a time, so memory does not grow with the number of classes.
+    """
     if not case.labelled:
-        return {}
-    spatial = image.array.shape[:2] if card.dimensionality == 2 else image.array.shape[:3]
-    loaded: dict[str, tuple[ImageData, object]] = {}
+        return
     if case.label is not None:
         label = case.label.load()
-        _check_geometry(label, image, spatial, case.label.paths[0], case.image.paths[0])
-        values = label_values
-        present = np.unique(label.array)
-        unknown = sorted(set(present.tolist()) - set(values) - {0})
+        check_grid(label, case.label.paths[0])
+        present = present_values(label.array)
+        unknown = sorted(set(present) - set(label_values) - {0})
         if unknown:
             raise ConversionError(f"{case.label.paths[0]}: label values {unknown} are not among the expected "
-                                  f"{sorted(values)} (0 = background); map them in the card's classes "
+                                  f"{sorted(label_values)} (0 = background); map them in the card's classes "
                                   f"or the converter's label_values")
-        for value, name in values.items():
-            loaded[name] = (ImageData(label.array == value, label.affine), case.label)
-    else:
-        for name, source in case.masks.items():
-            mask = source.load()
-            _check_geometry(mask, image, spatial, source.paths[0], case.image.paths[0])
-            if mask.array.dtype != bool:
-                raise ConversionError(f"{source.paths[0]}: reader {source.operation} returned {mask.array.dtype}; "
-                                      f"mask readers must return a bool array")
-            loaded[name] = (mask, source)
-    missing = [n for n in card.class_names if n not in loaded]
+        by_class: dict[str, list[int]] = {}
+        for value, name in label_values.items():
+            by_class.setdefault(name, []).append(value)
+    masks = dict(case.masks)
+    if not masks and case.label is None and _reference_from_rater(case, card):
+        masks = dict(case.raters[card.reference_rater])
+    missing = [n for n in card.class_names
+               if not (case.label is not None and n in by_class) and n not in masks and n not in case.instances]
     if missing:
-        raise ConversionError(f"{card.id}: case {case.case_id} has no mask for class(es) {missing}; every labelled "
-                              f"case needs one source per class in {card.class_names}")
-    return {name: (loaded[name][0].array.astype(bool), loaded[name][1]) for name in card.class_names}
+        raise ConversionError(f"no mask for class(es) {missing}; every labelled "
+                              f"case needs one source per class in {card.class_names} (masks, label, instances or "
+                              f"the reference rater's masks)")
+    for name in card.class_names:
+        if case.label is not None and name in by_class:
+            values = by_class[name]
+            array = label.array == values[0] if len(values) == 1 else np.isin(label.array, values)
+            yield name, ImageData(array, label.affine), case.label
+        elif name in masks:
+            yield name, load_mask(masks[name], f"class {name!r}"), masks[name]
+        else:
+            yield name, None, case.instances[name]
 
 
-def _check_geometry(mask: ImageData, image: ImageData, spatial: tuple[int, ...], mask_path: Path,
-                    image_path: Path) -> None:
-    check_same_geometry(mask_path, mask.array.shape, mask.affine if image.is_3d else None, image_path, spatial,
-                        image.affine)
+def present_values(array: np.ndarray) -> list[int]:
+    """Distinct values of an integer label array; a histogram instead of a sort when the range is small.
+
+    Hand-written because ``np.unique`` sorts the whole volume (seconds for a CT-sized
+    label map), while counting into a histogram is one pass.
+    """
+    if array.size and array.dtype.kind in "iub":
+        low, high = int(array.min()), int(array.max())
+        if high - low < (1 << 20):
+            counts = np.bincount((array.ravel() if low == 0 else array.ravel().astype(np.int64) - low)
+                                 if array.dtype.kind != "b" else array.ravel().view(np.uint8),
+                                 minlength=1)
+            return [int(v) + low for v in np.flatnonzero(counts)]
+    return [v.item() for v in np.unique(array)]
 
 
-def _write_array(data: ImageData, path: Path) -> None:
+def write_output(data: ImageData, path: Path) -> str:
+    """Write one output file (PNG for 2D, NIfTI for 3D); return its sha256.
+
+    PNGs are encoded in memory and hashed before they are written (no second read); NIfTI
+    files are hashed right after the writer renamed them into place (still in the page cache).
+    """
     if path.name.endswith(".png"):
-        write_png(data.array, path)
-    else:
-        from omnimedseg.converters.formats.nifti import write_nifti
+        from omnimedseg.converters.formats.png import encode_png
 
-        array = data.array.astype(np.uint8) if data.array.dtype == bool else data.array
-        write_nifti(ImageData(array, data.affine), path)
+        try:
+            encoded = encode_png(data.array)
+        except ConversionError as exc:
+            raise ConversionError(f"{path}: {exc}") from None
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(encoded)
+        os.replace(tmp, path)
+        return hashlib.sha256(encoded).hexdigest()
+    from omnimedseg.converters.formats.nifti import write_nifti
+
+    write_nifti(data, path)
+    return file_hashes(path)["sha256"]
 
 
-def _raw_record(path: Path, raw: Path) -> dict:
-    path = Path(path)
+def raw_relative(path: Path, raw: Path) -> str:
+    """``path`` relative to the raw folder; converters must read nothing outside it."""
     try:
-        rel = path.resolve().relative_to(raw.resolve()).as_posix()
+        return Path(path).resolve().relative_to(raw.resolve()).as_posix()
     except ValueError:
         raise ConversionError(f"{path}: source file is outside the raw folder {raw}; converters must only "
                               f"read files under the raw folder") from None
-    return {"path": rel, "sha256": file_hashes(path)["sha256"]}
 
 
-def _write_dataset_files(card: Card, cases: list[Case], records: list[dict], raw: Path, staging: Path) -> None:
-    entries = [r["entry"] for r in records]
+# ------------------------------------------------------------------------------ dataset files
+
+def _write_dataset_files(card: Card, cases: list[Case], records: list[dict], raw: Path, raw_verified: bool,
+                         staging: Path) -> None:
+    done = [r for r in records if r["status"] == "done"]
+    entries = [r["entry"] for r in done]
+    absent = [{"case_id": r["case_id"], "split": r["split"]} for r in records if r["status"] == "absent"]
+    failed = [{"case_id": r["case_id"], "split": r["split"], "error": r["error"]}
+              for r in records if r["status"] == "failed"]
+    if not entries:
+        raise ConversionError(f"{card.id}: no case could be converted from {raw} ({len(absent)} absent, "
+                              f"{len(failed)} failed); expected the raw files of at least one case")
     provenance = {"dataset_id": card.id, "platform": card.source.platform, "record": card.source.record,
                   "version": card.source.version, "converter": card.converter,
                   "converter_version": card.converter_version, "tool_version": __version__,
-                  "card_sha256": card.sha256, "files": {}, "metadata_sources": {}}
-    for r in records:
+                  "card_sha256": card.sha256, "raw_verified": raw_verified, "files": {}, "metadata_sources": {}}
+    for r in done:
         provenance["files"].update(r["provenance"])
+    hashed: dict[Path, str] = {}
     for case in cases:
         for p in case.metadata_sources:
-            rec = _raw_record(p, raw)
-            provenance["metadata_sources"][rec["path"]] = rec["sha256"]
+            if p not in hashed:
+                hashed[p] = file_hashes(p)["sha256"]
+            provenance["metadata_sources"][raw_relative(p, raw)] = hashed[p]
     splits: dict[str, list[str]] = {}
     for e in entries:
         splits.setdefault(e["split"], []).append(e["case_id"])
     layout = Layout.for_card(card)
+    channel_names = {str(i): name for i, name in enumerate(card.channel_names)}
+    multi = len(card.channel_names) > 1
+
+    def training_item(e: dict) -> dict:
+        return {"image": e["image"], **({"channels": e["channels"]} if multi else {}), "masks": e["masks"]}
+
     dataset = {
         "name": card.title,
         "description": card.description.strip(),
@@ -249,20 +663,25 @@ def _write_dataset_files(card: Card, cases: list[Case], records: list[dict], raw
         "licence": card.license.spdx,
         "release": card.source.version,
         "tensorImageSize": f"{card.dimensionality}D",
-        "modality": {"0": card.modality},
-        "channel_names": {"0": card.modality},
+        "modality": channel_names,
+        "channel_names": channel_names,
         "labels": {"background": 0, **{name: i for i, name in sorted(card.classes.items())}},
         "file_ending": layout.suffix,
         "numTraining": sum(1 for e in entries if e["masks"]),
         "numTest": sum(1 for e in entries if not e["masks"]),
-        "training": [{"image": e["image"], "masks": e["masks"]} for e in entries if e["masks"]],
+        "training": [training_item(e) for e in entries if e["masks"]],
         "test": [e["image"] for e in entries if not e["masks"]],
+        "raters": list(card.raters),
+        "reference_rater": card.reference_rater,
         "cases": entries,
+        "absent": absent,
+        "failed": failed,
         "omnimedseg": {
             "dataset_id": card.id, "modality": card.modality, "dimensionality": card.dimensionality,
-            "classes": card.class_names, "converter": card.converter, "converter_version": card.converter_version,
-            "tool_version": __version__, "card_sha256": card.sha256, "license": card.license.spdx,
-            "redistribution": card.license.redistribution, "mask_format": "one binary mask per class per image",
+            "classes": card.class_names, "channels": card.channel_names, "converter": card.converter,
+            "converter_version": card.converter_version, "tool_version": __version__, "card_sha256": card.sha256,
+            "license": card.license.spdx, "redistribution": card.license.redistribution,
+            "raw_verified": raw_verified, "mask_format": "one binary mask per class per image",
         },
     }
     _write_json(staging / "dataset.json", dataset)

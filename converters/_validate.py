@@ -55,9 +55,11 @@ def validate_converted(folder: Path, raw: Path | None = None) -> ValidationRepor
     classes = dataset["omnimedseg"]["classes"]
     listed: set[str] = set()
     for case in dataset["cases"]:
-        listed.add(case["image"])
-        _check_case(folder, case, classes, report)
-        listed.update(case["masks"].values())
+        listed.update(_check_case(folder, case, classes, dataset.get("raters", []), report))
+        channels = list(dataset.get("channel_names", {}).values())
+        if len(channels) > 1 and list(case.get("channels", {})) != channels:
+            report.add(f"case {case['case_id']}: channels {list(case.get('channels', {}))} differ from dataset.json "
+                       f"channel_names {channels}")
     on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - set(FIXED_FILES)
     for extra in sorted(on_disk - listed):
         report.add(f"{folder / extra}: not listed in dataset.json (unexpected extra file)")
@@ -83,6 +85,10 @@ def validate_converted(folder: Path, raw: Path | None = None) -> ValidationRepor
     if report.raw_sources_checked:
         for rel, digest in provenance.get("metadata_sources", {}).items():
             _check_raw(raw, rel, digest, raw_hashes, report)
+    for key in ("absent", "failed"):
+        clash = {c["case_id"] for c in dataset.get(key, [])} & {c["case_id"] for c in dataset["cases"]}
+        if clash:
+            report.add(f"{folder / 'dataset.json'}: case(s) {sorted(clash)} are both converted and {key}")
     splits_path = folder / "splits.json"
     if splits_path.is_file():
         splits = json.loads(splits_path.read_text())
@@ -103,31 +109,70 @@ def _check_raw(raw: Path, rel: str, expected: str, cache: dict[str, str], report
         report.add(f"{path}: raw source sha256 {cache[rel]} differs from provenance {expected}")
 
 
-def _check_case(folder: Path, case: dict, classes: list[str], report: ValidationReport) -> None:
-    image_path = folder / case["image"]
-    if not image_path.is_file():
-        report.add(f"{image_path}: missing image of case {case['case_id']}")
-        return
-    image, affine = read_output(image_path)
+def case_files(case: dict) -> list[str]:
+    """Every file a dataset.json case entry lists (channels, masks, raters, instances, ignore)."""
+    files = list((case.get("channels") or {"image": case["image"]}).values()) + list(case["masks"].values())
+    files += [p for by_class in case.get("raters", {}).values() for p in by_class.values()]
+    files += list(case.get("instances", {}).values()) + ([case["ignore"]] if case.get("ignore") else [])
+    return list(dict.fromkeys(files))
+
+
+def _check_case(folder: Path, case: dict, classes: list[str], raters: list[str], report: ValidationReport) -> list[str]:
+    """Check one case entry's files; returns the files it lists."""
+    files = case_files(case)
+    channels = case.get("channels") or {"image": case["image"]}
+    first = folder / next(iter(channels.values()))
+    if not first.is_file():
+        report.add(f"{first}: missing image of case {case['case_id']}")
+        return files
+    image, affine = read_output(first)
     if list(image.shape) != case["shape"]:
-        report.add(f"{image_path}: shape {list(image.shape)} differs from dataset.json {case['shape']}")
-    if not case["masks"]:
-        return  # unlabelled case (e.g. a test split without annotations)
-    missing = [c for c in classes if c not in case["masks"]]
-    if missing:
-        report.add(f"case {case['case_id']}: no mask for class(es) {missing}; expected one per class {classes}")
+        report.add(f"{first}: shape {list(image.shape)} differs from dataset.json {case['shape']}")
     spatial = image.shape[:2] if affine is None else image.shape[:3]
-    for name, rel in case["masks"].items():
-        path = folder / rel
+    del image
+
+    def on_grid(path: Path, what: str, exact: bool) -> np.ndarray | None:
+        """The file's pixels when it exists and lies on the image grid (``exact``: same shape)."""
         if not path.is_file():
-            report.add(f"{path}: missing mask '{name}' of case {case['case_id']}")
-            continue
-        mask, mask_affine = read_output(path)
-        if mask.shape != spatial:
-            report.add(f"{path}: shape {mask.shape} differs from image {spatial}")
-        if affine is not None and (mask_affine is None or not np.allclose(mask_affine, affine,
+            report.add(f"{path}: missing {what} of case {case['case_id']}")
+            return None
+        array, file_affine = read_output(path)
+        shape = array.shape if exact else (array.shape[:2] if affine is None else array.shape[:3])
+        if shape != spatial:
+            report.add(f"{path}: shape {shape} differs from image {spatial}")
+        if affine is not None and (file_affine is None or not np.allclose(file_affine, affine,
                                                                           atol=AFFINE_TOLERANCE_MM)):
-            report.add(f"{path}: affine differs from image {image_path.name}")
-        values = np.unique(mask)
-        if not set(values.tolist()) <= {0, 1, False, True}:
-            report.add(f"{path}: not binary; found values {values[:10].tolist()}")
+            report.add(f"{path}: affine differs from image {first.name}")
+        return array
+
+    def binary(path: Path, what: str) -> None:
+        array = on_grid(path, what, exact=True)
+        if array is not None:
+            values = np.unique(array)
+            if not set(values.tolist()) <= {0, 1, False, True}:
+                report.add(f"{path}: not binary; found values {values[:10].tolist()}")
+
+    for name, rel in list(channels.items())[1:]:
+        on_grid(folder / rel, f"channel '{name}'", exact=False)
+    if case["masks"]:
+        missing = [c for c in classes if c not in case["masks"]]
+        if missing:
+            report.add(f"case {case['case_id']}: no mask for class(es) {missing}; expected one per class {classes}")
+    for name, rel in case["masks"].items():
+        binary(folder / rel, f"mask '{name}'")
+    for rater, by_class in case.get("raters", {}).items():
+        if rater not in raters:
+            report.add(f"case {case['case_id']}: rater {rater!r} is not among dataset.json raters {raters}")
+        missing = [c for c in classes if c not in by_class]
+        if missing:
+            report.add(f"case {case['case_id']}: rater {rater!r} has no mask for class(es) {missing}")
+        for name, rel in by_class.items():
+            if rel not in case["masks"].values():  # the reference rater's masks are the masks
+                binary(folder / rel, f"rater {rater!r} mask '{name}'")
+    for name, rel in case.get("instances", {}).items():
+        array = on_grid(folder / rel, f"instance map '{name}'", exact=True)
+        if array is not None and array.dtype.kind not in "iu":
+            report.add(f"{folder / rel}: instance map of type {array.dtype}; expected unsigned integer ids")
+    if case.get("ignore"):
+        binary(folder / case["ignore"], "ignore mask")
+    return files

@@ -52,6 +52,7 @@ __all__ = [
     "SurfaceDistances",
     "assd",
     "dice",
+    "exclude_ignored",
     "hd95",
     "interaction_auc",
     "iou",
@@ -648,6 +649,21 @@ def assd(prediction, reference, *, spacing=None) -> float:
 # --------------------------------------------------------------------------- metric objects
 
 
+def exclude_ignored(prediction, reference, ignore) -> tuple[np.ndarray, np.ndarray]:
+    """(prediction, reference) with the ``ignore`` pixels/voxels (unlabelled, outside the field of view) removed.
+
+    Both masks are cleared where ``ignore`` is True, so neither overlap nor surfaces count
+    there: the ignore region is scored as if both agreed it is background. This is how
+    the metric objects (``Dice()(p, r, ignore=...)`` ...) exclude a dataset's ignore mask.
+    """
+    prediction, reference = _as_mask(prediction, "prediction"), _as_mask(reference, "reference")
+    ignore = _as_mask(ignore, "ignore")
+    if ignore.shape != reference.shape:
+        raise UsageError(f"ignore must have the reference's shape {reference.shape}, found {ignore.shape}")
+    return prediction & ~ignore, reference & ~ignore
+
+
+
 class Metric(abc.ABC):
     """A per-case score of a prediction against a reference mask.
 
@@ -659,8 +675,8 @@ class Metric(abc.ABC):
     higher_is_better: bool
 
     @abc.abstractmethod
-    def __call__(self, prediction, reference, *, spacing=None) -> float:
-        """Scores one case."""
+    def __call__(self, prediction, reference, *, spacing=None, ignore=None) -> float:
+        """Scores one case; ``ignore`` (bool mask) is excluded, see :func:`exclude_ignored`."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -672,7 +688,9 @@ class Dice(Metric):
     name = "dice"
     higher_is_better = True
 
-    def __call__(self, prediction, reference, *, spacing=None) -> float:
+    def __call__(self, prediction, reference, *, spacing=None, ignore=None) -> float:
+        if ignore is not None:
+            prediction, reference = exclude_ignored(prediction, reference, ignore)
         return dice(prediction, reference, spacing=spacing)
 
 
@@ -682,7 +700,9 @@ class IoU(Metric):
     name = "iou"
     higher_is_better = True
 
-    def __call__(self, prediction, reference, *, spacing=None) -> float:
+    def __call__(self, prediction, reference, *, spacing=None, ignore=None) -> float:
+        if ignore is not None:
+            prediction, reference = exclude_ignored(prediction, reference, ignore)
         return iou(prediction, reference, spacing=spacing)
 
 
@@ -695,7 +715,9 @@ class NSD(Metric):
         self.tolerance = _check_tolerance(tolerance)
         self.name = f"nsd_{self.tolerance:g}mm"
 
-    def __call__(self, prediction, reference, *, spacing=None) -> float:
+    def __call__(self, prediction, reference, *, spacing=None, ignore=None) -> float:
+        if ignore is not None:
+            prediction, reference = exclude_ignored(prediction, reference, ignore)
         return nsd(prediction, reference, tolerance=self.tolerance, spacing=spacing)
 
     def __repr__(self) -> str:
@@ -711,7 +733,9 @@ class HD95(Metric):
         self.definition = _check_definition(definition)
         self.name = "hd95" if definition == DEFAULT_HD95_DEFINITION else f"hd95_{definition}"
 
-    def __call__(self, prediction, reference, *, spacing=None) -> float:
+    def __call__(self, prediction, reference, *, spacing=None, ignore=None) -> float:
+        if ignore is not None:
+            prediction, reference = exclude_ignored(prediction, reference, ignore)
         return hd95(prediction, reference, spacing=spacing, definition=self.definition)
 
     def __repr__(self) -> str:
@@ -724,7 +748,9 @@ class ASSD(Metric):
     name = "assd"
     higher_is_better = False
 
-    def __call__(self, prediction, reference, *, spacing=None) -> float:
+    def __call__(self, prediction, reference, *, spacing=None, ignore=None) -> float:
+        if ignore is not None:
+            prediction, reference = exclude_ignored(prediction, reference, ignore)
         return assd(prediction, reference, spacing=spacing)
 
 
@@ -799,9 +825,9 @@ class InteractiveMetric:
             include_step0=self.include_step0,
         )
 
-    def __call__(self, predictions: Sequence, reference, *, spacing=None) -> InteractiveScore:
-        """Scores the prediction after each step against one reference."""
-        return self.summarise([self.metric(p, reference, spacing=spacing) for p in predictions])
+    def __call__(self, predictions: Sequence, reference, *, spacing=None, ignore=None) -> InteractiveScore:
+        """Scores the prediction after each step against one reference (``ignore`` excluded)."""
+        return self.summarise([self.metric(p, reference, spacing=spacing, ignore=ignore) for p in predictions])
 
     def __repr__(self) -> str:
         return f"InteractiveMetric({self.metric!r}, include_step0={self.include_step0})"

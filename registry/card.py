@@ -33,6 +33,10 @@ VERIFIED_ON = ("real-files", "generated-layout")
 HASH_ALGORITHMS = ("md5", "sha1", "sha256", "sha512")
 ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 CLASS_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+# Channel and rater names become file names (images/<case>/<channel>, raters/<rater>/...).
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# A card's [raters] reference may name the dataset's own consensus instead of one rater.
+CONSENSUS = "consensus"
 VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+$")
 # Marker left by `omnimedseg new`; the registry lint refuses cards that still hold it.
 TODO_MARKER = "TODO"
@@ -114,6 +118,11 @@ class Card:
     # class name -> colour(s) of that class in colour-coded masks ("#rrggbb" or [r, g, b])
     palette: dict[str, tuple] = field(default_factory=dict)
     verified_on: str = "generated-layout"
+    # named channels of a multi-sequence image, in file order (default: one channel named after the modality)
+    channels: tuple[str, ...] = ()
+    # every annotator's name and the one whose masks are the reference (or "consensus")
+    raters: tuple[str, ...] = ()
+    reference_rater: str | None = None
     # class name -> MedSegDB task name (the MedSegX context); class name -> why it has none
     medsegdb_tasks: dict[str, str] = field(default_factory=dict)
     medsegdb_unmapped: dict[str, str] = field(default_factory=dict)
@@ -123,6 +132,11 @@ class Card:
     @property
     def class_names(self) -> list[str]:
         return [self.classes[i] for i in sorted(self.classes)]
+
+    @property
+    def channel_names(self) -> list[str]:
+        """Channel names in file order; one channel named after the modality unless the card lists them."""
+        return list(self.channels) or [self.modality]
 
     @classmethod
     def from_toml(cls, path: Path, text: str | None = None) -> "Card":
@@ -217,6 +231,8 @@ def _parse(f: _Fields) -> Card:
         tags=tuple(f.get("tags", list, [])),
         palette=_parse_palette(f),
         verified_on=f.choice("verified_on", VERIFIED_ON, "generated-layout"),
+        channels=_parse_names(f, "channels"),
+        **_parse_raters(f),
         **_parse_medsegdb(f),
     )
 
@@ -236,6 +252,31 @@ def _parse_classes(f: _Fields) -> dict[int, str]:
     if len(set(classes.values())) != len(classes):
         raise f.fail("classes", "unique class names", sorted(classes.values()))
     return classes
+
+
+def _parse_names(f: _Fields, key: str) -> tuple[str, ...]:
+    """A list of unique, file-name-safe names (channels, raters)."""
+    names = f.get(key, list, [])
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            raise f.fail(f"{key}[{i}]", "a name of letters, digits, '.', '_' or '-'", name)
+    if len(set(names)) != len(names):
+        raise f.fail(key, "unique names", names)
+    return tuple(names)
+
+
+def _parse_raters(f: _Fields) -> dict:
+    """``[raters]``: ``names = [...]`` (every annotator) and ``reference = "<name>"`` or "consensus"."""
+    table = f.table("raters", required=False)
+    if not table.data:
+        return {}
+    names = _parse_names(table, "names")
+    if not names:
+        raise table.fail("names", "a non-empty list of rater names", names)
+    reference = table.get("reference", str)
+    if reference not in names and reference != CONSENSUS:
+        raise table.fail("reference", f"one of {list(names)} or {CONSENSUS!r}", reference)
+    return {"raters": names, "reference_rater": reference}
 
 
 def _colour_ok(value: Any) -> bool:

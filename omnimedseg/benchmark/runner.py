@@ -83,6 +83,7 @@ def run_task(suite: Suite, task: Task, root: str | None, registry_dirs: tuple[st
     dataset = _open_dataset(task.dataset, root, registry_dirs)
     case, image, masks, affine = dataset.raw_item(task.index)
     reference = masks[dataset.class_names.index(task.class_name)]
+    ignore = dataset.ignore_mask(task.index)  # unlabelled / outside the field of view: not prompted, not scored
     spacing = tuple(case["spacing"]) if case.get("spacing") else None
     model = _model(suite.model, json.dumps(suite.model_params, sort_keys=True))
     model.set_image(image, {**case, "affine": affine, "modality": dataset.modality, "dataset": dataset.dataset_id,
@@ -96,10 +97,10 @@ def run_task(suite: Suite, task: Task, root: str | None, registry_dirs: tuple[st
     ref = reference if model.needs_reference else None
     session = run_robot_session(user, reference, lambda prompts, previous: model.predict(prompts, previous, ref),
                                 suite.steps, seed=suite.seed, case_id=task.case_id, class_name=task.class_name,
-                                spacing=spacing, initial_user=initial)
+                                spacing=spacing, initial_user=initial, ignore=ignore)
     metrics = [get_metric(m.name, **m.params) for m in suite.metrics]
     for step in session:
-        values = {m.name: float(m(step.prediction, reference, spacing=spacing)) for m in metrics}
+        values = {m.name: float(m(step.prediction, reference, spacing=spacing, ignore=ignore)) for m in metrics}
         record["steps"].append({"step": step.step, "interaction": type(step.interaction).__name__, **values})
     for m in metrics:
         score = InteractiveMetric(m, include_step0=suite.include_step0).summarise(

@@ -14,9 +14,14 @@ from omnimedseg.cli import Env, pass_env
 @click.option("--force", is_flag=True, help="Convert again even if a complete output exists.")
 @click.option("-j", "--workers", default=1, show_default=True, type=click.IntRange(1),
               help="Worker processes for converting cases in parallel.")
+@click.option("--raw", "raw_dir", type=click.Path(file_okay=False, exists=True),
+              help="Convert this extracted release folder instead of the downloaded one (not verified).")
+@click.option("--keep-going", is_flag=True, help="List broken cases as failed (in dataset.json) and convert the rest.")
+@click.option("--scheduler", metavar="ADDRESS", help="Send cases to this Dask distributed scheduler.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_env
-def convert(env: Env, dataset_id: str, force: bool, workers: int, as_json: bool) -> None:
+def convert(env: Env, dataset_id: str, force: bool, workers: int, raw_dir: str | None, keep_going: bool,
+            scheduler: str | None, as_json: bool) -> None:
     """Convert DATASET_ID's raw files into <root>/converted/DATASET_ID/<converter version>."""
     from omnimedseg import paths
     from omnimedseg.converters._run import COMPLETE_MARKER, convert_dataset
@@ -24,13 +29,23 @@ def convert(env: Env, dataset_id: str, force: bool, workers: int, as_json: bool)
     card = env.card(dataset_id)
     out = paths.converted_dir(card.id, card.converter_version, env.root)
     already = (out / COMPLETE_MARKER).is_file() and not force
-    out = convert_dataset(card, env.root, force=force, workers=workers, progress=env.progress)
-    cases = json.loads((out / "dataset.json").read_text())["cases"]
+    out = convert_dataset(card, env.root, force=force, workers=workers, progress=env.progress, raw=raw_dir,
+                          keep_going=keep_going, scheduler=scheduler)
+    dataset = json.loads((out / "dataset.json").read_text())
+    cases, absent, failed = dataset["cases"], dataset.get("absent", []), dataset.get("failed", [])
     if as_json:
-        click.echo(json.dumps({"dataset": card.id, "output": str(out), "cases": len(cases), "skipped": already}))
+        click.echo(json.dumps({"dataset": card.id, "output": str(out), "cases": len(cases), "skipped": already,
+                               "absent": [a["case_id"] for a in absent], "failed": failed}))
         return
     if already:
         env.echo(f"{card.id}: already converted in {out} (use --force to redo)")
     else:
         env.echo(f"{card.id}: {len(cases)} cases converted into {out}")
+    if absent:
+        shown = ", ".join(a["case_id"] for a in absent[:10]) + (" ..." if len(absent) > 10 else "")
+        env.echo(f"{len(absent)} absent cases (no raw files present; listed in dataset.json): {shown}")
+    for failure in failed:
+        env.echo(f"FAILED {failure['case_id']}: {failure['error']}")
+    if failed:
+        env.echo(f"{len(failed)} cases failed (listed in dataset.json 'failed'); fix them and rerun with --force")
     env.echo(f"next: omnimedseg validate {card.id}")

@@ -3,8 +3,14 @@
 Samples are dicts with fixed keys (MONAI-style), so dict transforms apply directly:
 
 =============  ==============================================================
-``image``      float32 tensor, channels first: (C, H, W) or (C, I, J, K)
-``masks``      bool tensor (n_classes, ...spatial); all False for unlabelled cases
+``image``      float32 tensor, channels first: (C, H, W) or (C, I, J, K); the card's named
+               channels in order (``channel_names``), colour components after each other
+``masks``      bool tensor (n_classes, ...spatial); all False for unlabelled cases; the
+               reference masks, or the masks of the rater chosen with ``rater=``
+``ignore``     bool tensor (...spatial): True where the image is unlabelled / outside the
+               field of view (all False when the dataset marks nothing); exclude it in metrics
+``instances``  int32 tensor (n_classes, ...spatial) of instance ids, 0 = none (only for
+               datasets with instance maps)
 ``labelled``   whether the case has annotations
 ``class_names`` list of class names, in mask order
 ``case_id``    str
@@ -55,11 +61,13 @@ class ConvertedDataset:
         split: keep only this split (None keeps all).
         labelled_only: drop cases without annotations (e.g. HC18's test split).
         transform: callable applied to each sample dict.
+        rater: take ``masks`` from this annotator (dataset.json ``raters``) instead of the
+            reference; cases that rater did not annotate are dropped.
     """
 
     def __init__(self, dataset_id: str, split: str | None = None, root: str | os.PathLike | None = None,
                  transform: Callable[[dict], dict] | None = None, labelled_only: bool = True,
-                 registry_dirs: Sequence[str] = ()):
+                 registry_dirs: Sequence[str] = (), rater: str | None = None):
         self.folder, self.info = open_converted(dataset_id, root, registry_dirs)
         meta = self.info["omnimedseg"]
         self.dataset_id, self.modality = meta["dataset_id"], meta["modality"]
@@ -69,9 +77,18 @@ class ConvertedDataset:
         splits = sorted({c["split"] for c in cases})
         if split is not None and split not in splits:
             raise UsageError(f"{dataset_id}: no split {split!r}; the dataset has {splits}")
+        raters = self.info.get("raters", [])
+        if rater is not None and rater not in raters:
+            raise UsageError(f"{dataset_id}: no rater {rater!r}; the dataset's raters are {raters}")
+        self.rater = rater
         self.cases = [c for c in cases if (split is None or c["split"] == split)
-                      and (c["masks"] or not labelled_only)]
+                      and (c["masks"] or not labelled_only) and (rater is None or rater in c.get("raters", {}))]
+        self.has_instances = any(c.get("instances") for c in self.cases)
         self.transform = transform
+
+    def mask_files(self, case: dict) -> dict[str, str]:
+        """class -> mask file of a case: the reference masks, or the chosen rater's."""
+        return case["raters"][self.rater] if self.rater is not None else case["masks"]
 
     def __len__(self) -> int:
         return len(self.cases)
@@ -79,15 +96,39 @@ class ConvertedDataset:
     def load_case(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(image array, bool masks (n_classes, ...), affine) of one case, as stored."""
         case = self.cases[index]
-        image, affine = read_output(self.folder / case["image"])
+        files = list(case.get("channels", {}).values()) or [case["image"]]
+        image, affine = read_output(self.folder / files[0])
         spatial = image.shape[:2] if self.dimensionality == 2 else image.shape[:3]
+        if len(files) > 1:  # named channels -> channels last, as colour components are stored
+            parts = [image] + [read_output(self.folder / rel)[0] for rel in files[1:]]
+            image = np.concatenate([p if p.ndim > len(spatial) else p[..., None] for p in parts], axis=-1)
         masks = np.zeros((len(self.class_names), *spatial), dtype=bool)
+        mask_files = self.mask_files(case)
         for i, name in enumerate(self.class_names):
-            if name in case["masks"]:
-                masks[i] = read_output(self.folder / case["masks"][name])[0].astype(bool)
+            if name in mask_files:
+                masks[i] = read_output(self.folder / mask_files[name])[0].astype(bool)
         return image, masks, affine
 
-    def _sample(self, case: dict, image: np.ndarray, masks: np.ndarray, affine, spatial_dims: int) -> dict:
+    def load_annotations(self, index: int, spatial: tuple[int, ...]) -> dict[str, np.ndarray]:
+        """``ignore`` (bool, spatial) and, for datasets with instance maps, ``instances`` (int32, per class)."""
+        case = self.cases[index]
+        extras = {"ignore": (read_output(self.folder / case["ignore"])[0].astype(bool) if case.get("ignore")
+                             else np.zeros(spatial, dtype=bool))}
+        if self.has_instances:
+            instances = np.zeros((len(self.class_names), *spatial), dtype=np.int32)
+            for i, name in enumerate(self.class_names):
+                if name in case.get("instances", {}):
+                    instances[i] = read_output(self.folder / case["instances"][name])[0]
+            extras["instances"] = instances
+        return extras
+
+    def ignore_mask(self, index: int) -> np.ndarray | None:
+        """The sample's ignore mask (True = unlabelled / outside the field of view), None when it has none."""
+        case = self.cases[index]
+        return read_output(self.folder / case["ignore"])[0].astype(bool) if case.get("ignore") else None
+
+    def _sample(self, case: dict, image: np.ndarray, masks: np.ndarray, affine, spatial_dims: int,
+                extras: dict[str, np.ndarray]) -> dict:
         import torch
 
         channels_last = image.ndim == spatial_dims + 1
@@ -103,6 +144,7 @@ class ConvertedDataset:
             "modality": self.modality,
             "dataset": self.dataset_id,
             "split": case["split"],
+            **{key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in extras.items()},
         }
         return self.transform(sample) if self.transform else sample
 
@@ -113,7 +155,8 @@ class ConvertedDataset:
 
     def __getitem__(self, index: int) -> dict:
         case, image, masks, affine = self.raw_item(index)
-        return self._sample(case, image, masks, affine, self.dimensionality)
+        return self._sample(case, image, masks, affine, self.dimensionality,
+                            self.load_annotations(index, masks.shape[1:]))
 
 
 class SliceDataset(ConvertedDataset):
@@ -152,7 +195,7 @@ class SliceDataset(ConvertedDataset):
                 fg = masks[:, self.class_names.index(foreground_class)].reshape(masks.shape[0], -1).any(1)
                 self.index.extend((case_index, int(s)) for s in np.flatnonzero(fg))
 
-    def _cached(self, case_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _cached(self, case_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Memory-mapped (image, masks, affine) with the slice axis first and contiguous.
 
         The last ``open_volumes`` maps are kept open per process (parsing .npy headers
@@ -163,21 +206,29 @@ class SliceDataset(ConvertedDataset):
         if opened is not None:
             self._opened.move_to_end(case_index)
             return opened
+        from omnimedseg.converters._validate import case_files
+
         case = self.cases[case_index]
-        folder = self.cache_dir / f"axis{self.axis}" / case["case_id"]
-        files = [folder / n for n in ("image.npy", "masks.npy", "affine.npy")]
+        folder = self.cache_dir / f"axis{self.axis}" / (f"rater-{self.rater}" if self.rater else "") / case["case_id"]
+        extra_names = ["ignore"] + (["instances"] if self.has_instances else [])
+        files = [folder / f"{n}.npy" for n in ("image", "masks", "affine", *extra_names)]
         stamp_file = folder / "source.json"
-        stamp = json.dumps([[rel, *self._stat(rel)] for rel in (case["image"], *case["masks"].values())])
+        stamp = json.dumps([[rel, *self._stat(rel)] for rel in case_files(case)])
         if not (stamp_file.is_file() and stamp_file.read_text() == stamp and all(f.is_file() for f in files)):
             image, masks, affine = self.load_case(case_index)
+            extras = self.load_annotations(case_index, masks.shape[1:])
             arrays = (np.ascontiguousarray(np.moveaxis(image, self.axis, 0)),
-                      np.ascontiguousarray(np.moveaxis(masks, self.axis + 1, 0)), affine)
+                      np.ascontiguousarray(np.moveaxis(masks, self.axis + 1, 0)), affine,
+                      np.ascontiguousarray(np.moveaxis(extras["ignore"], self.axis, 0)),
+                      *([np.ascontiguousarray(np.moveaxis(extras["instances"], self.axis + 1, 0))]
+                        if self.has_instances else []))
             folder.mkdir(parents=True, exist_ok=True)
             for f, array in zip(files, arrays):
                 self._atomic(f, lambda fh, a=array: np.save(fh, a))
             self._atomic(stamp_file, lambda fh: fh.write(stamp.encode()))  # last: marks the set complete
         image, masks = (np.load(f, mmap_mode="r") for f in files[:2])
-        opened = (image, masks, np.load(files[2]))
+        opened = (image, masks, np.load(files[2]),
+                  {n: np.load(f, mmap_mode="r") for n, f in zip(extra_names, files[3:])})
         self._opened[case_index] = opened
         while len(self._opened) > self.open_volumes:
             self._opened.popitem(last=False)
@@ -203,16 +254,22 @@ class SliceDataset(ConvertedDataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    def ignore_mask(self, index: int) -> np.ndarray | None:
+        case_index, s = self.index[index]
+        return np.array(self._cached(case_index)[3]["ignore"][s]) if self.cases[case_index].get("ignore") else None
+
     def raw_item(self, index: int) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
         case_index, s = self.index[index]
-        image, masks, affine = self._cached(case_index)
+        image, masks, affine, _ = self._cached(case_index)
         case = self.cases[case_index]
         entry = {**case, "spacing": _slice_spacing(case["spacing"], self.axis), "slice_index": s}
         return entry, np.array(image[s]), np.array(masks[s]), affine
 
     def __getitem__(self, index: int) -> dict:
         case, image, masks, affine = self.raw_item(index)
-        sample = self._sample(case, image, masks, affine, spatial_dims=2)
+        case_index, s = self.index[index]
+        extras = {name: np.array(array[s]) for name, array in self._cached(case_index)[3].items()}
+        sample = self._sample(case, image, masks, affine, spatial_dims=2, extras=extras)
         sample["slice_index"] = case["slice_index"]
         return sample
 

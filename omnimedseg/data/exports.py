@@ -123,6 +123,9 @@ def label_map(masks: np.ndarray, overlap: str, where: str, class_names: Sequence
 
 
 def _channel_names(dataset, first_image: np.ndarray) -> dict[str, str]:
+    named = dataset.info.get("channel_names", {})
+    if len(named) > 1:  # the card's named channels (multi-sequence images), one file each
+        return dict(named)
     channels_last = first_image.ndim == dataset.dimensionality + 1
     if not channels_last:
         return {"0": dataset.modality}
@@ -153,45 +156,59 @@ def _export_label_maps(dataset, staging: Path, fmt: str, overlap: str, link: boo
     ending = dataset.info["file_ending"]
     folder = dataset.folder
     names = list(dataset.class_names)
+    # nnU-Net's ignore label (the highest value, excluded from its loss) carries the ignore masks.
+    ignore_value = len(names) + 1 if fmt == "nnunet" and any(c.get("ignore") for c in dataset.cases) else None
     channels, training, test, overlaps = None, [], [], {}
     for index, case in enumerate(dataset.cases):
         cid = case["case_id"]
         sub = "Tr" if case["masks"] else "Ts"
         image_path = folder / case["image"]
+        named = list(case.get("channels", {}).items()) if len(case.get("channels", {})) > 1 else []
         if channels is None or case["masks"]:
             image, masks, _ = dataset.load_case(index)
         if channels is None:
             channels = _channel_names(dataset, image)
-        if fmt == "nnunet":
+        if named:  # one file per named channel: nnU-Net <case>_0000, _0001 ...; MSD a list of files
+            written = [f"images{sub}/{cid}_{c:04d}{ending}" if fmt == "nnunet" else f"images{sub}/{cid}_{name}{ending}"
+                       for c, (name, _) in enumerate(named)]
+            for rel, (_, source) in zip(written, named):
+                _place(folder / source, staging / rel, link)
+        elif fmt == "nnunet":
             written = _nnunet_image(image_path, image, dataset, staging / f"images{sub}", cid, ending, link)
         else:
             written = [f"images{sub}/{cid}{ending}"]
             _place(image_path, staging / written[0], link)
+        image_entry = written if fmt == "msd" and named else written[0]
         if not case["masks"]:
-            test.append(written[0])
+            test.append(image_entry)
             continue
         labels, n = label_map(masks, overlap, f"{dataset.dataset_id} case {cid}", names)
         if n:
             overlaps[cid] = n
+        if ignore_value is not None and case.get("ignore"):
+            labels[read_output(folder / case["ignore"])[0].astype(bool)] = ignore_value
         label_rel = f"labels{sub}/{cid}{ending}"
         _write_label(labels, staging / label_rel, folder / case["masks"][names[0]])
-        training.append({"image": written[0], "label": label_rel, "case_id": cid, "split": case["split"]})
+        training.append({"image": image_entry, "label": label_rel, "case_id": cid, "split": case["split"]})
     info = dataset.info
     export_note = {"dataset_id": dataset.dataset_id, "converter_version": info["omnimedseg"].get("converter_version"),
                    "source": str(folder), "overlap_policy": overlap, "overlapping_voxels": overlaps}
     if fmt == "nnunet":
-        meta = {"channel_names": channels, "labels": {"background": 0, **{c: i for i, c in enumerate(names, 1)}},
-                "numTraining": len(training), "file_ending": ending}
+        labels = {"background": 0, **{c: i for i, c in enumerate(names, 1)}}
+        if ignore_value is not None:
+            labels["ignore"] = ignore_value
+        meta = {"channel_names": channels, "labels": labels, "numTraining": len(training), "file_ending": ending}
     else:
         is_val = lambda e: e["split"] in VALIDATION_SPLITS  # noqa: E731
+        rel = lambda v: [f"./{x}" for x in v] if isinstance(v, list) else f"./{v}"  # noqa: E731
         meta = {"tensorImageSize": info.get("tensorImageSize"), "modality": channels,
                 "labels": {"0": "background", **{str(i): c for i, c in enumerate(names, 1)}},
                 "numTraining": len(training), "numTest": len(test),
-                "training": [{k: (f"./{v}" if k in ("image", "label") else v) for k, v in e.items()}
+                "training": [{k: (rel(v) if k in ("image", "label") else v) for k, v in e.items()}
                              for e in training if not is_val(e)],
-                "validation": [{k: (f"./{v}" if k in ("image", "label") else v) for k, v in e.items()}
+                "validation": [{k: (rel(v) if k in ("image", "label") else v) for k, v in e.items()}
                                for e in training if is_val(e)],
-                "test": [f"./{t}" for t in test]}
+                "test": [rel(t) for t in test]}
         if not meta["validation"]:
             del meta["validation"]
     descriptive = {k: info[k] for k in ("name", "description", "reference", "licence", "release") if k in info}
@@ -241,11 +258,13 @@ def verify_label_export(folder: Path, fmt: str) -> None:
     problems = []
     if fmt == "nnunet":
         ending = info["file_ending"]
-        n_channels = len(info["channel_names"])
+        names = list(info["channel_names"].values())
+        colour = ending == ".png" and names == list("RGBA"[:len(names)])  # RGB(A) PNGs stay one file
+        n_files = 1 if colour else len(names)
         pairs = []
         for label in sorted((folder / "labelsTr").glob(f"*{ending}")):
             cid = label.name[: -len(ending)]
-            images = [folder / "imagesTr" / f"{cid}_{c:04d}{ending}" for c in range(n_channels if ending != ".png" else 1)]
+            images = [folder / "imagesTr" / f"{cid}_{c:04d}{ending}" for c in range(n_files)]
             pairs.append((images, label))
         expected = info["numTraining"]
         allowed = set(info["labels"].values())
@@ -255,7 +274,8 @@ def verify_label_export(folder: Path, fmt: str) -> None:
             problems.append(f"imagesTr: cases without a label in labelsTr: {sorted(orphans)[:5]}")
     else:
         entries = info["training"] + info.get("validation", [])
-        pairs = [([folder / e["image"]], folder / e["label"]) for e in entries]
+        pairs = [([folder / i for i in (e["image"] if isinstance(e["image"], list) else [e["image"]])],
+                  folder / e["label"]) for e in entries]
         expected = info["numTraining"]
         allowed = {int(k) for k in info["labels"]}
     if len(pairs) != expected:
@@ -273,7 +293,7 @@ def verify_label_export(folder: Path, fmt: str) -> None:
         values = set(np.unique(read_output(label)[0]).tolist())
         if not values <= allowed:
             problems.append(f"{label}: label values {sorted(values - allowed)} are not declared in dataset.json")
-    for test in info.get("test", []):
+    for test in (t for entry in info.get("test", []) for t in (entry if isinstance(entry, list) else [entry])):
         if not (folder / test).is_file():
             problems.append(f"missing test image {test}")
     if problems:

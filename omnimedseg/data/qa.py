@@ -8,6 +8,11 @@ reported. 3D cases are reoriented to RAS and shown in radiological convention
 (patient right on the image's left; anterior / superior up) in three planes, each at
 the slice with the largest cross-section, with the voxel spacing's aspect ratio.
 The automated checks of ``omnimedseg validate`` run too and are shown on the page.
+
+Datasets with more than the image and reference masks get extra sheets: one tile per
+named channel (``channels``), every non-reference rater's masks (``rater_<name>``) and
+instance maps with one colour per instance (``instances``); ignore regions are greyed
+out on every tile (legend "ignore").
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 13
            (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180),
            (0, 0, 128), (128, 128, 128)]
 PLANES = ("axial", "coronal", "sagittal")  # slice along RAS axis 2, 1, 0
+IGNORE_GREY = (90, 90, 90)  # ignore / outside the field of view is blended towards this
+MAX_INSTANCES_SHOWN = 256
 
 
 def colour(index: int, n_classes: int = len(PALETTE)) -> tuple[int, int, int]:
@@ -98,8 +105,9 @@ def _plane_spacing(spacing, plane: str) -> tuple[float, float]:
 
 
 def render_tile(image: np.ndarray, masks: np.ndarray, class_indices: Sequence[int], modality: str, title: str,
-                size: int = 256, pixel_spacing: tuple[float, float] | None = None):
-    """Image (H, W[, C]) with the outlines and a light fill of ``masks`` (n, H, W) drawn in class colours."""
+                size: int = 256, pixel_spacing: tuple[float, float] | None = None, ignore: np.ndarray | None = None):
+    """Image (H, W[, C]) with the outlines and a light fill of ``masks`` (n, H, W) drawn in class colours;
+    ``ignore`` (H, W) pixels are greyed out."""
     from PIL import Image, ImageDraw
 
     from omnimedseg.data.preprocessing import intensity_to_uint8
@@ -112,6 +120,9 @@ def render_tile(image: np.ndarray, masks: np.ndarray, class_indices: Sequence[in
     out_h, out_w = max(1, round(height * scale)), max(1, round(width * scale))
     rgb = Image.fromarray(intensity_to_uint8(image, modality)).resize((out_w, out_h), Image.BILINEAR)
     px = np.asarray(rgb, dtype=np.float32).copy()
+    if ignore is not None and ignore.any():
+        hidden = np.asarray(Image.fromarray(ignore.astype(np.uint8) * 255).resize((out_w, out_h), Image.NEAREST)) > 0
+        px[hidden] = 0.35 * px[hidden] + 0.65 * np.asarray(IGNORE_GREY, np.float32)
     for c in class_indices:
         mask = np.asarray(Image.fromarray(masks[c].astype(np.uint8) * 255).resize((out_w, out_h), Image.NEAREST)) > 0
         colour_c = np.asarray(colour(c, len(masks)), np.float32)
@@ -141,17 +152,29 @@ def _sheet(tiles: list, columns: int, legend: list[tuple[str, tuple[int, int, in
     return sheet
 
 
-def _case_tiles(dataset, index: int, class_indices: Sequence[int], size: int, spot: int | None) -> list:
-    """Tiles of one case: the image (2D), or three planes at the largest cross-section of ``spot`` (3D)."""
-    case = dataset.cases[index]
+def _case_tiles(dataset, index: int, class_indices: Sequence[int], size: int, spot: int | None,
+                channel: int = 0) -> list:
+    """Tiles of one case (channel ``channel`` of a multi-channel image), ignore regions greyed out."""
     image, masks, affine = dataset.load_case(index)
+    if len(dataset.info.get("channel_names", {})) > 1:  # named channels, stacked last by the data layer
+        image = image[..., channel]
+    ignore = dataset.load_annotations(index, masks.shape[1:])["ignore"]
+    suffix = f" {list(dataset.info['channel_names'].values())[channel]}" if channel else ""
+    return _tiles(dataset, dataset.cases[index], image, masks, affine, ignore, class_indices, size, spot, suffix)
+
+
+def _tiles(dataset, case: dict, image: np.ndarray, masks: np.ndarray, affine, ignore: np.ndarray,
+           class_indices: Sequence[int], size: int, spot: int | None, suffix: str = "") -> list:
+    """The image (2D), or three planes at the largest cross-section of ``spot`` (3D), with ``masks`` drawn."""
     if dataset.dimensionality == 2:
         spacing = tuple(case["spacing"]) if case.get("spacing") else None
         empty = "" if any(masks[c].any() for c in class_indices) else " [no mask]"
-        return [render_tile(image, masks, class_indices, dataset.modality, f"{case['case_id']}{empty}", size, spacing)]
+        return [render_tile(image, masks, class_indices, dataset.modality, f"{case['case_id']}{suffix}{empty}", size,
+                            spacing, ignore)]
     ras_image, spacing = to_ras(image, affine)
     ras_masks = to_ras(np.moveaxis(masks, 0, -1), affine)[0]
     ras_masks = np.moveaxis(ras_masks, -1, 0)
+    ras_ignore = to_ras(ignore, affine)[0]
     focus = ras_masks[spot] if spot is not None else ras_masks[list(class_indices)].any(0)
     tiles = []
     for plane in PLANES:
@@ -160,9 +183,23 @@ def _case_tiles(dataset, index: int, class_indices: Sequence[int], size: int, sp
         k = int(area.argmax()) if area.any() else ras_image.shape[axis] // 2
         img = display_plane(ras_image if ras_image.ndim == 3 else ras_image[..., 0], plane, k)
         msk = np.stack([display_plane(m, plane, k) for m in ras_masks]) if len(ras_masks) else np.zeros((0, *img.shape))
-        tiles.append(render_tile(img, msk, class_indices, dataset.modality,
-                                 f"{case['case_id']} {plane} {k}", size, _plane_spacing(spacing, plane)))
+        tiles.append(render_tile(img, msk, class_indices, dataset.modality, f"{case['case_id']}{suffix} {plane} {k}",
+                                 size, _plane_spacing(spacing, plane), display_plane(ras_ignore, plane, k)))
     return tiles
+
+
+def _instance_tiles(dataset, index: int, size: int) -> list:
+    """Tiles of one case with every instance (of every class) in its own colour."""
+    image, _, affine = dataset.load_case(index)
+    if len(dataset.info.get("channel_names", {})) > 1:
+        image = image[..., 0]
+    extras = dataset.load_annotations(index, image.shape[:dataset.dimensionality])
+    instances = extras["instances"]
+    objects = [instances[c] == v for c in range(len(instances))
+               for v in np.unique(instances[c]) if v][:MAX_INSTANCES_SHOWN]
+    masks = np.stack(objects) if objects else np.zeros((0, *instances.shape[1:]), bool)
+    return _tiles(dataset, dataset.cases[index], image, masks, affine, extras["ignore"], range(len(masks)), size,
+                  None, f" {len(objects)} instances")
 
 
 def run_qa(dataset_id: str, out: str | os.PathLike | None = None, *, root=None, registry_dirs: Sequence[str] = (),
@@ -204,6 +241,8 @@ def run_qa(dataset_id: str, out: str | os.PathLike | None = None, *, root=None, 
     if empty:
         findings.append(f"{len(empty)} sampled labelled case(s) have all masks empty: {empty[:10]}")
     legend = [(c, colour(i, len(names))) for i, c in enumerate(names)]
+    if any(case.get("ignore") for case in dataset.cases):
+        legend.append(("ignore (greyed)", IGNORE_GREY))
     columns = 3 if dataset.dimensionality == 3 else 5
     per_sheet = 18 if dataset.dimensionality == 3 else 20
     with staged(out, force, f"omnimedseg qa {dataset_id}") as staging:
@@ -224,6 +263,25 @@ def run_qa(dataset_id: str, out: str | os.PathLike | None = None, *, root=None, 
             if with_c:
                 write(f"class_{c + 1:03d}_{name}", [t for i in with_c for t in _case_tiles(dataset, i, [c], tile, c)],
                       f"class {name}: {len(with_c)} cases", [legend[c]])
+        few = chosen[: max(per_class, 1)]
+        channel_names = list(dataset.info.get("channel_names", {}).values())
+        if len(channel_names) > 1:
+            write("channels", [t for i in few for ch in range(len(channel_names))
+                               for t in _case_tiles(dataset, i, everything, tile, None, ch)],
+                  f"channels {', '.join(channel_names)} of {len(few)} cases", legend)
+        for rater in dataset.info.get("raters", []):
+            if rater == dataset.info.get("reference_rater"):
+                continue  # its masks are the reference masks shown above
+            by_rater = ConvertedDataset(dataset_id, root=root, registry_dirs=registry_dirs, rater=rater)
+            ids = {dataset.cases[i]["case_id"] for i in few}
+            picked = [j for j, case in enumerate(by_rater.cases) if case["case_id"] in ids]
+            if picked:
+                write(f"rater_{rater}", [t for j in picked for t in _case_tiles(by_rater, j, everything, tile, None)],
+                      f"rater {rater}: {len(picked)} cases", legend)
+        if dataset.has_instances:
+            with_instances = [i for i in chosen if dataset.cases[i].get("instances")][: max(per_class, 1)]
+            write("instances", [t for i in with_instances for t in _instance_tiles(dataset, i, tile)],
+                  f"instances of {len(with_instances)} cases (one colour per instance)", [])
         sample = [{"case_id": dataset.cases[i]["case_id"], "split": dataset.cases[i]["split"],
                    "classes": sorted(seen[i], key=names.index)} for i in chosen]
         qa = QAReport(dataset.dataset_id, out, out / "index.html", seed, sample, sheets, findings, report.ok,

@@ -78,9 +78,10 @@ class StepRecord:
 
 def run_robot_session(user: RobotUser, label, predict: Callable[[Sequence[Prompt], np.ndarray | None], np.ndarray],
                       n_steps: int, *, seed: int, case_id, class_name, spacing=None,
-                      initial_user: RobotUser | None = None) -> list[StepRecord]:
+                      initial_user: RobotUser | None = None, ignore=None) -> list[StepRecord]:
     """Reference loop: step 0 prompts from M = label (``initial_user`` or ``user``), step t >= 1
-    from (label, prediction_{t-1}). ``predict(prompts_so_far, previous_prediction)`` returns a
+    from (label, prediction_{t-1}); ``ignore`` pixels (unlabelled / outside the field of view) are
+    never prompted. ``predict(prompts_so_far, previous_prediction)`` returns a
     bool mask. An empty M records :class:`NoInteraction`, does not call the model and carries
     the previous prediction forward, so every session has ``n_steps + 1`` records."""
     if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 0:
@@ -92,7 +93,8 @@ def run_robot_session(user: RobotUser, label, predict: Callable[[Sequence[Prompt
     for step in range(n_steps + 1):
         who = initial_user if (step == 0 and initial_user is not None) else user
         rng = make_rng(seed, case_id, class_name, step, who.name)
-        prompt = who.next_prompt(label, None if step == 0 else prediction, rng, spacing=spacing, previous=prompts)
+        prompt = who.next_prompt(label, None if step == 0 else prediction, rng, spacing=spacing, previous=prompts,
+                                 ignore=ignore)
         if prompt is None:
             records.append(StepRecord(step, NoInteraction(), prediction))
             continue

@@ -347,13 +347,24 @@ def test_geometry_mismatch_names_orientation_and_file(tmp_path):
 
 def test_core_refuses_label_on_another_grid(tmp_path):
     """A label volume whose affine differs from its image: the core's check names the file."""
-    from omnimedseg.converters._run import _check_geometry
+    from types import SimpleNamespace
+
+    from omnimedseg.converters._base import Case
+    from omnimedseg.converters._run import iter_reference_masks
 
     nib.save(nib.Nifti1Image(np.zeros((2, 2, 2), np.int16), np.eye(4)), tmp_path / "img.nii.gz")
     nib.save(nib.Nifti1Image(np.zeros((2, 2, 2), np.uint8), np.diag([1, 1, 2.0, 1])), tmp_path / "seg.nii.gz")
-    image, label = read_volume(tmp_path / "img.nii.gz"), read_label_volume(tmp_path / "seg.nii.gz")
+    image = read_volume(tmp_path / "img.nii.gz")
+    card = SimpleNamespace(id="t", dimensionality=3, class_names=["c1"], reference_rater=None)
+    case = Case("c", Source(tmp_path / "img.nii.gz", read_volume), "train",
+                label=Source(tmp_path / "seg.nii.gz", read_label_volume))
+
+    def on_grid(data, path):
+        check_same_geometry(path, data.array.shape, data.affine, tmp_path / "img.nii.gz", image.array.shape,
+                            image.affine)
+
     with pytest.raises(ConversionError, match=r"seg\.nii\.gz: geometry differs from image img\.nii\.gz: affine differs by 1 mm"):
-        _check_geometry(label, image, image.array.shape, tmp_path / "seg.nii.gz", tmp_path / "img.nii.gz")
+        list(iter_reference_masks(card, case, {1: "c1"}, on_grid, None))
 
 
 def test_readers_pickle():
@@ -368,16 +379,16 @@ def test_real_lps_pair_through_the_core_label_split(realdata):
     from types import SimpleNamespace
 
     from omnimedseg.converters._base import Case
-    from omnimedseg.converters._run import _case_masks
+    from omnimedseg.converters._run import iter_reference_masks
 
     folder = realdata("totalseg_nifti")
     seg = nib.load(str(folder / "example_seg_mr.nii.gz"))
     labels = np.asanyarray(seg.dataobj)
     values = {int(v): f"c{int(v)}" for v in np.unique(labels) if v}
-    card = SimpleNamespace(id="t", dimensionality=3, class_names=list(values.values()))
+    card = SimpleNamespace(id="t", dimensionality=3, class_names=list(values.values()), reference_rater=None)
     case = Case("mr", Source(folder / "example_mr_sm.nii.gz", read_volume), "train",
                 label=Source(folder / "example_seg_mr.nii.gz", read_label_volume))
-    masks = _case_masks(card, case, case.image.load(), values)
+    masks = {name: mask.array for name, mask, _ in iter_reference_masks(card, case, values, lambda d, p: None, None)}
     assert len(masks) == 23
     for value, name in values.items():
-        assert np.array_equal(masks[name][0], labels == value)
+        assert np.array_equal(masks[name], labels == value)
