@@ -37,3 +37,23 @@ def test_hcc_tace_seg_end_to_end(tmp_path):
     assert truth["HCC_001"]["seg"].name in text and truth["HCC_001"]["ct_uuid"] in text
     assert "Moawad" in (out / "CITATION.bib").read_text() or "5FNA-0924" in (out / "CITATION.bib").read_text()
     assert "CC-BY-4.0" in (out / "LICENSE.txt").read_text()
+
+
+def test_convert_raw_idc_copy_skips_the_ai_seg(tmp_path):
+    """``convert --raw`` on a full copy of the collection as the bucket lays it out (``s5cmd sync
+    s3://idc-open-data/<uuid>/*``), AI SEG series included: they are skipped by description."""
+    from omnimedseg.converters._validate import validate_converted
+    from tests.helpers import run_cli
+
+    raw = tmp_path / "idc-copy"
+    raw.mkdir()
+    truth = make_remote_files(raw)
+    (raw / "idc_index.csv").unlink()  # a bucket copy has no index next to it
+    assert all((raw / t["ai_uuid"]).is_dir() for t in truth.values())
+    result = run_cli("--root", tmp_path / "root", "convert", "hcc_tace_seg", "--raw", raw)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "root" / "converted" / "hcc_tace_seg" / "1.0.0"
+    assert json.loads((out / "splits.json").read_text()) == {"all": ["HCC_001", "HCC_002"]}
+    assert validate_converted(out, raw).ok
+    provenance = json.dumps(json.loads((out / "provenance.json").read_text()))
+    assert not any(t["ai_uuid"] in provenance for t in truth.values())

@@ -27,3 +27,24 @@ def test_lctsc_end_to_end(tmp_path):
             assert np.array_equal(mask, expected_volume(expected_planes(roi))), (case_id, name)
     assert "CC-BY-3.0" in (out / "LICENSE.txt").read_text()
     assert "10.1002/mp.13141" in (out / "CITATION.bib").read_text()
+
+
+def test_convert_raw_idc_copy(tmp_path):
+    """``convert --raw`` on the bucket layout; an RTSTRUCT with an unknown PatientID scheme fails loudly."""
+    import pydicom
+
+    from tests.helpers import run_cli
+
+    raw = tmp_path / "idc-copy"
+    raw.mkdir()
+    make_remote_files(raw)
+    result = run_cli("--root", tmp_path / "root", "convert", "lctsc", "--raw", raw)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "root" / "converted" / "lctsc" / "1.0.0"
+    assert sorted(json.loads((out / "splits.json").read_text())) == ["test", "train"]
+    rts = next(p for p in raw.rglob("*.dcm") if pydicom.dcmread(p, stop_before_pixels=True).Modality == "RTSTRUCT")
+    ds = pydicom.dcmread(rts)
+    ds.PatientID = "LCTSC-Val-S1-001"
+    ds.save_as(rts)
+    result = run_cli("--root", tmp_path / "root2", "convert", "lctsc", "--raw", raw)
+    assert result.exit_code != 0 and "expected LCTSC-Train-* or LCTSC-Test-*" in result.output

@@ -123,3 +123,20 @@ def test_real_index_lists_the_cards_series():
         rows = read_index(index_path(), *parse_record(card.source.record))
         assert len(rows) == count and {r["license_short_name"] for r in rows} == {licence}
         assert sorted(f.name for f in card.source.files) == sorted(f"{r['crdc_series_uuid']}/" for r in rows)
+
+
+def test_registry_lock_writes_one_pin_per_series(emulator, make_card, tmp_path):
+    from omnimedseg.registry import Card
+    from omnimedseg.registry.card import lint_card
+    from tests.helpers import run_cli
+
+    emu, ct, seg, ai, _ = _serve(emulator)
+    card = make_card("idc", "coll?analysis_result_id=", None, version="v25")
+    result = run_cli("--registry", card.path.parent, "registry", "lock", "emu", "--write")
+    assert result.exit_code == 0, result.output
+    locked = Card.from_toml(card.path)
+    assert {f.name: f.size for f in locked.source.files} == {f"{ct}/": sum(map(len, CT.values())),
+                                                             f"{seg}/": sum(map(len, SEG.values()))}
+    assert not [p for p in lint_card(locked) if "lacks size or hash" in p]
+    download_dataset(locked)  # the written pins verify against the bucket
+    assert (downloads() / seg / "s.dcm").read_bytes() == SEG["s.dcm"]
