@@ -10,7 +10,8 @@ series is split by AcquisitionNumber and the acquisition holding the SEG's refer
 instances is chosen (``formats.dicom_refs``), never a folder or a series by position. AI SEGs
 (IDC analysis result ``bamf_aimi_annotations``, https://doi.org/10.5281/zenodo.8345959) are not
 downloaded (card record filter) and are skipped by description when a full IDC copy is given
-with ``--raw``. Segment labels -> classes by the explicit table below (evidence in the card).
+with ``--raw``. Segment labels -> classes by the explicit table below, else by the segment's
+coded property type (SegmentedPropertyTypeCodeSequence CodeMeaning); evidence in the card.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from omnimedseg.converters.formats.dicom_refs import (
     series_folders,
 )
 
-# card class -> SegmentLabel values that mean it (compared case-insensitively)
+# card class -> SegmentLabel values (or coded property type meanings) that mean it, case-insensitive
 SEGMENT_LABELS = {
     "liver": ("Liver",),
     "liver_tumour": ("Mass", "Liver tumor"),

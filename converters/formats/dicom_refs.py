@@ -156,13 +156,23 @@ def read_referenced_image(ref_path: str | os.PathLike, *image_paths: str | os.Pa
     return image
 
 
-def _pick(path: Path, masks: dict[str, ImageData], names: tuple[str, ...], what: str) -> ImageData:
-    """Union of the masks whose name is one of ``names`` (case-insensitive); an error when none is."""
+def _pick(path: Path, masks: dict[str, ImageData], names: tuple[str, ...], what: str,
+          fallback_field: str | None = None) -> ImageData:
+    """Union of the masks whose name is one of ``names`` (case-insensitive); an error when none is.
+
+    With ``fallback_field`` (SEG: ``"type"``, the SegmentedPropertyType CodeMeaning) masks are
+    matched on that field only when no name matches: a coded type is the SEG's own semantics,
+    a free-text label may differ between annotators.
+    """
     wanted = {n.casefold() for n in names}
     chosen = [m for key, m in masks.items() if m.meta.get("name", key).casefold() in wanted]
+    if not chosen and fallback_field:
+        chosen = [m for m in masks.values() if str(m.meta.get(fallback_field, "")).casefold() in wanted]
     if not chosen:
-        raise ConversionError(f"{path}: no {what} named {' / '.join(names)}; found {sorted(masks)}; expected one "
-                              f"of them (update the card's name table if the release renamed it)")
+        coded = f" (coded types {sorted({str(m.meta.get(fallback_field, '')) for m in masks.values()})})" \
+            if fallback_field else ""
+        raise ConversionError(f"{path}: no {what} named {' / '.join(names)}; found {sorted(masks)}{coded}; expected "
+                              f"one of them (update the card's name table if the release renamed it)")
     out = chosen[0]
     for extra in chosen[1:]:
         out = ImageData(out.array | extra.array, out.affine, meta=out.meta)
@@ -171,12 +181,13 @@ def _pick(path: Path, masks: dict[str, ImageData], names: tuple[str, ...], what:
 
 def read_seg_mask(seg_path: str | os.PathLike, *image_paths: str | os.PathLike,
                   segments: tuple[str, ...]) -> ImageData:
-    """The bool mask of the SEG segment(s) labelled one of ``segments``, on the referenced acquisition."""
+    """The bool mask of the SEG segment(s) labelled one of ``segments`` (else whose coded property
+    type is), on the referenced acquisition."""
     from omnimedseg.converters.formats.dicom_seg import read_seg
 
     path = Path(seg_path)
     _, target = _image_series(path, image_paths)
-    return _pick(path, read_seg(path, target), segments, "segment")
+    return _pick(path, read_seg(path, target), segments, "segment", fallback_field="type")
 
 
 def read_rtstruct_mask(rtstruct_path: str | os.PathLike, *image_paths: str | os.PathLike,

@@ -108,3 +108,36 @@ def test_slices_without_acquisition_number_in_a_multi_phase_series(tmp_path):
     ds.save_as(acqs[1][0])
     with pytest.raises(ConversionError, match="no AcquisitionNumber"):
         split_acquisitions(find_series(tmp_path)[0])
+
+
+def test_seg_segment_found_by_label_else_by_coded_type(realdata, tmp_path):
+    hd = pytest.importorskip("highdicom", reason="SEG fixtures are written with highdicom (test extra)")
+    from pydicom.sr.codedict import codes
+
+    from omnimedseg.converters.formats.dicom_refs import read_seg_mask
+    from omnimedseg.converters.formats.dicom_seg import read_seg
+
+    src = realdata("rtutils_phantom_rtstruct") / "sample"
+    ct = sorted(p for p in src.glob("*.dcm") if p.name != "rt.dcm")
+    decoy = _copy_as_new_series(ct, tmp_path / "decoy")
+    sources = [pydicom.dcmread(p) for p in ct]
+    mask = np.zeros((len(ct), sources[0].Rows, sources[0].Columns, 2), bool)
+    mask[1:3, 100:150, 200:260, 0] = True
+    mask[2, 120:130, 210:220, 1] = True
+    descriptions = [hd.seg.SegmentDescription(
+        segment_number=i + 1, segment_label=label, segmented_property_category=codes.SCT.Tissue,
+        segmented_property_type=code, algorithm_type="MANUAL")
+        for i, (label, code) in enumerate((("ROI one", codes.SCT.Liver), ("Mass", codes.SCT.Mass)))]
+    seg = hd.seg.Segmentation(
+        source_images=sources, pixel_array=mask, segmentation_type="BINARY", segment_descriptions=descriptions,
+        series_instance_uid=generate_uid(), series_number=300, sop_instance_uid=generate_uid(), instance_number=1,
+        manufacturer="t", manufacturer_model_name="t", software_versions="1", device_serial_number="1")
+    path = tmp_path / "seg.dcm"
+    seg.save_as(path)
+    reference = read_seg(path, src)
+    by_type = read_seg_mask(path, *decoy, *ct, segments=("Liver",))  # no label "Liver": its coded type
+    assert np.array_equal(by_type.array, reference["ROI one"].array) and by_type.array.any()
+    by_label = read_seg_mask(path, *decoy, *ct, segments=("mass",))
+    assert np.array_equal(by_label.array, reference["Mass"].array)
+    with pytest.raises(ConversionError, match=r"no segment named Aorta; found \['Mass', 'ROI one'\] \(coded types"):
+        read_seg_mask(path, *ct, segments=("Aorta",))

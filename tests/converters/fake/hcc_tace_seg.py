@@ -20,6 +20,7 @@ from pydicom.uid import generate_uid
 from tests.converters.fake._idc import SHAPE, instance_name, row_for, series_uuid, write_ct, write_fake_index
 
 LABELS = ("Liver", "Mass", "Portal vein", "Abdominal aorta")
+TYPES = ("Liver", "Mass", "PortalVein", "AbdominalAorta")  # SNOMED CT property types (pydicom codes.SCT)
 CLASSES = ("liver", "liver_tumour", "portal_vein", "aorta")
 Z = [0.0, 2.5, 5.0, 7.5, 10.0, 12.5]
 
@@ -39,7 +40,7 @@ def write_seg(root: Path, patient_id: str, sources: list[Path], mask: np.ndarray
     datasets = [pydicom.dcmread(p) for p in sources]
     descriptions = [hd.seg.SegmentDescription(
         segment_number=i + 1, segment_label=label, segmented_property_category=codes.SCT.Tissue,
-        segmented_property_type=codes.SCT.Organ, algorithm_type=algorithm,
+        segmented_property_type=getattr(codes.SCT, TYPES[i]), algorithm_type=algorithm,
         algorithm_identification=None if algorithm == "MANUAL" else hd.AlgorithmIdentificationSequence(
             name="ai", version="1", family=codes.cid7162.ArtificialIntelligence))
         for i, label in enumerate(LABELS)]
