@@ -60,7 +60,11 @@ class S3Downloader(PlatformDownloader):
                     raise
                 return out
             ns = {"s3": "http://s3.amazonaws.com/doc/2006-03-01/"}
-            root = ET.fromstring(response.content)
+            try:
+                root = ET.fromstring(response.content)
+            except ET.ParseError:
+                raise DownloadError(f"S3 listing {endpoint}: expected ListBucketResult XML, found "
+                                    f"{response.content[:40]!r}; retry later or check the endpoint") from None
             for c in root.findall("s3:Contents", ns):
                 out[c.findtext("s3:Key", "", ns)] = (int(c.findtext("s3:Size", "0", ns)), c.findtext("s3:ETag", "", ns))
             if root.findtext("s3:IsTruncated", "false", ns) != "true":

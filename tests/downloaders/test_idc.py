@@ -140,3 +140,18 @@ def test_registry_lock_writes_one_pin_per_series(emulator, make_card, tmp_path):
     assert not [p for p in lint_card(locked) if "lacks size or hash" in p]
     download_dataset(locked)  # the written pins verify against the bucket
     assert (downloads() / seg / "s.dcm").read_bytes() == SEG["s.dcm"]
+
+
+def test_listing_that_is_not_xml_is_one_clear_error(emulator, make_card):
+    from omnimedseg.downloaders.emulators import Reply
+    from omnimedseg.errors import DownloadError
+
+    class Broken(IdcEmulator):  # a proxy answering the listing with an HTML page
+        def listing(self, req, m):
+            return Reply(200, {"Content-Type": "text/html"}, b"<html><body>sign in</body>")
+
+    emu = emulator(Broken)
+    emu.add_series("coll", "P-001", "1.2.3.1", "CT", CT)
+    with pytest.raises(DownloadError, match="expected ListBucketResult XML") as info:
+        IdcDownloader().listing(make_card("idc", "coll", None, version="v25"))
+    assert "\n" not in str(info.value)
