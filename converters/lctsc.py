@@ -29,8 +29,9 @@ from omnimedseg.errors import ConversionError
 # card class -> ROIName values that mean it (compared case-insensitively; evidence in the card)
 ROI_NAMES = {
     "spinal_cord": ("SpinalCord",),
-    "lung_right": ("Lung_R",),
-    "lung_left": ("Lung_L",),
+    # "Lung R" / "Lung L": a public LCTSC loader replaces spaces by underscores before matching these names
+    "lung_right": ("Lung_R", "Lung R"),
+    "lung_left": ("Lung_L", "Lung L"),
     "heart": ("Heart",),
     "esophagus": ("Esophagus",),
 }

@@ -1,6 +1,7 @@
 """Fake LCTSC as IDC serves it: per patient one CT and its RTSTRUCT (".simplified") with the five ROIs.
 
-Contours are squares on pixel edges, so the rasterised masks are known exactly.
+Contours are squares on pixel edges, so the rasterised masks are known exactly. The test patient's
+RTSTRUCT spells the lungs "Lung R" / "lung l" (space, lower case), the variant a public loader handles.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ def make_remote_files(root: Path) -> dict:
         study, frame = generate_uid(), generate_uid()
         ct_uid, (files,) = write_ct(root, patient, study, frame, Z, [1], "CT:RespCT  3.0  B30f  50% Ex", 1)
         tmp = root / "_rtstruct.dcm"
-        make_rtstruct(tmp, files, {roi: [(k, square(*box)) for k, box in BOXES[roi]] for roi in ROIS})
+        names = dict(zip(ROIS, ROIS)) if "Train" in patient else {**dict(zip(ROIS, ROIS)), "Lung_R": "Lung R",
+                                                                   "Lung_L": "lung l"}
+        make_rtstruct(tmp, files, {names[roi]: [(k, square(*box)) for k, box in BOXES[roi]] for roi in ROIS})
         import pydicom
 
         ds = pydicom.dcmread(tmp)
