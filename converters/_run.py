@@ -93,6 +93,14 @@ def collect_cases(card: Card, raw: Path, converter: Converter | None = None) -> 
     return cases
 
 
+def is_complete(out: Path, sample: int | None = None) -> bool:
+    """Whether ``out`` holds a complete conversion of the same kind (all cases, or the same ``--sample``)."""
+    try:
+        return json.loads((out / COMPLETE_MARKER).read_text()).get("sample") == sample
+    except (OSError, ValueError):
+        return False
+
+
 def _contract_problem(card: Card, case: Case) -> str | None:
     """What in a case record breaks the contract with its card (None when it is fine)."""
     classes, channels = set(card.class_names), card.channel_names
@@ -131,17 +139,19 @@ class _Job:
 
 def convert_dataset(card: Card, root: str | os.PathLike | None = None, force: bool = False, workers: int = 1,
                     progress: Progress = SILENT, *, raw: str | os.PathLike | None = None, keep_going: bool = False,
-                    scheduler: str | None = None) -> Path:
+                    scheduler: str | None = None, sample: int | None = None) -> Path:
     """Convert ``card``'s raw data to the standard output; returns the output folder.
 
     ``raw``: an extracted raw tree to use instead of ``<root>/raw/<id>`` (not verified
     against the card; provenance says so). ``keep_going``: a broken case is listed as
     failed in dataset.json instead of stopping the run. ``scheduler``: address of a Dask
     distributed scheduler that converts the cases (else ``workers`` local processes).
+    ``sample``: only the first ``sample`` cases of each split
+    (:func:`~omnimedseg.converters._sample.sample_cases`), recorded in dataset.json.
     A complete output is not redone unless ``force``; an interrupted run resumes.
     """
     out = paths.converted_dir(card.id, card.converter_version, root)
-    if (out / COMPLETE_MARKER).is_file() and not force:
+    if is_complete(out, sample) and not force:
         return out
     raw_verified = raw is None
     raw = Path(raw).expanduser().resolve() if raw is not None else paths.raw_dir(card.id, root)
@@ -151,26 +161,31 @@ def convert_dataset(card: Card, root: str | os.PathLike | None = None, force: bo
         raise DatasetNotFoundError(f"{card.id}: raw data not found in {raw}; {hint}")
     converter = converter_for(card)
     cases = collect_cases(card, raw, converter)
+    if sample is not None:
+        from omnimedseg.converters._sample import sample_cases
+
+        cases = sample_cases(cases, sample)
     label_values = dict(converter.label_values or card.classes)
     if not set(label_values.values()) <= set(card.class_names):
         raise ConversionError(f"{card.id}: label_values name classes {sorted(set(label_values.values()))} "
                               f"but the card ({card.path}) defines {card.class_names}")
-    staging = _open_partial(out, card, raw, raw_verified, keep_going, force)
+    staging = _open_partial(out, card, raw, raw_verified, keep_going, force, sample)
     records = _write_cases(card, cases, label_values, raw, staging, workers, progress, keep_going, scheduler)
     _remove_strays(staging, records)
-    _write_dataset_files(card, cases, records, raw, raw_verified, staging)
+    _write_dataset_files(card, cases, records, raw, raw_verified, staging, sample)
     shutil.rmtree(staging / CASE_RECORDS)
     (staging / RUN_RECORD).unlink()
-    atomic_write_text(staging / COMPLETE_MARKER, json.dumps({"tool_version": __version__}) + "\n")
+    atomic_write_text(staging / COMPLETE_MARKER, json.dumps({"tool_version": __version__, "sample": sample}) + "\n")
     _swap_into_place(staging, out)
     return out
 
 
-def _open_partial(out: Path, card: Card, raw: Path, raw_verified: bool, keep_going: bool, force: bool) -> Path:
+def _open_partial(out: Path, card: Card, raw: Path, raw_verified: bool, keep_going: bool, force: bool,
+                  sample: int | None = None) -> Path:
     """The partial folder of this run; kept from an interrupted run with the same inputs, else started afresh."""
     staging = out.with_name(f".{out.name}.partial")
     run = {"card_sha256": card.sha256, "converter_version": card.converter_version, "tool_version": __version__,
-           "raw": str(raw), "raw_verified": raw_verified}
+           "raw": str(raw), "raw_verified": raw_verified, "sample": sample}
     try:
         previous = json.loads((staging / RUN_RECORD).read_text())
     except (OSError, ValueError):
@@ -625,7 +640,7 @@ def raw_relative(path: Path, raw: Path) -> str:
 # ------------------------------------------------------------------------------ dataset files
 
 def _write_dataset_files(card: Card, cases: list[Case], records: list[dict], raw: Path, raw_verified: bool,
-                         staging: Path) -> None:
+                         staging: Path, sample: int | None = None) -> None:
     done = [r for r in records if r["status"] == "done"]
     entries = [r["entry"] for r in done]
     absent = [{"case_id": r["case_id"], "split": r["split"]} for r in records if r["status"] == "absent"]
@@ -680,8 +695,10 @@ def _write_dataset_files(card: Card, cases: list[Case], records: list[dict], raw
             "dataset_id": card.id, "modality": card.modality, "dimensionality": card.dimensionality,
             "classes": card.class_names, "channels": card.channel_names, "converter": card.converter,
             "converter_version": card.converter_version, "tool_version": __version__, "card_sha256": card.sha256,
-            "license": card.license.spdx, "redistribution": card.license.redistribution,
+            "license": card.license.spdx, "license_status": card.license.status,
+            "license_source": card.license.source, "redistribution": card.license.redistributable,
             "raw_verified": raw_verified, "mask_format": "one binary mask per class per image",
+            "sample": sample,  # N: only the first N cases of each split were converted (convert --sample N)
         },
     }
     _write_json(staging / "dataset.json", dataset)
@@ -694,7 +711,8 @@ def _write_dataset_files(card: Card, cases: list[Case], records: list[dict], raw
 def license_text(card: Card) -> str:
     lic = card.license
     lines = [f"{card.title}", "", f"Licence: {lic.spdx}", f"Licence text: {lic.url}",
-             f"Redistribution of converted data allowed: {'yes' if lic.redistribution else 'NO'}"]
+             f"Licence status: {lic.status} (source: {lic.source or 'not recorded'})",
+             f"Redistribution of converted data allowed: {'yes' if lic.redistributable else 'NO'}"]
     if lic.attribution:
         lines += ["", f"Attribution: {lic.attribution}"]
     if lic.text:

@@ -1,4 +1,4 @@
-"""Safe archive extraction (zip, tar, tar.gz/bz2/xz, and 7z when py7zr is installed).
+"""Safe archive extraction (zip, tar, tar.gz/bz2/xz, 7z when py7zr is installed, RAR via libarchive: ``_rar``).
 
 Every member is checked before anything is written: no absolute paths, no ``..``,
 no links or device files, bounded member count, total size and compression ratio
@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from omnimedseg.errors import DownloadError
 
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".7z")
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".7z", ".rar")
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,10 @@ def extract(archive: Path, target: Path, limits: ExtractionLimits = ExtractionLi
         members = _zip_members(archive)
     elif name.endswith(".7z"):
         members = _7z_members(archive)
+    elif name.endswith(".rar"):
+        from omnimedseg.downloaders._rar import rar_members
+
+        members = rar_members(archive)
     elif tarfile.is_tarfile(archive):
         members = _tar_members(archive)
     else:
@@ -116,6 +120,10 @@ def extract(archive: Path, target: Path, limits: ExtractionLimits = ExtractionLi
 def _write_members(archive: Path, staging: Path, members: list[tuple[PurePosixPath, int, bool]]) -> list[Path]:
     written = []
     root = staging.resolve()
+    if archive.name.lower().endswith(".rar"):
+        from omnimedseg.downloaders._rar import write_rar_members
+
+        return write_rar_members(archive, staging, members)
     if archive.name.lower().endswith(".7z"):
         import py7zr
 

@@ -78,10 +78,13 @@ def verify_dataset(card: Card, root: str | os.PathLike | None = None, repair: bo
     manifest = Manifest.read(folder, card.id)
     status: dict[str, str] = {}
     bad = []
+    partial = set(manifest.extra.get("sample", {}).get("partial", ()))  # download --sample read parts only
     with progress.task(f"verify {card.id}", len(manifest.files), unit="file") as advance:
         for remote in manifest.files:
             target = target_path(folder, remote.name)
-            if not target.is_file():
+            if not target.is_file() and remote.name in partial:
+                status[remote.name] = "sample"
+            elif not target.is_file():
                 status[remote.name] = "missing"
             else:
                 try:
@@ -89,7 +92,7 @@ def verify_dataset(card: Card, root: str | os.PathLike | None = None, repair: bo
                     status[remote.name] = "ok"
                 except ChecksumMismatchError:
                     status[remote.name] = "corrupt"
-            if status[remote.name] != "ok":
+            if status[remote.name] not in ("ok", "sample"):
                 bad.append(remote)
             advance(1)
     if repair and bad:

@@ -43,3 +43,7 @@ class ValidationError(OmnimedsegError, ValueError):
 
 class PluginError(OmnimedsegError, ImportError):
     """A converter or downloader plugin could not be found or loaded."""
+
+
+class LicenceNotAcceptedError(OmnimedsegError, PermissionError):
+    """A dataset whose licence is not verified-open was used without ``--accept-licence``."""

@@ -86,6 +86,11 @@ class License:
     def needs_acceptance(self) -> bool:
         return self.status != "verified-open"
 
+    @property
+    def redistributable(self) -> bool:
+        """Whether converted data may be shared: never for a restricted licence (NC, ND, DUA)."""
+        return self.redistribution and self.status != "restricted"
+
 
 @dataclass(frozen=True)
 class Citation:
@@ -374,6 +379,33 @@ def _parse_citation(f: _Fields) -> Citation:
     if not bibtex.lstrip().startswith("@"):
         raise f.fail("bibtex", "a BibTeX entry starting with '@'", bibtex[:40])
     return Citation(doi=f.get("doi", str), bibtex=bibtex.strip() + "\n")
+
+
+STATUS_MEANING = {
+    "verified-open": "an open licence, stated by the primary source below",
+    "unverified": "the licence has not been confirmed from a primary source; check it yourself",
+    "restricted": "non-commercial, no-derivatives or a data-use agreement: read its terms before use",
+}
+
+
+def require_licence_acceptance(card: Card, accepted: bool, command: str) -> None:
+    """The licence gate: anything not ``verified-open`` needs ``--accept-licence``.
+
+    Raises :class:`LicenceNotAcceptedError` with one block: the licence, its status and the
+    address of the source that states it, and the command to rerun.
+    """
+    lic = card.license
+    if accepted or not lic.needs_acceptance:
+        return
+    from omnimedseg.errors import LicenceNotAcceptedError
+
+    raise LicenceNotAcceptedError(
+        f"{card.id}: the licence must be accepted before '{command}' ({lic.status}).\n"
+        f"  licence:        {lic.spdx} ({lic.url})\n"
+        f"  status:         {lic.status}: {STATUS_MEANING[lic.status]}\n"
+        f"  source:         {lic.source or 'none recorded in ' + str(card.path)}\n"
+        f"  redistribution: {'allowed' if lic.redistributable else 'NOT allowed'} for converted data\n"
+        f"Read the licence; if you accept it, run: omnimedseg {command} {card.id} --accept-licence")
 
 
 def lint_card(card: Card) -> list[str]:

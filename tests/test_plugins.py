@@ -94,6 +94,14 @@ def test_new_scaffolds_files_that_parse_and_are_flagged_until_done(tmp_path):
     card = Card.from_toml(card_path)  # required fields present: the card loads
     problems = lint_card(card)
     assert any("TODO markers" in p for p in problems) and any("lacks size or hash" in p for p in problems)
+    assert not any("medsegdb" in p for p in problems)  # every scaffolded class is accounted for
+    assert (card.license.status, card.verified_on) == ("unverified", "generated-layout")
+    assert card.license.source.startswith("TODO(my_polyps)") and card.license.needs_acceptance
+    assert card.medsegdb_unmapped == {"todo_class": "TODO(my_polyps): map it under tasks, or say why MedSegDB "
+                                                    "has no task for it"}
+    from omnimedseg.data.medsegdb import LabelTree
+
+    assert LabelTree.load().card_tasks(card) == {"todo_class": None}
     for rel in ("converters/my_polyps.py", "tests/converters/fake/my_polyps.py",
                 "tests/converters/test_my_polyps.py"):
         assert "TODO(my_polyps)" in (tmp_path / rel).read_text()

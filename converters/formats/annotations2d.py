@@ -77,7 +77,15 @@ def read_palette_mask(path: PathLike, palette: Mapping[str, Colour | Sequence[Co
     if path.suffix.lower() in LOSSY_SUFFIXES:
         raise ConversionError(f"{path}: colour-coded mask stored as lossy JPEG; expected PNG/TIFF/BMP; colours "
                               f"at edges are not recoverable exactly")
-    array = read_image(path).array
+    return palette_masks(read_image(path).array, palette, background, path)
+
+
+def palette_masks(array: np.ndarray, palette: Mapping[str, Colour | Sequence[Colour]],
+                  background: Colour = (0, 0, 0), path: PathLike = "<array>") -> dict[str, np.ndarray]:
+    """The pixels of a colour-coded mask -> {class name: bool mask}; see :func:`read_palette_mask`.
+
+    For masks that are part of a larger file (e.g. the right half of a side-by-side PNG).
+    """
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=2)
     if array.dtype != np.uint8:

@@ -36,9 +36,24 @@ def _open(path: Path) -> Image.Image:
     return image
 
 
+def _upright(image: Image.Image) -> tuple[Image.Image, int]:
+    """The image as viewers show it: a JPEG's EXIF Orientation (2..8) is applied to the pixels.
+
+    Cameras (fundus cameras, phones) store pixels in sensor order and flag the rotation in
+    EXIF; viewers and OpenCV's imread apply it, Pillow does not. Annotations are drawn on
+    the displayed image, so the stored pixels are turned the same way (Pillow's exif_transpose).
+    """
+    from PIL import ImageOps
+
+    orientation = image.getexif().get(0x0112, 1) if image.format == "JPEG" else 1
+    if orientation in (2, 3, 4, 5, 6, 7, 8):
+        image = ImageOps.exif_transpose(image)
+    return image, orientation
+
+
 def read_image(path: Path) -> ImageData:
-    """Read a 2D image keeping bit depth and colour (16-bit stays 16-bit)."""
-    image = _open(Path(path))
+    """Read a 2D image keeping bit depth and colour (16-bit stays 16-bit); JPEG EXIF orientation applied."""
+    image, orientation = _upright(_open(Path(path)))
     mode = image.mode
     if mode not in _KEPT_MODES:
         raise ConversionError(f"{path}: unsupported image mode {mode!r}; expected one of {', '.join(_KEPT_MODES)}")
@@ -55,7 +70,7 @@ def read_image(path: Path) -> ImageData:
     array = np.asarray(image)
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("="))
-    return ImageData(array)
+    return ImageData(array, meta={"exif_orientation": orientation} if orientation != 1 else {})
 
 
 def _grey(path: Path) -> np.ndarray:

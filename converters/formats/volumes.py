@@ -284,17 +284,37 @@ def read_label_volume(path: PathLike) -> ImageData:
     return ImageData(integral_labels(image.array, path), image.affine, image.spacing, dict(image.meta))
 
 
-def read_label_class(path: PathLike, *, values: Sequence[int]) -> ImageData:
+def read_label_class(path: PathLike, *, values: Sequence[int], known: Sequence[int] | None = None) -> ImageData:
     """Bool mask of the voxels whose label is in ``values`` (several ids may make one class).
 
     Use through ``functools.partial(read_label_class, values=(2, 3))`` when a dataset's
-    label ids do not map one-to-one onto the card's classes.
+    label ids do not map one-to-one onto the card's classes. ``known`` lists every id the
+    dataset defines (all classes together): a value outside it (and 0) is an error, so an
+    undocumented label is never dropped silently.
     """
     label = read_label_volume(path)
+    if known is not None:
+        unknown = sorted(set(np.unique(label.array).tolist()) - set(known) - {0})
+        if unknown:
+            raise ConversionError(f"{path}: label values {unknown[:10]} are not among the dataset's documented "
+                                  f"label ids; expected only {_ranges(known)} (0 = background)")
     values = list(values)
     # One id (a binary mask file): a comparison keeps the memory layout; np.isin copies the volume first.
     mask = label.array == values[0] if len(values) == 1 else np.isin(label.array, values)
     return ImageData(mask, label.affine, label.spacing, label.meta)
+
+
+def _ranges(values: Sequence[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3, 7"`` for error messages."""
+    out, run = [], []
+    for v in sorted(set(int(x) for x in values)):
+        if run and v != run[-1] + 1:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+            run = []
+        run.append(v)
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ", ".join(out)
 
 
 def labels_to_masks(labels: np.ndarray, classes: Mapping[int, str] | None, path: PathLike,
@@ -458,6 +478,56 @@ def read_mat_volume(path: PathLike, reference: PathLike | None = None, *, variab
     return _with_geometry(_reorder(array, axes, path), path, reference, spacing, affine, binary)
 
 
+def read_mat_array(path: PathLike, variable: str) -> np.ndarray:
+    """A MATLAB variable (``a/b`` for struct fields) in MATLAB's index order, v5/v7 or v7.3.
+
+    For small side files (fold indices, tables); images go through :func:`read_mat_image` or
+    :func:`read_mat_volume`.
+    """
+    path = Path(path)
+    _missing(path)
+    return _load_mat_variable(path, variable)
+
+
+def _image_dtype(array: np.ndarray, path: Path, variable: str) -> np.ndarray:
+    """Integer pixels as uint8/uint16 (what PNG stores); signed MATLAB images must be non-negative."""
+    if array.dtype in (np.uint8, np.uint16):
+        return array
+    if array.dtype.kind in "iu" or (array.dtype.kind == "f" and np.array_equal(array, np.rint(array))):
+        low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+        if low >= 0 and high <= 65535:
+            return array.astype(np.uint8 if high <= 255 and array.dtype.itemsize == 1 else np.uint16)
+        raise ConversionError(f"{path}: {variable} holds values {low:g}..{high:g}; expected 0..65535 grey levels")
+    raise ConversionError(f"{path}: {variable} is {array.dtype} with fractional values; expected integer grey levels")
+
+
+def read_mat_image(path: PathLike, *, variable: str, binary: bool = False,
+                   only_if: Mapping[str, float] | None = None) -> ImageData:
+    """2D variable from a MATLAB file as (rows, cols) exactly as MATLAB indexes it (``A(row, col)``).
+
+    v7.3 files are HDF5, where h5py shows MATLAB's column-major arrays transposed; they are
+    transposed back (see :func:`read_mat_volume`), so the PNG looks like MATLAB's ``imshow(A)``.
+    ``binary=True`` returns a bool mask (values must be 0/1). ``only_if`` maps other scalar
+    variables to the value they must hold for the mask to be returned; otherwise the mask is
+    empty (e.g. a per-type class from one tumour mask plus a type code).
+    """
+    path = Path(path)
+    _missing(path)
+    array = np.squeeze(_load_mat_variable(path, variable))
+    if array.ndim != 2:
+        raise ConversionError(f"{path}: {variable} has shape {array.shape}; expected a 2D image")
+    if not binary:
+        return ImageData(_image_dtype(array, path, variable))
+    mask = check_binary(array, f"{path}:{variable}")
+    for other, value in (only_if or {}).items():
+        found = np.asarray(_load_mat_variable(path, other)).ravel()
+        if found.size != 1:
+            raise ConversionError(f"{path}: {other} has {found.size} values; expected one scalar")
+        if float(found[0]) != float(value):
+            mask = np.zeros_like(mask)
+    return ImageData(mask)
+
+
 def stack_slice_masks(reference: PathLike, *slices: PathLike, axis: int = 2, transpose: bool = False,
                       flip_rows: bool = False, flip_cols: bool = False) -> ImageData:
     """Per-slice 2D masks (PNG/JPEG/TIFF, in slice order) stacked onto ``reference``'s grid.
@@ -494,6 +564,6 @@ def stack_slice_masks(reference: PathLike, *slices: PathLike, axis: int = 2, tra
 
 __all__ = ["ITK_SUFFIXES", "LPS_TO_RAS", "NIFTI_SUFFIXES", "VOLUME_SUFFIXES", "instances_to_semantic",
            "integral_labels", "itk_affine", "labels_to_masks", "read_geometry", "read_hdf5_volume",
-           "load_nifti", "read_instance_mask", "read_label_class", "read_label_volume", "read_mat_volume", "read_volume",
-           "read_volume_channel",
+           "load_nifti", "read_instance_mask", "read_label_class", "read_label_volume", "read_mat_array",
+           "read_mat_image", "read_mat_volume", "read_volume", "read_volume_channel",
            "stack_slice_masks"]

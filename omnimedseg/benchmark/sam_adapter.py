@@ -52,10 +52,11 @@ class SamInteractiveModel(InteractiveModel):
     def _context(self, meta: dict) -> list[int]:
         from dataclasses import replace
 
-        from omnimedseg.data.medsegdb import LabelTree
+        from omnimedseg.data.medsegdb import LabelTree, dataset_tasks
 
         tree = LabelTree.load()
-        context = tree.context_for_class(meta.get("modality", ""), meta.get("class_name", ""))
+        tasks = dataset_tasks(meta["dataset"]) if meta.get("dataset") else None  # the card's mapping first
+        context = tree.context_for_class(meta.get("modality", ""), meta.get("class_name", ""), tasks)
         if context.organ is None and self.organ_fallback:
             organ = tree.organ_indices(self.organ_fallback)
             if organ is None:

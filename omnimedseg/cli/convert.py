@@ -19,18 +19,24 @@ from omnimedseg.cli import Env, pass_env
 @click.option("--keep-going", is_flag=True, help="List broken cases as failed (in dataset.json) and convert the rest.")
 @click.option("--scheduler", metavar="ADDRESS", help="Send cases to this Dask distributed scheduler.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--accept-licence", "--accept-license", "accept_licence", is_flag=True,
+              help="Accept the dataset's licence (needed when its status is not verified-open).")
+@click.option("--sample", type=click.IntRange(1), default=None,
+              help="Convert only the first N cases of each split (what 'download --sample N' fetched).")
 @pass_env
 def convert(env: Env, dataset_id: str, force: bool, workers: int, raw_dir: str | None, keep_going: bool,
-            scheduler: str | None, as_json: bool) -> None:
+            scheduler: str | None, as_json: bool, accept_licence: bool, sample: int | None) -> None:
     """Convert DATASET_ID's raw files into <root>/converted/DATASET_ID/<converter version>."""
     from omnimedseg import paths
-    from omnimedseg.converters._run import COMPLETE_MARKER, convert_dataset
+    from omnimedseg.converters._run import convert_dataset, is_complete
+    from omnimedseg.registry.card import require_licence_acceptance
 
     card = env.card(dataset_id)
+    require_licence_acceptance(card, accept_licence, "convert")
     out = paths.converted_dir(card.id, card.converter_version, env.root)
-    already = (out / COMPLETE_MARKER).is_file() and not force
+    already = is_complete(out, sample) and not force
     out = convert_dataset(card, env.root, force=force, workers=workers, progress=env.progress, raw=raw_dir,
-                          keep_going=keep_going, scheduler=scheduler)
+                          keep_going=keep_going, scheduler=scheduler, sample=sample)
     dataset = json.loads((out / "dataset.json").read_text())
     cases, absent, failed = dataset["cases"], dataset.get("absent", []), dataset.get("failed", [])
     if as_json:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from omnimedseg.cli import Env, pass_env
+from omnimedseg.errors import UsageError
 
 
 @click.command()
@@ -19,19 +20,36 @@ from omnimedseg.cli import Env, pass_env
 @click.option("--engine", type=click.Choice(["default", "zenodo-get"]), default="default", show_default=True,
               help="Transfer engine; zenodo-get (optional extra, AGPL-3.0) works for Zenodo only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--accept-licence", "--accept-license", "accept_licence", is_flag=True,
+              help="Accept the dataset's licence (needed when its status is not verified-open).")
+@click.option("--sample", type=click.IntRange(1), default=None,
+              help="Fetch only what 'convert --sample N' needs: N cases per split (ZIP members by HTTP Range).")
 @pass_env
 def download(env: Env, dataset_id: str, sources: tuple[Path, ...], offline: bool, jobs: int, engine: str,
-             as_json: bool) -> None:
+             as_json: bool, accept_licence: bool, sample: int | None) -> None:
     """Download DATASET_ID into <root>/downloads and unpack it into <root>/raw."""
     from omnimedseg.downloaders import download_dataset
+    from omnimedseg.registry.card import require_licence_acceptance
 
     card = env.card(dataset_id)
+    require_licence_acceptance(card, accept_licence, "download")
     if card.access.kind != "open" and not sources and not offline:
         env.echo(card.access.instructions)
-    raw = download_dataset(card, env.root, sources=list(sources), offline=offline, progress=env.progress,
-                           jobs=jobs, engine=engine)
-    if as_json:
-        click.echo(json.dumps({"dataset": card.id, "raw": str(raw)}))
+    if sample is not None:
+        from omnimedseg.converters._sample import SAMPLE_MARKER
+        from omnimedseg.downloaders._sample import download_sample
+
+        if offline or engine != "default":
+            raise UsageError("--sample fetches from the platform: it cannot be combined with --offline or --engine")
+        raw = download_sample(card, sample, env.root, sources=list(sources), progress=env.progress, jobs=jobs)
+        if not (raw / SAMPLE_MARKER).is_file():
+            env.echo(f"{card.id}: the full release is already in {raw}; --sample fetched nothing")
     else:
-        env.echo(f"{card.id}: raw files verified in {raw}")
-        env.echo(f"next: omnimedseg convert {card.id}")
+        raw = download_dataset(card, env.root, sources=list(sources), offline=offline, progress=env.progress,
+                               jobs=jobs, engine=engine)
+    if as_json:
+        click.echo(json.dumps({"dataset": card.id, "raw": str(raw), "sample": sample}))
+    else:
+        env.echo(f"{card.id}: raw files verified in {raw}" + (f" (a sample: {sample} case(s) per split)"
+                                                               if sample else ""))
+        env.echo(f"next: omnimedseg convert {card.id}" + (f" --sample {sample}" if sample else ""))

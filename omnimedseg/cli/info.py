@@ -33,7 +33,8 @@ def info(env: Env, dataset_id: str, as_json: bool) -> None:
     click.echo(f"{card.id}: {card.title}")
     click.echo(card.description.strip())
     for key in ("homepage", "modality", "dimensionality", "classes", "platform", "record", "version", "license",
-                "redistribution", "converter", "converter_version", "downloads", "raw", "converted",
+                "license_status", "license_source", "verified_on", "redistribution", "converter",
+                "converter_version", "downloads", "raw", "converted",
                 "converted_complete"):
         click.echo(f"  {key:<18} {data[key]}")
     click.echo("  files:")

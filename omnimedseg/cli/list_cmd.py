@@ -13,7 +13,7 @@ def card_summary(card) -> dict:
     return {"id": card.id, "title": card.title, "modality": card.modality, "dimensionality": card.dimensionality,
             "classes": card.class_names, "license": card.license.spdx, "license_status": card.license.status,
             "license_source": card.license.source, "verified_on": card.verified_on,
-            "redistribution": card.license.redistribution, "platform": card.source.platform,
+            "redistribution": card.license.redistributable, "platform": card.source.platform,
             "record": card.source.record, "access": card.access.kind, "card": str(card.path)}
 
 
@@ -43,12 +43,15 @@ def list_command(env: Env, modality, dimensionality, licence, platform, plugins,
     if as_json:
         click.echo(json.dumps([card_summary(c) for c in cards], indent=2))
         return
-    rows = [("ID", "MODALITY", "DIM", "LICENCE", "PLATFORM", "CLASSES")]
-    rows += [(c.id, c.modality, f"{c.dimensionality}D", c.license.spdx + ("" if c.license.redistribution else "*"),
-              c.source.platform, str(len(c.classes))) for c in cards]
+    rows = [("ID", "MODALITY", "DIM", "PLATFORM", "LICENCE", "LICENCE STATUS", "VERIFIED ON", "CLASSES")]
+    rows += [(c.id, c.modality, f"{c.dimensionality}D", c.source.platform,
+              c.license.spdx + ("" if c.license.redistributable else "*"), c.license.status, c.verified_on,
+              str(len(c.classes))) for c in cards]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
-    if any(not c.license.redistribution for c in cards):
+    if any(not c.license.redistributable for c in cards):
         env.echo("* redistribution of converted data not allowed")
+    if any(c.license.needs_acceptance for c in cards):
+        env.echo("download/convert of a dataset whose licence status is not verified-open needs --accept-licence")
     env.echo(f"{len(cards)} dataset(s)", level=1)

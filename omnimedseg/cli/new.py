@@ -23,9 +23,17 @@ description = "TODO({id}): what the images show, how many, who annotated them."
 homepage = "TODO({id}): https://..."
 modality = "CT"  # TODO({id}): one of CT, MRI, X-ray, ultrasound, fundus, endoscopy, dermoscopy, microscopy, OCT
 dimensionality = {dim}
+# What the converter has been run on: "generated-layout" (fake files in the exact layout) or "real-files".
+verified_on = "generated-layout"
 
 [classes]
 1 = "todo_class"  # TODO({id}): label id -> snake_case class name, consecutive from 1
+
+# MedSegX context: class -> MedSegDB task (task_order in omnimedseg/data/medsegdb_hierarchy.json),
+# e.g. tasks = {{ liver = "Liver" }}; a class with no task goes under unmapped with the reason.
+[medsegdb]
+tasks = {{}}
+unmapped = {{ todo_class = "TODO({id}): map it under tasks, or say why MedSegDB has no task for it" }}
 
 [source]
 platform = "zenodo"  # TODO({id}): zenodo, figshare, mendeley, dataverse, tcia, github, osf, kaggle, http, s3
@@ -40,6 +48,10 @@ extract = true
 spdx = "TODO({id})"
 url = "TODO({id}): link to the licence text"
 redistribution = false  # TODO({id}): true only if the licence allows sharing converted data
+# "verified-open" only once a primary source states an open licence; "restricted" for NC, ND or a
+# data-use agreement. Anything but verified-open makes download/convert ask for --accept-licence.
+status = "unverified"
+source = "TODO({id}): https://... address of the primary source that states the licence"
 
 [citation]
 doi = "TODO({id})"

@@ -116,3 +116,65 @@ def update_card(path: Path, version: str, files_text: str, platform: str | None 
     new = text[:section.start()] + body.rstrip("\n") + "\n\n" + files_text + "\n" + text[section.end():].lstrip("\n")
     Card.from_toml(path, new)  # never write a card that does not load
     atomic_write_text(path, new)
+
+
+DATASETS_DOC = Path("docs") / "datasets.md"
+
+
+@registry.command("docs")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=DATASETS_DOC, show_default=True,
+              help="Where to write the catalogue (run from the repository root).")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 when OUTPUT differs from the built-in cards.")
+@pass_env
+def docs_command(env: Env, output: Path, check: bool) -> None:
+    """Write docs/datasets.md from the built-in cards (one row per card: modality, platform, licence...)."""
+    from omnimedseg.errors import ValidationError
+    from omnimedseg.files import atomic_write_text
+    from omnimedseg.registry import Card, builtin_card_paths
+
+    text = datasets_markdown([Card.from_toml(p) for p in builtin_card_paths()])
+    if check:
+        current = output.read_text(encoding="utf-8") if output.is_file() else ""
+        if current != text:
+            raise ValidationError(f"{output} is not current with the registry cards; "
+                                  f"run: omnimedseg registry docs --output {output}")
+        env.echo(f"{output} is current")
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output, text)
+    env.echo(f"wrote {output}")
+
+
+def datasets_markdown(cards) -> str:
+    """The dataset catalogue page: a table of every card, then each card's licence and classes."""
+    def cell(value) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["# Datasets", "",
+             "Generated from the cards in `registry/` by `omnimedseg registry docs`; do not edit by hand",
+             "(`tests/test_registry.py` fails when this page and the cards disagree).", "",
+             "`licence status`: `verified-open` (an open licence stated by the primary source), `unverified`",
+             "(not yet confirmed from a primary source) or `restricted` (non-commercial, no-derivatives or a",
+             "data-use agreement). `download` and `convert` of anything not `verified-open` need",
+             "`--accept-licence`. `verified on`: what the converter has been run on, the release's `real-files`",
+             "or files generated in its exact `generated-layout`. `*`: converted data must not be redistributed.",
+             "",
+             "| id | dataset | modality | dim | platform | licence | licence status | verified on | classes |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for c in sorted(cards, key=lambda c: c.id):
+        lic = c.license
+        lines.append(f"| `{c.id}` | {cell(c.title)} | {c.modality} | {c.dimensionality}D | {c.source.platform} | "
+                     f"{cell(lic.spdx)}{'' if lic.redistributable else '*'} | {lic.status} | {c.verified_on} | "
+                     f"{len(c.classes)} |")
+    for c in sorted(cards, key=lambda c: c.id):
+        lic = c.license
+        lines += ["", f"## {c.id}", "", f"{cell(c.title)}. Homepage: <{c.homepage}>.", "",
+                  f"- source: {c.source.platform} record `{c.source.record}`, version `{c.source.version}`",
+                  f"- licence: [{lic.spdx}]({lic.url}), status `{lic.status}`, stated at <{lic.source}>" if lic.source
+                  else f"- licence: [{lic.spdx}]({lic.url}), status `{lic.status}`, no primary source recorded",
+                  f"- converted data redistributable: {'yes' if lic.redistributable else 'no'}",
+                  f"- citation: doi:{c.citation.doi}",
+                  "- classes (MedSegDB task): " + ", ".join(
+                      f"`{name}` ({c.medsegdb_tasks.get(name) or 'none: ' + c.medsegdb_unmapped.get(name, '?')})"
+                      for name in c.class_names)]
+    return "\n".join(lines) + "\n"

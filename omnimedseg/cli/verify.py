@@ -34,3 +34,6 @@ def verify(env: Env, dataset_id: str, repair: bool, jobs: int, as_json: bool) ->
                                     f"run: omnimedseg verify {card.id} --repair")
     if not as_json:
         env.echo(f"{card.id}: {len(status)} files verified")
+        if "sample" in status.values():
+            env.echo(f"{card.id}: only a sample (download --sample) is here, not the full release; members are "
+                     f"verified by CRC-32 on arrival; for everything run: omnimedseg download {card.id}")

@@ -6,7 +6,9 @@ of every class, from the MedSegDB label tree:
 ============  ================================================================
 ``context``   tuple of :class:`~omnimedseg.data.medsegdb.TaskContext`, one per class
 ``unmapped``  class names with no MedSegDB task (their context is the unseen-task
-              row, ``seen=False``); empty when every class maps
+              row, ``seen=False``); empty when every class maps. The card's
+              ``[medsegdb] tasks`` mapping decides first, name aliases only as fallback;
+              :attr:`DatasetCollection.unmapped` gives each unmapped class's reason
 ============  ================================================================
 
 Volumes (3D datasets) are served as 2D slices (:class:`SliceDataset`) by default,
@@ -32,6 +34,7 @@ class ClassMapping:
     dataset: str
     class_name: str
     context: TaskContext
+    reason: str = ""  # why the card gives no MedSegDB task (its medsegdb.unmapped entry)
 
     @property
     def mapped(self) -> bool:
@@ -114,9 +117,12 @@ class DatasetCollection:
                              f"run: omnimedseg info <id> to see its splits")
         self._contexts: list[tuple[TaskContext, ...]] = []
         self._unmapped: list[list[str]] = []
+        by_id = {card.id: card for card in cards}
         for dataset in self.datasets:
-            contexts = tuple(tree.context_for_class(dataset.modality, c) for c in dataset.class_names)
-            self.mappings.extend(ClassMapping(dataset.dataset_id, c, ctx)
+            card = by_id[dataset.dataset_id]
+            tasks = tree.card_tasks(card)
+            contexts = tuple(tree.context_for_class(dataset.modality, c, tasks) for c in dataset.class_names)
+            self.mappings.extend(ClassMapping(dataset.dataset_id, c, ctx, card.medsegdb_unmapped.get(c, ""))
                                  for c, ctx in zip(dataset.class_names, contexts))
             self._contexts.append(contexts)
             self._unmapped.append([c for c, ctx in zip(dataset.class_names, contexts) if not ctx.seen])
@@ -124,7 +130,7 @@ class DatasetCollection:
             bad = [f"{m.dataset}:{m.class_name}" for m in self.mappings if not m.mapped]
             if bad:
                 raise UsageError(f"classes with no MedSegDB task: {bad}; expected every class to map "
-                                 f"(add an alias in omnimedseg.data.medsegdb.CLASS_ALIASES or pass require_mapped=False)")
+                                 f"(map it in the card's [medsegdb] tasks or pass require_mapped=False)")
         self.transform = transform
         self._ends: list[int] = []
         total = 0

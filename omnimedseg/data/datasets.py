@@ -69,6 +69,7 @@ class ConvertedDataset:
                  transform: Callable[[dict], dict] | None = None, labelled_only: bool = True,
                  registry_dirs: Sequence[str] = (), rater: str | None = None):
         self.folder, self.info = open_converted(dataset_id, root, registry_dirs)
+        self.registry_dirs = tuple(registry_dirs)  # where its card (and [medsegdb] mapping) was found
         meta = self.info["omnimedseg"]
         self.dataset_id, self.modality = meta["dataset_id"], meta["modality"]
         self.class_names: list[str] = list(meta["classes"])

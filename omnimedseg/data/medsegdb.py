@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -103,10 +104,31 @@ class LabelTree:
         name = CLASS_ALIASES.get(class_name) or "".join(p.capitalize() for p in class_name.split("_"))
         return name if name in self.tasks or self.organ_indices(name) is not None else None
 
-    def context_for_class(self, modality: str, class_name: str) -> TaskContext:
-        """Context of a registry class; unmapped classes get the unseen-task row and say so."""
-        task = self.task_for_class(class_name)
+    def card_tasks(self, card) -> dict[str, str | None]:
+        """A card's ``[medsegdb]``: class -> MedSegDB task, ``None`` for its ``unmapped`` classes.
+
+        Every task is checked against the tree; a task the tree lacks is an error naming the card.
+        """
+        strangers = {c: t for c, t in card.medsegdb_tasks.items() if re.sub(r"\d+$", "", t) not in self.tasks}
+        if strangers:
+            raise UsageError(f"{card.path}: [medsegdb] tasks {strangers} are not tasks of the MedSegDB label tree; "
+                             f"expected names from task_order in omnimedseg/data/medsegdb_hierarchy.json "
+                             f"(e.g. Liver, Kidney) or list the class under medsegdb.unmapped")
+        return {**dict.fromkeys(card.medsegdb_unmapped), **card.medsegdb_tasks}
+
+    def context_for_class(self, modality: str, class_name: str,
+                          tasks: Mapping[str, str | None] | None = None) -> TaskContext:
+        """Context of a registry class: the card's mapping (:meth:`card_tasks`) first, aliases only as
+        fallback; unmapped classes get the unseen-task row and say so."""
+        task = tasks[class_name] if tasks and class_name in tasks else self.task_for_class(class_name)
         return self.context(modality, task if task is not None else class_name, unseen=task is None)
+
+
+def dataset_tasks(dataset_id: str, registry_dirs: Sequence[str] = ()) -> dict[str, str | None]:
+    """:meth:`LabelTree.card_tasks` of a registered dataset."""
+    from omnimedseg.registry import load_registry
+
+    return LabelTree.load().card_tasks(load_registry(registry_dirs).get(dataset_id))
 
 
 def parse_task_folder(name: str) -> tuple[str, str]:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from omnimedseg.data.medsegdb import MODALITY_TO_MEDSEGDB, LabelTree, MedSegDBDataset, TaskContext
+from omnimedseg.data.medsegdb import MODALITY_TO_MEDSEGDB, LabelTree, MedSegDBDataset, TaskContext, dataset_tasks
 from omnimedseg.data.preprocessing import box_from_mask, model_input, resize_mask
 from omnimedseg.models.checkpoints import read_checkpoint
 from omnimedseg.models.config import ModelConfig
@@ -130,7 +130,8 @@ class PromptedSamples:
             stem = case["case_id"]
         contexts = self._contexts.get(dataset.dataset_id)
         if contexts is None:
-            contexts = [self.tree.context_for_class(dataset.modality, c) for c in dataset.class_names]
+            tasks = dataset_tasks(dataset.dataset_id, getattr(dataset, "registry_dirs", ()))
+            contexts = [self.tree.context_for_class(dataset.modality, c, tasks) for c in dataset.class_names]
             self._contexts[dataset.dataset_id] = contexts
         modality = MODALITY_TO_MEDSEGDB.get(dataset.modality, dataset.modality)
         meta = {"group": "converted", "shift": None, "dataset": dataset.dataset_id, "sequence": None,

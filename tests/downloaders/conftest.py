@@ -29,6 +29,8 @@ version = "{version}"
 spdx = "CC-BY-4.0"
 url = "https://creativecommons.org/licenses/by/4.0/"
 redistribution = true
+status = "verified-open"
+source = "https://creativecommons.org/licenses/by/4.0/"
 
 [citation]
 doi = "10.0/test"

@@ -1,0 +1,40 @@
+"""BBBC038 / DSB2018 stage 1 train: one binary PNG per nucleus (registry/bbbc038_stage1_train.toml).
+
+Raw layout (``stage1_train.zip``, extracted by the core)::
+
+    <image id>/images/<image id>.png      RGBA with an opaque alpha (dropped), grey-looking or colour
+    <image id>/masks/<mask id>.png        one binary mask per nucleus, 0/255
+
+Sources: catalogue #91 and torch-em ``light_microscopy/dsb.py``. The masks of an image are
+merged by :func:`merge_instance_masks` into the class's instance map (ids ordered by mask
+file name); the core derives the binary mask from it. Counts come from the mask files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from omnimedseg.converters import Case, Converter, Source
+from omnimedseg.converters.formats.instances import merge_instance_masks
+from omnimedseg.converters.formats.masks2d import read_image_without_alpha
+from omnimedseg.errors import ConversionError
+
+
+class Bbbc038Stage1Train(Converter):
+    def cases(self, raw_dir: Path) -> Iterator[Case]:
+        folders = sorted(p for p in raw_dir.iterdir() if (p / "images").is_dir())
+        if not folders:
+            raise ConversionError(f"{raw_dir}: no <image id>/images/ folders; expected stage1_train.zip's "
+                                  f"<id>/images/<id>.png + <id>/masks/*.png at the top of the raw folder")
+        for folder in folders:
+            masks = sorted(p for p in (folder / "masks").glob("*.png") if not p.name.startswith("._"))
+            if not masks:  # every stage 1 training image has at least one nucleus
+                raise ConversionError(f"{folder / 'masks'}: no mask files; expected one PNG per nucleus")
+            yield Case(
+                case_id=folder.name,
+                image=Source(folder / "images" / f"{folder.name}.png", read_image_without_alpha),
+                split="train",
+                instances={"nucleus": Source(masks, merge_instance_masks)},
+                meta={"nuclei": len(masks)},
+            )

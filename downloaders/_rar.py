@@ -1,0 +1,98 @@
+"""RAR archives (RAR 4 and RAR 5), read through libarchive.
+
+RAR is a proprietary format: no free library writes it, and Python has no reader of its
+own. libarchive (the C library behind ``bsdtar``; BSD-licensed, maintained, reads RAR 4
+and RAR 5 including compressed members) is reached through its ``libarchive-c`` binding,
+so no ``unrar`` binary is needed. Install: ``pip install libarchive-c`` plus the system
+library (Debian/Ubuntu ``apt-get install libarchive13``, macOS ``brew install libarchive``).
+
+The download layer's safety rules apply unchanged (``_archives.extract`` calls these two
+functions): names are checked by the same rule as zip/tar members, links and special
+files are refused, and each member is copied with the same bound on its declared size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+from omnimedseg.errors import DownloadError
+
+INSTALL_HINT = ("RAR archives need libarchive: pip install libarchive-c, plus the system library "
+                "(apt-get install libarchive13 / brew install libarchive)")
+
+
+def _libarchive(archive: Path):
+    try:
+        import libarchive
+    except (ImportError, OSError, AttributeError) as exc:  # the binding raises if libarchive.so is absent
+        raise DownloadError(f"{archive}: cannot read RAR ({exc}); {INSTALL_HINT}") from None
+    return libarchive
+
+
+def _reading(archive: Path):
+    libarchive = _libarchive(archive)
+    try:
+        return libarchive.file_reader(str(archive))
+    except libarchive.ArchiveError as exc:
+        raise DownloadError(f"{archive}: not a readable RAR archive ({exc}); "
+                            f"re-download with: omnimedseg download <dataset> --force") from None
+
+
+class _Blocks:
+    """File-like view of libarchive's data blocks, for ``_archives._bounded_copy``."""
+
+    def __init__(self, entry):
+        self._blocks = iter(entry.get_blocks())
+
+    def read(self, _size: int = -1) -> bytes:
+        return next(self._blocks, b"")
+
+
+def _checked(archive: Path, entry) -> tuple[PurePosixPath, int, bool]:
+    from omnimedseg.downloaders._archives import _checked_member_path
+
+    name = entry.pathname
+    if entry.issym or entry.islnk:
+        raise DownloadError(f"{archive}: refusing link member {name!r}")
+    if not (entry.isfile or entry.isdir):
+        raise DownloadError(f"{archive}: refusing special file member {name!r}")
+    return _checked_member_path(archive, name), int(entry.size or 0), bool(entry.isdir)
+
+
+def rar_members(archive: Path) -> list[tuple[PurePosixPath, int, bool]]:
+    """(safe relative path, declared size, is directory) of every member; refuses links and devices."""
+    libarchive = _libarchive(archive)
+    try:
+        with _reading(archive) as reader:
+            return [_checked(archive, entry) for entry in reader]
+    except libarchive.ArchiveError as exc:
+        raise DownloadError(f"{archive}: damaged RAR archive ({exc}); "
+                            f"re-download with: omnimedseg download <dataset> --force") from None
+
+
+def write_rar_members(archive: Path, staging: Path, members: list[tuple[PurePosixPath, int, bool]]) -> list[Path]:
+    """Write the members listed by :func:`rar_members` under ``staging``; returns the files written."""
+    from omnimedseg.downloaders._archives import _bounded_copy, _inside
+
+    libarchive = _libarchive(archive)
+    root = staging.resolve()
+    written = []
+    try:
+        with _reading(archive) as reader:
+            for index, entry in enumerate(reader):
+                path, size, is_dir = _checked(archive, entry)
+                if index >= len(members) or members[index][0] != path:
+                    raise DownloadError(f"{archive}: member list changed between listing and extraction "
+                                        f"at {entry.pathname!r}")
+                out = _inside(root, path, archive)
+                if is_dir:
+                    out.mkdir(parents=True, exist_ok=True)
+                    continue
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with open(out, "wb") as dst:
+                    _bounded_copy(_Blocks(entry), dst, size, archive, entry.pathname)
+                written.append(out)
+    except libarchive.ArchiveError as exc:
+        raise DownloadError(f"{archive}: damaged RAR archive ({exc}); "
+                            f"re-download with: omnimedseg download <dataset> --force") from None
+    return written

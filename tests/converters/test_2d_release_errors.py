@@ -1,0 +1,51 @@
+"""Broken or unexpected raw files of the 2D datasets give one clear error naming the file."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from tests.helpers import run_cli
+
+
+def _convert(tmp_path, dataset_id, raw):
+    return run_cli("--root", tmp_path / "home", "convert", dataset_id, "--raw", raw)
+
+
+def test_hyperkvasir_box_file_that_is_not_json(tmp_path):
+    raw = tmp_path / "raw" / "segmented-images"
+    raw.mkdir(parents=True)
+    (raw / "bounding-boxes.json").write_text("{not json")
+    result = _convert(tmp_path, "hyperkvasir_seg", tmp_path / "raw")
+    assert result.exit_code != 0 and "bounding-boxes.json: not valid JSON" in result.output
+
+
+def test_dsad_unexpected_mask_name(tmp_path):
+    frames = tmp_path / "raw" / "multilabel" / "01"
+    frames.mkdir(parents=True)
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(frames / "image00.png")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(frames / "mask00_kidney.png")
+    result = _convert(tmp_path, "dsad", tmp_path / "raw")
+    assert result.exit_code != 0 and "mask00_kidney.png: unexpected mask name" in result.output
+
+
+def test_bbbc038_image_without_masks_and_wrong_top_folder(tmp_path):
+    case = tmp_path / "raw" / "abc" / "images"
+    case.mkdir(parents=True)
+    Image.fromarray(np.zeros((4, 4, 4), np.uint8)).save(case / "abc.png")
+    result = _convert(tmp_path, "bbbc038_stage1_train", tmp_path / "raw")
+    assert result.exit_code != 0 and "no mask files; expected one PNG per nucleus" in result.output
+    nested = tmp_path / "nested"
+    (nested / "stage1_train").mkdir(parents=True)
+    result = _convert(tmp_path, "bbbc038_stage1_train", nested)
+    assert result.exit_code != 0 and "no <image id>/images/ folders" in result.output
+
+
+def test_oct_side_by_side_missing_folder_and_odd_width(tmp_path):
+    result = _convert(tmp_path, "oimhs", tmp_path)
+    assert result.exit_code != 0 and "Images: missing" in result.output
+    eye = tmp_path / "raw" / "Images" / "7"
+    eye.mkdir(parents=True)
+    Image.fromarray(np.zeros((4, 9, 3), np.uint8)).save(eye / "001.png")
+    result = _convert(tmp_path, "oimhs", tmp_path / "raw")
+    assert result.exit_code != 0 and "width 9 is odd" in result.output

@@ -1,0 +1,71 @@
+"""Batch-2 converters on damaged or partial release folders: absent cases listed, bad input named."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+
+from tests.converters.test_batch2_raw import extracted_release
+from tests.helpers import run_cli
+
+
+def _convert(tmp_path, dataset_id, raw):
+    return run_cli("--root", tmp_path / "root", "convert", dataset_id, "--raw", raw, "--json")
+
+
+@pytest.mark.parametrize("dataset_id, remove, absent", [
+    ("bus_bra", ["BUSBRA/Images/bus_0002-l.png", "BUSBRA/Masks/mask_0002-l.png"], "bus_0002-l"),
+    ("bus_uclm", ["BUS-UCLM/images/MENE_002.png", "BUS-UCLM/masks/MENE_002.png"], "MENE_002"),
+])
+def test_side_table_lists_more_cases_than_present(tmp_path, dataset_id, remove, absent):
+    raw = extracted_release(dataset_id, tmp_path)
+    for name in remove:
+        (raw / name).unlink()
+    result = _convert(tmp_path, dataset_id, raw)
+    assert result.exit_code == 0, result.output
+    dataset = json.loads(next((tmp_path / "root" / "converted" / dataset_id).glob("*/dataset.json")).read_text())
+    assert [a["case_id"] for a in dataset["absent"]] == [absent]
+
+
+@pytest.mark.parametrize("dataset_id, damage, message", [
+    ("bus_bra", lambda raw: (raw / "BUSBRA/Masks/mask_0003-s.png").unlink(),
+     "missing .*mask_0003-s.png .*1 of 2 files of this case are present"),
+    ("fives", lambda raw: (raw / "FIVES A Fundus Image Dataset for AI-based Vessel Segmentation/test/Ground truth")
+     .mkdir(), r"test: expected one folder named groud truth or ground truth \(any case\), found \['Groud truth', "
+               r"'Ground truth'\]"),
+    ("breast_lesions_usg", lambda raw: (raw / "BrEaST-Lesions_USG-images_and_masks/case001_lesion.png")
+     .write_bytes(b"x"), "case001_lesion.png: unexpected file; expected caseNNN.png"),
+    ("chaksu", lambda raw: shutil.rmtree(raw / "Test/4.0_OD_CO_Fusion_Images/Remedio/STAPLE"),
+     "Remedio: expected one folder named staple"),
+    ("bus_uclm", lambda raw: _recolour(raw / "BUS-UCLM/masks/ANFO_001.png"),
+     r"ANFO_001.png: 1 colour\(s\) not in the palette, e.g. \(0, 0, 255\)"),
+    ("arcade_stenosis", lambda raw: _relabel(raw / "arcade/stenosis/val/annotations/val.json"),
+     r"val.json: annotations of categories \['1'\], which are not classes of arcade_stenosis"),
+])
+def test_bad_release_is_one_clear_error(tmp_path, dataset_id, damage, message):
+    if dataset_id == "fives":
+        pytest.importorskip("libarchive", reason="FIVES ships as RAR, read through libarchive-c")
+    raw = extracted_release(dataset_id, tmp_path)
+    damage(raw)
+    result = _convert(tmp_path, dataset_id, raw)
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and re.search(message, errors[0]), result.output
+
+
+def _recolour(path):
+    import numpy as np
+    from PIL import Image
+
+    mask = np.asarray(Image.open(path)).copy()
+    mask[0, 0] = (0, 0, 255)
+    Image.fromarray(mask).save(path)
+
+
+def _relabel(path):
+    coco = json.loads(path.read_text())
+    coco["annotations"][0]["category_id"] = 1  # a SYNTAX segment in the stenosis file
+    path.write_text(json.dumps(coco))
