@@ -46,17 +46,25 @@ class S3Downloader(PlatformDownloader):
         return Listing(record=card.source.record, version=card.source.version, files=files,
                        extra={"etags": {k: e for k, (_, e) in listed.items()}})
 
-    def _list(self, endpoint: str) -> dict[str, tuple[int, str]]:
-        """key -> (size, ETag) from ListObjectsV2, or {} where anonymous listing is denied."""
+    def _list(self, endpoint: str, prefix: str = "", strict: bool = False) -> dict[str, tuple[int, str]]:
+        """key -> (size, ETag) from ListObjectsV2 (keys under ``prefix``), or {} where anonymous
+        listing is denied (``strict``: the error is raised instead)."""
         out, token = {}, None
         for _ in range(1000):
-            params = {"list-type": "2", **({"continuation-token": token} if token else {})}
+            params = {"list-type": "2", **({"prefix": prefix} if prefix else {}),
+                      **({"continuation-token": token} if token else {})}
             try:
                 response = self.client.request("GET", endpoint + "/", params=params, what=f"S3 listing {endpoint}")
             except DownloadError:
+                if strict:
+                    raise
                 return out
             ns = {"s3": "http://s3.amazonaws.com/doc/2006-03-01/"}
-            root = ET.fromstring(response.content)
+            try:
+                root = ET.fromstring(response.content)
+            except ET.ParseError:
+                raise DownloadError(f"S3 listing {endpoint}: expected ListBucketResult XML, found "
+                                    f"{response.content[:40]!r}; retry later or check the endpoint") from None
             for c in root.findall("s3:Contents", ns):
                 out[c.findtext("s3:Key", "", ns)] = (int(c.findtext("s3:Size", "0", ns)), c.findtext("s3:ETag", "", ns))
             if root.findtext("s3:IsTruncated", "false", ns) != "true":

@@ -25,6 +25,12 @@ def pin_to_files(card: Card, folder: Path) -> Card:
     pinned = []
     for remote in card.source.files:
         path = folder / remote.name
+        if remote.name.endswith("/") and card.source.platform == "idc" and path.is_dir():
+            from omnimedseg.downloaders.idc import pin_series_folder
+
+            pinned.append(replace(remote, **{k: getattr(pin_series_folder(path), k) for k in ("size", "hashes")},
+                                  unpinned=""))
+            continue
         if not path.is_file():
             raise UsageError(f"fake data generator did not write {path}; it must write every file "
                              f"listed in {card.path}")
@@ -50,8 +56,9 @@ def served_by_emulator(card: Card, folder: Path):
         saved = {k: os.environ.get(k) for k in emulator.env}
         os.environ.update(emulator.env)
         try:
-            yield replace(card, source=replace(card.source, platform=record["platform"], record=record["record"],
-                                               version=record["version"]))
+            # an emulator that serves a platform-wide store (IDC's bucket + index) keeps the card's record
+            served = {k: v for k, v in record.items() if v is not None}
+            yield replace(card, source=replace(card.source, **served))
         finally:
             for key, value in saved.items():
                 if value is None:

@@ -27,6 +27,7 @@ from omnimedseg.converters.formats.dicom import (
     ORIENTATION_TOL,
     POSITION_TOL_MM,
     POSITION_TOL_REL,
+    DicomSeries,
     _functional,
     _item,
     _one_line,
@@ -111,7 +112,7 @@ def _series_name(geom) -> str:
     return str(geom.slices[0].path.parent)
 
 
-def iter_seg(seg_path: str | os.PathLike, series_dir: str | os.PathLike, series_uid: str | None = None,
+def iter_seg(seg_path: str | os.PathLike, series_dir: str | os.PathLike | DicomSeries, series_uid: str | None = None,
              fractional: str = "threshold", threshold: float = 0.5) -> Iterator[tuple[str, ImageData]]:
     """Like :func:`read_seg`, one segment at a time; every frame is placed before the first yield."""
     if fractional not in FRACTIONAL_MODES:
@@ -131,7 +132,9 @@ def iter_seg(seg_path: str | os.PathLike, series_dir: str | os.PathLike, series_
     if not segments:
         raise ConversionError(f"{path}: SEG has no SegmentSequence; expected at least one segment")
     uids = {str(s.SeriesInstanceUID) for s in ds.get("ReferencedSeriesSequence", []) if s.get("SeriesInstanceUID")}
-    target = referenced_series(path, scan(series_dir).series, series_dir, uids, series_uid, "SEG")
+    # a DicomSeries (e.g. one acquisition chosen by dicom_refs.match_referenced_series) is used as is
+    target = series_dir if isinstance(series_dir, DicomSeries) else \
+        referenced_series(path, scan(series_dir).series, series_dir, uids, series_uid, "SEG")
     geom = series_geometry(target, "error")
     rows, cols = int(ds.Rows), int(ds.Columns)
     first = target.slices[0]
@@ -203,7 +206,7 @@ def iter_seg(seg_path: str | os.PathLike, series_dir: str | os.PathLike, series_
         yield key, ImageData(np.asfortranarray(geom.rowcol_to_volume(planes)), geom.affine.copy(), meta=meta)
 
 
-def read_seg(seg_path: str | os.PathLike, series_dir: str | os.PathLike, series_uid: str | None = None,
+def read_seg(seg_path: str | os.PathLike, series_dir: str | os.PathLike | DicomSeries, series_uid: str | None = None,
              fractional: str = "threshold", threshold: float = 0.5) -> dict[str, ImageData]:
     """Read a DICOM-SEG as segment label -> mask on the referenced series (dcm2niix layout).
 

@@ -118,7 +118,7 @@ def _referenced_series_uids(ds) -> set[str]:
     return uids
 
 
-def read_rtstruct(rtstruct_path: str | os.PathLike, series_dir: str | os.PathLike, series_uid: str | None = None,
+def read_rtstruct(rtstruct_path: str | os.PathLike, series_dir: str | os.PathLike | DicomSeries, series_uid: str | None = None,
                   slice_tolerance_mm: float | None = None) -> dict[str, ImageData]:
     """Rasterize every ROI of an RTSTRUCT on its referenced series; ROI name -> bool mask.
 
@@ -131,7 +131,7 @@ def read_rtstruct(rtstruct_path: str | os.PathLike, series_dir: str | os.PathLik
     return dict(iter_rtstruct(rtstruct_path, series_dir, series_uid, slice_tolerance_mm))
 
 
-def iter_rtstruct(rtstruct_path: str | os.PathLike, series_dir: str | os.PathLike, series_uid: str | None = None,
+def iter_rtstruct(rtstruct_path: str | os.PathLike, series_dir: str | os.PathLike | DicomSeries, series_uid: str | None = None,
                   slice_tolerance_mm: float | None = None) -> Iterator[tuple[str, ImageData]]:
     """Like :func:`read_rtstruct`, one ROI at a time (memory for one mask, not all of them).
 
@@ -150,8 +150,10 @@ def iter_rtstruct(rtstruct_path: str | os.PathLike, series_dir: str | os.PathLik
     if not roi_seq or n_contours == 0:
         raise ConversionError(f"{path}: RTSTRUCT has {len(roi_seq)} ROIs and {n_contours} contours; expected at "
                               f"least one contour; nothing to rasterize")
-    series = scan(series_dir).series
-    target = referenced_series(path, series, series_dir, _referenced_series_uids(ds), series_uid, "RTSTRUCT")
+    # a DicomSeries (e.g. chosen by dicom_refs.match_referenced_series) is used as is
+    target = series_dir if isinstance(series_dir, DicomSeries) else \
+        referenced_series(path, scan(series_dir).series, series_dir, _referenced_series_uids(ds), series_uid,
+                          "RTSTRUCT")
     geom = series_geometry(target, "error")
     tol = slice_tolerance_mm if slice_tolerance_mm is not None else \
         max(POSITION_TOL_MM, POSITION_TOL_REL * geom.slice_spacing)

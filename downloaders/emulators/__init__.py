@@ -12,6 +12,7 @@ or serve a folder from the shell: ``omnimedseg emulate zenodo DIR``.
 """
 
 from omnimedseg.downloaders.emulators._server import Blob, Emulator, Recorded, Reply, json_reply
+from omnimedseg.downloaders.emulators.idc import IdcEmulator
 from omnimedseg.downloaders.emulators.platforms import (
                                                         DataverseEmulator,
                                                         FigshareEmulator,
@@ -30,4 +31,4 @@ from omnimedseg.downloaders.emulators.platforms2 import (
 
 __all__ = ["Blob", "Emulator", "Recorded", "Reply", "json_reply", "ZenodoEmulator", "FigshareEmulator",
            "DataverseEmulator", "GitHubEmulator", "StaticEmulator", "MendeleyEmulator", "TciaEmulator",
-           "OsfEmulator", "KaggleEmulator", "DoiEmulator", "EMULATORS"]
+           "OsfEmulator", "KaggleEmulator", "DoiEmulator", "IdcEmulator", "EMULATORS"]

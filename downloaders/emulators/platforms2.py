@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 from omnimedseg.downloaders.emulators._server import Blob, Emulator, Reply, json_reply
+from omnimedseg.downloaders.emulators.idc import IdcEmulator
 from omnimedseg.downloaders.emulators.platforms import (
     DataverseEmulator,
     FigshareEmulator,
@@ -460,4 +461,5 @@ def _s3(**kw) -> Emulator:
 
 EMULATORS = {"zenodo": ZenodoEmulator, "figshare": FigshareEmulator, "dataverse": DataverseEmulator,
              "github": GitHubEmulator, "http": StaticEmulator, "s3": _s3, "mendeley": MendeleyEmulator,
-             "tcia": TciaEmulator, "osf": OsfEmulator, "kaggle": KaggleEmulator, "doi": DoiEmulator}
+             "tcia": TciaEmulator, "osf": OsfEmulator, "kaggle": KaggleEmulator, "doi": DoiEmulator,
+             "idc": IdcEmulator}

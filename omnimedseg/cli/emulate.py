@@ -17,7 +17,7 @@ import click
 from omnimedseg.cli import Env, pass_env
 from omnimedseg.errors import UsageError
 
-PLATFORMS = ("zenodo", "figshare", "dataverse", "github", "http", "s3", "mendeley", "tcia", "osf", "kaggle")
+PLATFORMS = ("zenodo", "figshare", "dataverse", "github", "http", "s3", "mendeley", "tcia", "osf", "kaggle", "idc")
 
 
 def parse_fault(text: str) -> tuple[str, dict]:
@@ -63,7 +63,11 @@ def emulate(env: Env, platform: str, folder: Path, port: int, faults: tuple[str,
         count = sum(1 for p in folder.rglob("*") if p.is_file())
         lines = [f"{platform} emulator serving {count} files from {folder} at {emu.url}"]
         lines += [f"export {k}={v}" for k, v in emu.env.items()]
-        lines += ["[source]"] + [f'{k} = "{v}"' for k, v in source.items()]
+        lines += ["[source]"] + [f'{k} = "{v}"' for k, v in source.items() if v is not None]
+        if source.get("record") is None and getattr(emu, "rows", None) is not None:  # idc: the card's collection
+            collections = sorted({r["collection_id"] for r in emu.rows})
+            lines.append(f"# record = a collection_id of the served index ({', '.join(collections)}), keep the "
+                         f"card's version")
         lines.append("next: with the exports above, run: omnimedseg registry lock <id> --write && "
                      "omnimedseg download <id>   (Ctrl-C stops the emulator)")
         click.echo("\n".join(lines))

@@ -10,6 +10,7 @@ from omnimedseg.downloaders.emulators import (
     DataverseEmulator,
     FigshareEmulator,
     GitHubEmulator,
+    IdcEmulator,
     KaggleEmulator,
     MendeleyEmulator,
     OsfEmulator,
@@ -86,6 +87,14 @@ def kaggle(start, make_card, files, **kw):
     return emu, make_card("kaggle", "lab/scans", files, version="1"), files
 
 
+def idc(start, make_card, files, **kw):
+    """One IDC series holding the files as its instances; the card pins the collection only."""
+    emu = start(IdcEmulator, **kw)
+    uuid = emu.add_series("emu_coll", "EMU-001", "1.2.826.0.1.9", "CT", files)
+    return emu, make_card("idc", "emu_coll", None, version="v25"), {f"{uuid}/{k}": v for k, v in files.items()}
+
+
 PLATFORMS = {"zenodo": zenodo, "figshare": figshare, "dataverse": dataverse, "github": github, "http": http,
-             "s3": s3, "mendeley": mendeley, "tcia": tcia, "osf": osf, "kaggle": kaggle}
+             "s3": s3, "mendeley": mendeley, "tcia": tcia, "osf": osf, "kaggle": kaggle,
+             "idc": idc}
 STORAGE_REDIRECT = ["zenodo", "figshare", "dataverse", "github", "mendeley", "osf", "kaggle"]
