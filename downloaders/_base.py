@@ -32,8 +32,12 @@ class Manifest:
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
+        """The lock's text; URLs lose user info and signed query parameters (no secret is written to disk)."""
+        from omnimedseg.downloaders._http import lock_url
+
         data = asdict(self)
-        data["files"] = [asdict(f) for f in self.files]
+        data["files"] = [{**asdict(f), "url": lock_url(f.url)} for f in self.files]
+        data["extra"] = {k: lock_url(v) if isinstance(v, str) and "://" in v else v for k, v in self.extra.items()}
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod

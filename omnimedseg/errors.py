@@ -43,3 +43,7 @@ class ValidationError(OmnimedsegError, ValueError):
 
 class PluginError(OmnimedsegError, ImportError):
     """A converter or downloader plugin could not be found or loaded."""
+
+
+class DatasetBusyError(OmnimedsegError):
+    """Another process is writing the same dataset and the caller asked not to wait (``--no-wait``)."""
