@@ -263,9 +263,11 @@ class HttpClient:
         first = url
         what = what or redact(first)
         for hop in range(max_redirects + 1):
+            via = "redirect to" if hop else "URL"
+            check_url(url, what, via=via)  # as received: parsers disagree on exactly the URLs refused here
             prepared = self.session.prepare_request(requests.Request(method, url, params=params,
                                                                      headers=dict(headers or {})))
-            check_url(prepared.url, what, via="redirect to" if hop else "URL")
+            check_url(prepared.url, what, via=via)  # as it will be sent
             host = self.host(prepared.url)
             if offline():
                 raise DownloadError(f"{redact(url)}: offline mode (${ENV_OFFLINE}) forbids network access; "

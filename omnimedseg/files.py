@@ -147,3 +147,18 @@ def _to_stderr(message: str) -> None:
     import sys
 
     print(message, file=sys.stderr, flush=True)
+
+
+def repair_command(path: str | os.PathLike) -> str:
+    """The command that re-checks (and repairs) the raw file ``path``: ``omnimedseg verify <id> --repair``.
+
+    The dataset id is read from the ``raw/<id>/`` (or ``downloads/<id>/``) part of the path; a
+    file elsewhere gets the generic form, so the advice is always a command that exists.
+    """
+    parts = Path(path).parts
+    for anchor in ("raw", "downloads"):
+        if anchor in parts:
+            at = len(parts) - 1 - parts[::-1].index(anchor)
+            if at + 1 < len(parts) - 1:
+                return f"omnimedseg verify {parts[at + 1]} --repair"
+    return "omnimedseg verify <dataset id> --repair"

@@ -29,7 +29,7 @@ def download(env: Env, dataset_id: str, sources: tuple[Path, ...], offline: bool
     if card.access.kind != "open" and not sources and not offline:
         env.echo(card.access.instructions)
     raw = download_dataset(card, env.root, sources=list(sources), offline=offline, progress=env.progress,
-                           jobs=jobs, engine=engine)
+                           jobs=jobs, engine=engine, say=env.echo)
     if as_json:
         click.echo(json.dumps({"dataset": card.id, "raw": str(raw)}))
     else:
