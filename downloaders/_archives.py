@@ -101,8 +101,8 @@ def _zip_members(archive: Path, limits: ExtractionLimits) -> list[tuple[PurePosi
             if stat.S_ISLNK(mode):
                 raise DownloadError(f"{archive}: refusing symbolic link member {info.filename!r}")
             packed += info.compress_size
-            members.append((_checked_member_path(archive, info.filename, info.is_dir()), info.file_size,
-                            info.is_dir()))
+            is_dir = info.filename.endswith("/")  # ZipInfo.is_dir() fails on an empty name
+            members.append((_checked_member_path(archive, info.filename, is_dir), info.file_size, is_dir))
         if packed > archive.stat().st_size:  # members sharing compressed bytes: an overlapping-entry bomb
             raise DownloadError(f"{archive}: members claim {packed} compressed bytes in a {archive.stat().st_size}"
                                 f"-byte file (overlapping entries: possible archive bomb)")

@@ -22,7 +22,7 @@ import shutil
 import threading
 import time
 import unicodedata
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 from urllib.parse import unquote, urlparse
@@ -202,12 +202,18 @@ def fetch_all(remotes: Iterable[RemoteFile], dest_dir: Path, progress: Progress 
     """Fetch many files with at most ``jobs`` in flight (the client also limits per host).
 
     Ctrl-C cancels the workers between chunks; their ``.part`` files stay for a rerun.
-    The first failure stops new transfers and is raised after the running ones end.
+    A file whose bytes fail verification does not stop the others (their bytes are good and a
+    rerun needs them); any other failure (network, access) stops new transfers. The error raised
+    at the end names every file that failed.
     """
     remotes = list(remotes)
     client = client or HttpClient()
     cancel = threading.Event()
     total = sum(r.size or 0 for r in remotes)
+
+    def stops(future) -> bool:
+        return future.done() and not future.cancelled() and future.exception() is not None \
+            and not isinstance(future.exception(), ChecksumMismatchError)
     with progress.task(f"{len(remotes)} files", total or None, unit="B") as overall:
         overall_progress = _Tee(progress, overall)
         with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="omnimedseg-fetch") as pool:
@@ -215,16 +221,19 @@ def fetch_all(remotes: Iterable[RemoteFile], dest_dir: Path, progress: Progress 
                        for r in remotes]
             try:
                 while True:
-                    done, pending = wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
-                    if not pending or any(f.exception() for f in done):
+                    done, pending = wait(futures, timeout=0.2)
+                    if not pending or any(stops(f) for f in done):
                         break
             except KeyboardInterrupt:
                 cancel.set()
-                raise
-            finally:
-                cancel.set() if any(f.done() and f.exception() for f in futures) else None
                 for f in futures:
                     f.cancel()
+                raise
+            finally:
+                if any(stops(f) for f in futures):
+                    cancel.set()
+                    for f in futures:
+                        f.cancel()
     failed = [(r.name, f.exception()) for r, f in zip(remotes, futures)
               if f.done() and not f.cancelled() and f.exception() and not isinstance(f.exception(), Cancelled)]
     if failed:

@@ -113,7 +113,7 @@ class Emulator:
     Kinds: throttle (bps), status (code, retry_after), drop (after), truncate (after), ignore_range,
     range_416, html (a maintenance page; content or api), empty_202, slow (seconds), wrong_bytes, expire
     (the signed storage URL is already expired), duplicate_accept_ranges, wrong_range (a 206 for
-    bytes 0- whatever range was asked), json_list (an API answers a JSON list). Scope: "content",
+    bytes 0- to a Range request, 1- to a plain GET), json_list (an API answers a JSON list). Scope: "content",
     "api" or "any". ``redirect_status`` is the status of the redirect to signed storage (302, 307...).
     """
 
@@ -394,8 +394,8 @@ class _Handler(BaseHTTPRequestHandler):
         validators_ok = not if_range or if_range in (blob.etag, blob.last_modified)
         if rng and emu.take("range_416", scope, blob.name):
             return self._send(Reply(416, {"Content-Range": f"bytes */{size}"}), record)
-        if rng and emu.take("wrong_range", scope, blob.name):
-            start, status = 0, 206  # bytes from 0, whatever was asked
+        if emu.take("wrong_range", scope, blob.name):
+            start, status = (0 if rng else 1), 206  # never the range that was asked (or not asked)
         elif rng and validators_ok and emu.honour_range and not emu.take("ignore_range", scope, blob.name):
             m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng.strip())
             if m:
