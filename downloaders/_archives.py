@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from omnimedseg.errors import DownloadError
+from omnimedseg.files import naming_errors
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".7z")
 # what zipfile, tarfile and the decompressors raise for damaged input
@@ -236,7 +237,7 @@ def _write_members(archive: Path, staging: Path, members: list[tuple[PurePosixPa
             out.parent.mkdir(parents=True, exist_ok=True)
             member_name = info.filename if is_zip else info.name
             try:
-                with open_member(info) as src, open(out, "wb") as dst:
+                with open_member(info) as src, open(out, "wb") as dst, naming_errors(out):
                     _bounded_copy(src, dst, size, archive, member_name, budget,
                                   (lambda: consumed) if is_zip else (lambda: _position(raw)))
             except _LIBRARY_ERRORS as exc:

@@ -31,7 +31,7 @@ import requests
 import urllib3
 from omnimedseg.downloaders._http import HttpClient, check_url, offline, redact
 from omnimedseg.errors import ChecksumMismatchError, DownloadError
-from omnimedseg.files import CHUNK, atomic_write_text, file_hashes  # noqa: F401  (re-exported)
+from omnimedseg.files import CHUNK, atomic_write_text, file_hashes, naming_errors  # noqa: F401  (re-exported)
 from omnimedseg.progress import SILENT, Progress
 from omnimedseg.registry import RemoteFile
 
@@ -592,7 +592,7 @@ def _copy_local(remote: RemoteFile, part: Path, advance: Callable[[float], None]
         raise DownloadError(f"{remote.name}: source file {source} does not exist")
     alg = _expected(remote)[0]
     hasher = hashlib.new(alg)
-    with open(source, "rb") as src, open(part, "wb") as dst:
+    with open(source, "rb") as src, open(part, "wb") as dst, naming_errors(part):
         for chunk in iter(lambda: src.read(CHUNK), b""):
             dst.write(chunk)
             hasher.update(chunk)
@@ -638,4 +638,5 @@ def link_or_copy(source: Path, target: Path) -> None:
     try:
         os.link(source, target)
     except OSError:
-        shutil.copy2(source, target)
+        with naming_errors(target):
+            shutil.copy2(source, target)

@@ -32,12 +32,24 @@ def file_hashes(path: Path, algorithms: tuple[str, ...] = ("sha256",)) -> dict[s
     return {alg: d.hexdigest() for alg, d in digests.items()}
 
 
+@contextmanager
+def naming_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Give an ``OSError`` raised inside the block the file it concerns (``write`` errors such as
+    ENOSPC carry none), so the one-line error the CLI prints names it."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with naming_errors(path), os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
     except BaseException:
