@@ -2,9 +2,10 @@
 
     python benchmarks/bench_download.py            # 1 GiB file + 1000 small files
     python benchmarks/bench_download.py --quick    # 64 MiB + 100 small files
+    python benchmarks/bench_download.py --cores 1  # everything (server, curl, us) pinned to one core
 
-Never asserts times: it prints MiB/s and ratios (target: >= 0.9x curl on the big file;
-many small files faster than zenodo-get). Big-file cases take the best of ``--repeat`` runs
+Never asserts times: it prints MiB/s and ratios (target, issue 17: >= 0.95x curl on the big
+file while verifying, on 1 and 2 cores; many small files faster than curl and zenodo-get). Big-file cases take the best of ``--repeat`` runs
 (shared CI machines are noisy). The engine hashes while it streams, so on loopback its
 ceiling is the hash speed: the "md5 alone" row shows it, "curl + md5sum" is the equivalent
 verified shell pipeline, and the sha256-pinned row shows the same file when the card pins
@@ -46,8 +47,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeat", type=int, default=3, help="runs per big-file case; the best is kept")
+    ap.add_argument("--cores", type=int, default=0, help="pin this process and its children (curl, zenodo-get) "
+                                                         "to the first N cores (0: all)")
+    ap.add_argument("--big-mib", type=int, default=0, help="size of the big file in MiB (default 1024, quick 64)")
     args = ap.parse_args()
-    big_size = (64 if args.quick else 1024) << 20
+    if args.cores:
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.cores])
+    big_size = (args.big_mib or (64 if args.quick else 1024)) << 20
     n_small = 100 if args.quick else 1000
     os.environ["OMNIMEDSEG_MAX_RPS"] = "0"
     from omnimedseg.downloaders._http import HttpClient
@@ -119,6 +125,7 @@ def main() -> None:
                                                                     f"{t_zg_big / t_ours:.2f}x faster"))
             except ImportError:
                 rows.append(("zenodo-get", 0, "not installed (pip install zenodo-get)"))
+        print(f"cores: {len(os.sched_getaffinity(0))}, big file {mib:.0f} MiB, best of {args.repeat}")
         print(f"{'case':48} {'rate':>14}  ratio")
         for name, rate, ratio in rows:
             unit = "MiB/s" if "big" in name else "files/s"
