@@ -243,3 +243,21 @@ def test_an_unexpected_library_error_is_still_one_line(tmp_path, capsys, monkeyp
     line = one_line_error(capsys, "list")
     assert line == "Error: RuntimeError: first line second line (unexpected; rerun with --debug for details and " \
                    "report it)"
+
+
+def test_failed_commands_leave_nothing_behind(tmp_path, capsys):
+    """A benchmark without converted data makes no result folder; a failed download leaves no lock file."""
+    suite = Path(__file__).resolve().parents[2] / "benchmarks" / "hc18_interactive.toml"
+    root = tmp_path / "root"
+    line = one_line_error(capsys, "--root", str(root), "benchmark", str(suite))
+    assert "no complete converted data" in line and "omnimedseg convert hc18" in line
+    assert not (root / "benchmarks").exists()
+    registry = _registry(tmp_path, {"a.bin": b"abc"})
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "a.bin").write_bytes(b"abd")  # right size, wrong bytes
+    line = one_line_error(capsys, "--root", str(root), "--registry", str(registry), "download", "emu", "--from",
+                          str(source))
+    assert "that file is not the one the card pins" in line and "rerun" not in line
+    assert not [p for p in root.rglob("*") if p.name.endswith((".lock", ".part", ".part.json"))
+                and ".locks" not in p.parts]
