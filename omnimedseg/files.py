@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 from filelock import FileLock, Timeout
 
-from omnimedseg.errors import DatasetBusyError
+from omnimedseg.errors import DatasetBusyError, OmnimedsegError
 
 CHUNK = 1 << 20
 
@@ -39,8 +39,8 @@ def naming_errors(path: str | os.PathLike) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if exc.filename is None:
-            exc.filename = str(path)
+        if exc.filename is None and exc.errno is not None and not isinstance(exc, OmnimedsegError):
+            exc.filename = str(path)  # only the kernel's errors: ours (DownloadError is an OSError) name theirs
         raise
 
 

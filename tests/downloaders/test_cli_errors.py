@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import subprocess
 import sys
@@ -13,50 +12,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from dl_helpers import payload
+from dl_helpers import payload, write_card
 
 from omnimedseg.cli import main
 
-CARD = """schema = 1
-id = "emu"
-title = "t"
-description = "t"
-homepage = "https://example.org/"
-modality = "CT"
-dimensionality = 3
-[classes]
-1 = "organ"
-[source]
-platform = "{platform}"
-record = "{record}"
-version = "{version}"
-{files}
-[license]
-spdx = "CC-BY-4.0"
-url = "https://creativecommons.org/licenses/by/4.0/"
-redistribution = true
-[citation]
-doi = "10.0/test"
-bibtex = "@misc{{t, title={{t}}}}"
-[converter]
-version = "1.0.0"
-"""
-
-
-def _entry(name: str, data: bytes | None, extract: bool = False) -> str:
-    text = f'[[source.files]]\nname = "{name}"\n'
-    if data is not None:
-        text += f'size = {len(data)}\nhashes = {{ md5 = "{hashlib.md5(data).hexdigest()}" }}\n'
-    return text + ("extract = true\n" if extract else "")
-
-
-def _registry(tmp_path: Path, files: dict[str, bytes | None], extract=(), platform="zenodo", record="101",
-              version="101") -> Path:
-    folder = tmp_path / "registry"
-    folder.mkdir(exist_ok=True)
-    entries = "".join(_entry(n, d, n in extract) for n, d in files.items())
-    (folder / "emu.toml").write_text(CARD.format(platform=platform, record=record, version=version, files=entries))
-    return folder
+def _registry(tmp_path: Path, files: dict[str, bytes | None], extract=()) -> Path:
+    return write_card(tmp_path / "registry", files, extract=extract)
 
 
 def one_line_error(capsys, *argv) -> str:

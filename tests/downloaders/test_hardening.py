@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from dl_helpers import downloads, payload
+from dl_helpers import downloads, payload, write_card
 
 from omnimedseg import paths
 from omnimedseg.downloaders import download_dataset, verify_dataset
@@ -92,44 +92,10 @@ def test_staging_names_are_unique_and_the_swap_keeps_the_old_tree_until_complete
 
 # --- racing processes ----------------------------------------------------------------------------
 MEMBERS = 400
-RACE_CARD = """schema = 1
-id = "race"
-title = "race"
-description = "race"
-homepage = "https://example.org/"
-modality = "CT"
-dimensionality = 3
-[classes]
-1 = "organ"
-[source]
-platform = "zenodo"
-record = "1"
-version = "1"
-[[source.files]]
-name = "data.zip"
-size = {size}
-hashes = {{ md5 = "{md5}" }}
-extract = true
-[license]
-spdx = "CC-BY-4.0"
-url = "https://creativecommons.org/licenses/by/4.0/"
-redistribution = true
-[citation]
-doi = "10.0/test"
-bibtex = "@misc{{t, title={{t}}}}"
-[converter]
-version = "1.0.0"
-"""
-
-
 @pytest.fixture
 def race_setup(tmp_path):
-    import hashlib
-
     data = _zip_bytes({f"case{i:03d}/image.bin": payload(2_000, i) for i in range(MEMBERS)})
-    registry = tmp_path / "registry"
-    registry.mkdir()
-    (registry / "race.toml").write_text(RACE_CARD.format(size=len(data), md5=hashlib.md5(data).hexdigest()))
+    registry = write_card(tmp_path / "registry", {"data.zip": data}, dataset_id="race", extract=("data.zip",))
     source = tmp_path / "source"
     source.mkdir()
     (source / "data.zip").write_bytes(data)
