@@ -52,7 +52,12 @@ class Manifest:
         if not path.is_file():
             raise DatasetNotFoundError(f"{path} not found: {dataset_id} has not been downloaded; "
                                        f"run: omnimedseg download {dataset_id}")
-        return cls.from_json(path.read_text())
+        try:
+            return cls.from_json(path.read_text(encoding="utf-8"))
+        except (ValueError, KeyError, TypeError) as exc:  # truncated, hand-edited, another version's shape
+            detail = " ".join(str(exc).split())[:120]
+            raise DatasetNotFoundError(f"{path} is damaged ({type(exc).__name__}: {detail}); move it aside and "
+                                       f"run: omnimedseg download {dataset_id}") from None
 
     def write(self, folder: Path) -> None:
         from omnimedseg.downloaders._transfer import atomic_write_text

@@ -89,7 +89,8 @@ def download_dataset(card: Card, root: str | os.PathLike | None = None, sources:
             raise UsageError(f"unknown engine {engine!r}; choose 'default' or 'zenodo-get'")
         else:
             fetch_all(manifest.files, folder, progress, client=getattr(downloader, "client", None), jobs=jobs,
-                      refresh=getattr(downloader, "refresh", None), check=getattr(downloader, "check_part", None))
+                      refresh=getattr(downloader, "refresh", None), check=getattr(downloader, "check_part", None),
+                      dataset_id=card.id)
         if sources and say is not None:
             after = _identities(folder, manifest)
             kept = [name for name, ident in present.items() if ident == after.get(name)]
@@ -165,7 +166,8 @@ def verify_dataset(card: Card, root: str | os.PathLike | None = None, repair: bo
                 if hasattr(downloader, "bind"):
                     downloader.bind(manifest)  # expiring links are re-listed from the lock's record and version
             fetch_all(bad, folder, progress, client=getattr(downloader, "client", None), jobs=jobs,
-                      refresh=getattr(downloader, "refresh", None), check=getattr(downloader, "check_part", None))
+                      refresh=getattr(downloader, "refresh", None), check=getattr(downloader, "check_part", None),
+                      dataset_id=card.id)
             for remote in bad:
                 status[remote.name] = "repaired"
         if repair and (bad or status[raw_key] != "ok"):

@@ -270,8 +270,8 @@ class HttpClient:
             check_url(prepared.url, what, via=via)  # as it will be sent
             host = self.host(prepared.url)
             if offline():
-                raise DownloadError(f"{redact(url)}: offline mode (${ENV_OFFLINE}) forbids network access; "
-                                    f"unset it or run: omnimedseg verify <dataset>")
+                raise DownloadError(f"{what}: offline mode (${ENV_OFFLINE}) forbids network access "
+                                    f"({redact(url)}); unset {ENV_OFFLINE} to download")
             prepared.headers.update(self._headers_for(prepared.url, None))
             settings = self.session.merge_environment_settings(prepared.url, {}, stream, None, None)
             host.wait_turn()

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 
 from omnimedseg.downloaders._base import Downloader, Manifest
+from omnimedseg.downloaders._transfer import repin_command
 from omnimedseg.downloaders._http import Credential, HttpClient, check_url, platform_url, redact
 from omnimedseg.errors import DatasetNotFoundError, DownloadError, OmnimedsegError
 from omnimedseg.registry import Card, RemoteFile
@@ -39,11 +40,11 @@ class PlatformDownloader(Downloader):
     token_format = "Bearer {}"
 
     def __init_subclass__(cls, **kwargs):
-        """Every platform's ``listing`` and ``refresh`` get the same metadata boundary (see :func:`_metadata_boundary`)."""
+        """Every platform's ``listing`` and ``refresh`` get the same metadata boundary (see :func:`metadata_boundary`)."""
         super().__init_subclass__(**kwargs)
         for name in ("listing", "refresh"):
             if name in cls.__dict__:
-                setattr(cls, name, _metadata_boundary(cls.__dict__[name]))
+                setattr(cls, name, metadata_boundary(cls.__dict__[name]))
 
     def __init__(self, client: HttpClient | None = None):
         self.base = platform_url(self.platform, self.default_url)
@@ -79,7 +80,8 @@ class PlatformDownloader(Downloader):
             if remote.name == name:
                 return remote
         raise DatasetNotFoundError(f"{self.platform} record {listing.record} (version {listing.version}) no longer "
-                                   f"lists {name!r}; check the record, then run: omnimedseg registry lock")
+                                   f"lists {name!r}; check the record, then run: "
+                                   f"{repin_command(self.manifest.dataset_id if self.manifest else '')}")
 
     def resolve(self, card: Card) -> Manifest:
         found = self.listing(card)
@@ -96,7 +98,7 @@ class PlatformDownloader(Downloader):
         return manifest
 
 
-def _metadata_boundary(method):
+def metadata_boundary(method):
     """Turn a platform answer of the wrong shape (an HTML maintenance page, a JSON list where a record
     was expected, a missing field) into one line naming the platform and the record or file.
 

@@ -129,8 +129,10 @@ def _sibling(target: Path, suffix: str) -> Path:
 
 def fetch(remote: RemoteFile, dest_dir: Path, progress: Progress = SILENT, client: HttpClient | None = None,
           refresh: Callable[[RemoteFile], str] | None = None, cancel: threading.Event | None = None,
-          check: Callable[[Path, RemoteFile], None] | None = None) -> Path:
+          check: Callable[[Path, RemoteFile], None] | None = None, dataset_id: str = "") -> Path:
     """Bring ``remote`` to ``dest_dir/remote.name``, verified; skip when already there and valid.
+
+    ``dataset_id`` only completes the advice in errors (``omnimedseg registry lock <id> --write``).
 
     ``refresh`` returns a new URL when a signed one expired (403); ``cancel`` stops between chunks;
     ``check(part, remote)`` is a platform's own content check (TCIA's per-file MD5 list) run
@@ -159,13 +161,14 @@ def fetch(remote: RemoteFile, dest_dir: Path, progress: Progress = SILENT, clien
             if offline():
                 raise DownloadError(f"{target} is missing and offline mode forbids fetching {redact(remote.url)}; "
                                     f"unset OMNIMEDSEG_OFFLINE and rerun")
-            digest = _HttpTransfer(remote, part, advance, client or HttpClient(), refresh, cancel, check).run()
+            digest = _HttpTransfer(remote, part, advance, client or HttpClient(), refresh, cancel, check,
+                                   dataset_id).run()
         elif scheme == "ftp":
             check_url(remote.url, remote.name, schemes=("ftp",))
             digest = _fetch_ftp(remote, part, advance)
         else:
             raise DownloadError(f"{remote.name}: unsupported URL scheme {scheme!r} in {redact(remote.url)}")
-        _check_digest(part, remote, digest)
+        _check_digest(part, remote, digest, dataset_id)
         if check is not None and scheme != "http" and scheme != "https":
             check(part, remote)
         with open(part, "rb") as fh:
@@ -175,7 +178,12 @@ def fetch(remote: RemoteFile, dest_dir: Path, progress: Progress = SILENT, clien
     return target
 
 
-def _check_digest(part: Path, remote: RemoteFile, digest: dict[str, str]) -> None:
+def repin_command(dataset_id: str) -> str:
+    """The command that pins a record's current files again (after the platform changed them)."""
+    return f"omnimedseg registry lock {dataset_id or '<dataset id>'} --write"
+
+
+def _check_digest(part: Path, remote: RemoteFile, digest: dict[str, str], dataset_id: str = "") -> None:
     size = part.stat().st_size
     alg, expected = _expected(remote)
     local = urlparse(remote.url or "").scheme == "file"
@@ -192,13 +200,13 @@ def _check_digest(part: Path, remote: RemoteFile, digest: dict[str, str]) -> Non
                                         f"from {redact(remote.url or '')}; {advice}")
         raise ChecksumMismatchError(f"{remote.name}: expected {alg} {expected}, received {digest.get(alg)} "
                                     f"from {redact(remote.url or '')}; the platform serves other bytes than "
-                                    f"pinned: rerun later, or re-pin with omnimedseg registry lock")
+                                    f"pinned: rerun later, or re-pin with {repin_command(dataset_id)}")
 
 
 def fetch_all(remotes: Iterable[RemoteFile], dest_dir: Path, progress: Progress = SILENT,
               client: HttpClient | None = None, jobs: int = 4,
               refresh: Callable[[RemoteFile], str] | None = None,
-              check: Callable[[Path, RemoteFile], None] | None = None) -> list[Path]:
+              check: Callable[[Path, RemoteFile], None] | None = None, dataset_id: str = "") -> list[Path]:
     """Fetch many files with at most ``jobs`` in flight (the client also limits per host).
 
     Ctrl-C cancels the workers between chunks; their ``.part`` files stay for a rerun.
@@ -217,7 +225,7 @@ def fetch_all(remotes: Iterable[RemoteFile], dest_dir: Path, progress: Progress 
     with progress.task(f"{len(remotes)} files", total or None, unit="B") as overall:
         overall_progress = _Tee(progress, overall)
         with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="omnimedseg-fetch") as pool:
-            futures = [pool.submit(fetch, r, dest_dir, overall_progress, client, refresh, cancel, check)
+            futures = [pool.submit(fetch, r, dest_dir, overall_progress, client, refresh, cancel, check, dataset_id)
                        for r in remotes]
             try:
                 while True:
@@ -270,8 +278,9 @@ class _HttpTransfer:
 
     def __init__(self, remote: RemoteFile, part: Path, advance: Callable[[float], None], client: HttpClient,
                  refresh: Callable[[RemoteFile], str] | None, cancel: threading.Event | None,
-                 check: Callable[[Path, RemoteFile], None] | None = None):
+                 check: Callable[[Path, RemoteFile], None] | None = None, dataset_id: str = ""):
         self.remote, self.part, self.advance, self.client = remote, part, advance, client
+        self.repin = repin_command(dataset_id)
         self.refresh, self.cancel, self.check = refresh, cancel, check
         self.server_md5: str | None = None  # from x-goog-hash (GCS: Kaggle, OSF) when nothing is pinned
         self.side = part.with_name(part.name + ".json")
@@ -342,7 +351,7 @@ class _HttpTransfer:
                 if restarted:
                     raise ChecksumMismatchError(
                         f"{self.remote.name}: {problem} from {redact(self.url)} twice; the platform serves "
-                        f"other bytes than pinned: rerun later, or re-pin with omnimedseg registry lock")
+                        f"other bytes than pinned: rerun later, or re-pin with {self.repin}")
                 restarted = True
                 continue
             return {self.alg: result}
@@ -449,7 +458,7 @@ class _HttpTransfer:
                             self._reset()
                             raise DownloadError(f"{self.remote.name}: {redact(self.url)} sent more than the "
                                                 f"expected {self.size} bytes; the record changed: re-pin with "
-                                                f"omnimedseg registry lock")
+                                                f"{self.repin}")
                         try:
                             _write_all(out, view[:n])
                         except OSError as exc:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from omnimedseg.downloaders._base import Manifest
 from omnimedseg.downloaders._http import USER_AGENT, platform_url
-from omnimedseg.downloaders._transfer import safe_name, target_path, verify_file
+from omnimedseg.downloaders._transfer import repin_command, safe_name, target_path, verify_file
 from omnimedseg.errors import ChecksumMismatchError, DownloadError, UsageError
 from omnimedseg.progress import SILENT, Progress
 
@@ -79,7 +79,8 @@ def fetch_with_zenodo_get(manifest: Manifest, folder: Path, progress: Progress =
                 except ChecksumMismatchError as exc:
                     raise ChecksumMismatchError(f"zenodo-get delivered other bytes than pinned for {remote.name} "
                                                 f"({str(exc).split(': ', 1)[-1]}); nothing was kept; rerun "
-                                                f"without --engine, or re-pin with omnimedseg registry lock") from None
+                                                f"without --engine, or re-pin with "
+                                                f"{repin_command(manifest.dataset_id)}") from None
                 final = target_path(folder, remote.name)
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(got, final)
