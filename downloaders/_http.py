@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import os
 import random
 import re
@@ -171,6 +172,25 @@ class Credential:
 
     def __repr__(self) -> str:  # never leak the secret through logs or tracebacks
         return f"Credential(origin={origin(self.url)[1]!r}, headers=[{', '.join(self.headers)}])"
+
+
+class _RedactingFilter(logging.Filter):
+    """urllib3 logs each request line ("GET /path?X-Amz-Signature=..."): its query strings and user
+    info go through :func:`redact` too, so a debug log never holds a signed URL's secret."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact_log_arg(arg) for arg in record.args)
+        return True
+
+
+def _redact_log_arg(arg):
+    if isinstance(arg, str) and ("?" in arg or "@" in arg) and (arg.startswith("/") or "://" in arg):
+        return redact(arg) if "://" in arg else arg.split("?", 1)[0] + "?…"
+    return arg
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_RedactingFilter())
 
 
 class _NoNetrc(requests.auth.AuthBase):

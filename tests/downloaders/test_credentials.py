@@ -236,12 +236,13 @@ def test_redirect_to_file_or_ftp_with_password_is_one_line_without_the_password(
         assert "pa55word" not in str(info.value) and "\n" not in str(info.value)
 
 
-def test_signed_urls_never_reach_the_lock_or_the_part_record(emulator, make_card, monkeypatch):
+def test_signed_urls_never_reach_the_lock_the_part_record_or_a_debug_log(emulator, make_card, monkeypatch, caplog):
     from omnimedseg.downloaders.emulators import MendeleyEmulator
 
     emu = emulator(MendeleyEmulator)
     emu.add_dataset("jxvmr8rchx", FILES, version=1)
     card = make_card("mendeley", "jxvmr8rchx", FILES, version="1", algs=("sha256",))
+    caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("OMNIMEDSEG_RETRIES", "0")
     emu.inject("drop", after=1000, match="scan")
     with pytest.raises(DownloadError):
@@ -252,6 +253,7 @@ def test_signed_urls_never_reach_the_lock_or_the_part_record(emulator, make_card
     download_dataset(card)
     lock = (downloads() / "manifest.lock.json").read_text()
     assert "/bucket/" in lock and "Signature" not in lock and "Expires" not in lock
+    assert "/bucket/" in caplog.text and "Signature" not in caplog.text  # urllib3's request lines, redacted
     (downloads() / "README.txt").unlink()  # repair works from the stripped URL: 403, re-listed, fetched
     from omnimedseg.downloaders import verify_dataset
 
