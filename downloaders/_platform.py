@@ -90,7 +90,8 @@ class PlatformDownloader(Downloader):
                                        f"lists no downloadable files; check source.record in {card.path}")
         for remote in found.files:  # a listing chooses URLs; only plain, unambiguous http(s) ones are followed
             if remote.url:
-                check_url(remote.url, f"{card.id}: {remote.name}", via=f"{self.platform} listing link")
+                check_url(remote.url, f"{card.id}: {remote.name}", schemes=("http", "https", "ftp"),
+                          via=f"{self.platform} listing link")
         files = self.check_against_card(card, found.files) if card.source.files else tuple(found.files)
         manifest = Manifest(card.id, self.platform, found.record, found.version, files,
                             extra={"base_url": self.base, **found.extra})

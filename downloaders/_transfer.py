@@ -610,7 +610,8 @@ def _copy_local(remote: RemoteFile, part: Path, advance: Callable[[float], None]
 
 
 def _fetch_ftp(remote: RemoteFile, part: Path, advance: Callable[[float], None]) -> dict[str, str]:
-    """``ftp://`` with ``REST`` resume (stdlib ftplib; anonymous unless the URL carries a user)."""
+    """``ftp://`` with ``REST`` resume (stdlib ftplib; anonymous: a URL carrying ``user:password@`` is refused
+    before this runs, as every URL with user info is, so no password is ever printed or stored)."""
     import ftplib
 
     url = urlparse(remote.url)
@@ -627,7 +628,7 @@ def _fetch_ftp(remote: RemoteFile, part: Path, advance: Callable[[float], None])
     try:
         with ftplib.FTP() as ftp, open(part, "ab") as out:
             ftp.connect(url.hostname, url.port or 21, timeout=60)
-            ftp.login(unquote(url.username or "anonymous"), unquote(url.password or "anonymous@"))
+            ftp.login()  # anonymous (check_url refused any user info)
             advance(offset)
 
             def write(chunk: bytes) -> None:
