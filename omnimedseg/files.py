@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 from filelock import FileLock, Timeout
 
-from omnimedseg.errors import DatasetBusyError, OmnimedsegError
+from omnimedseg.errors import DatasetBusyError, OmnimedsegError, UsageError
 
 CHUNK = 1 << 20
 
@@ -116,7 +116,13 @@ _LOCKS_GUARD = threading.Lock()
 
 def lock_path(dataset_id: str, root: str | os.PathLike | None = None) -> Path:
     """``<root>/.locks/<id>.lock``: outside downloads/, raw/ and converted/, so those only ever hold data."""
+    import re
+
     from omnimedseg import paths
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", dataset_id):
+        raise UsageError(f"{dataset_id!r} is not a dataset id (letters, digits, '.', '_', '-'); "
+                         f"see: omnimedseg list")
 
     return paths.data_root(root) / ".locks" / f"{dataset_id}.lock"
 

@@ -109,8 +109,8 @@ def _hold_dataset_lock(command: click.Command) -> None:
         from omnimedseg.files import dataset_lock
 
         env = click.get_current_context().find_object(Env)
-        root = env.root if env is not None else None
-        with dataset_lock(kwargs["dataset_id"], root, wait=not no_wait, say=lambda m: click.echo(m, err=True)):
+        dataset_id = env.card(kwargs["dataset_id"]).id  # an unknown id fails here, before any lock file exists
+        with dataset_lock(dataset_id, env.root, wait=not no_wait, say=lambda m: click.echo(m, err=True)):
             return callback(*args, **kwargs)
     command.callback = locked
     command._holds_dataset_lock = True

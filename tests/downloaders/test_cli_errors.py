@@ -222,3 +222,10 @@ def test_failed_commands_leave_nothing_behind(tmp_path, capsys):
     assert "that file is not the one the card pins" in line and "rerun" not in line
     assert not [p for p in root.rglob("*") if p.name.endswith((".lock", ".part", ".part.json"))
                 and ".locks" not in p.parts]
+
+
+def test_unknown_dataset_fails_before_any_lock_file(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--root", str(tmp_path / "root"), "download", "no-such-dataset"])
+    assert exited.value.code != 0 and "no-such-dataset" in capsys.readouterr().err
+    assert not (tmp_path / "root" / ".locks").exists()

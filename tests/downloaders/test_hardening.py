@@ -21,7 +21,7 @@ from dl_helpers import downloads, payload, write_card
 from omnimedseg import paths
 from omnimedseg.downloaders import download_dataset, verify_dataset
 from omnimedseg.downloaders._archives import ExtractionLimits, extract, zip_member_count
-from omnimedseg.errors import ConversionError, DatasetBusyError, DownloadError
+from omnimedseg.errors import ConversionError, DatasetBusyError, DownloadError, UsageError
 from omnimedseg.files import dataset_lock, lock_path, repair_command, staged_folder
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,9 +68,13 @@ def test_no_wait_refuses_in_one_line_and_waiting_says_so(tmp_path):
     assert lock_path("emu", tmp_path).parent == tmp_path / ".locks"  # never inside downloads/, raw/, converted/
 
 
-def test_lock_is_reentrant_in_one_thread(tmp_path):
+def test_lock_is_reentrant_in_one_thread_and_takes_only_dataset_ids(tmp_path):
     with dataset_lock("emu", tmp_path, wait=False), dataset_lock("emu", tmp_path, wait=False):
         pass
+    for bad in ("../../escape", "a/b", ".hidden", ""):
+        with pytest.raises(UsageError):
+            lock_path(bad, tmp_path)
+    assert not (tmp_path.parent / "escape.lock").exists()
 
 
 def test_staging_names_are_unique_and_the_swap_keeps_the_old_tree_until_complete(tmp_path):
