@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from omnimedseg.errors import DownloadError
-from omnimedseg.files import naming_errors
+from omnimedseg.files import naming_errors, repair_command
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".7z")
 # what zipfile, tarfile and the decompressors raise for damaged input
@@ -148,7 +148,7 @@ def extract(archive: Path, target: Path, limits: ExtractionLimits = ExtractionLi
     except _LIBRARY_ERRORS as exc:
         detail = " ".join(str(exc).split()) or type(exc).__name__
         raise DownloadError(f"{archive}: damaged or unreadable archive ({detail}); check it with "
-                            f"omnimedseg verify {archive.parent.name} --repair") from None
+                            f"{repair_command(archive)}") from None
 
 
 def _extract(archive: Path, target: Path, limits: ExtractionLimits) -> list[Path]:
@@ -243,7 +243,7 @@ def _write_members(archive: Path, staging: Path, members: list[tuple[PurePosixPa
             except _LIBRARY_ERRORS as exc:
                 detail = " ".join(str(exc).split()) or type(exc).__name__
                 raise DownloadError(f"{archive}: member {member_name!r} is damaged ({detail}); the archive cannot "
-                                    f"be used: check it with omnimedseg verify {archive.parent.name} --repair") from None
+                                    f"be used: check it with {repair_command(archive)}") from None
             written.append(out)
             if not is_zip:
                 container.members = []  # keep memory flat over millions of headers

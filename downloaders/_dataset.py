@@ -206,7 +206,7 @@ def _tree(folder: Path) -> dict[str, int]:
 
 
 def raw_state(card: Card, manifest: Manifest, root: str | os.PathLike | None = None) -> str:
-    """``"ok"`` when ``raw/<id>``'s marker matches the lock and the tree on disk; else ``"missing"`` or ``"damaged"``."""
+    """``"ok"`` when ``raw/<id>``'s marker matches the lock and the tree on disk, else ``"missing"``/``"damaged"``."""
     target = paths.raw_dir(card.id, root)
     marker = target / PREPARED_MARKER
     if not marker.is_file():

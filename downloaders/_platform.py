@@ -40,7 +40,7 @@ class PlatformDownloader(Downloader):
     token_format = "Bearer {}"
 
     def __init_subclass__(cls, **kwargs):
-        """Every platform's ``listing`` and ``refresh`` get the same metadata boundary (see :func:`metadata_boundary`)."""
+        """Every platform's ``listing`` and ``refresh`` get the same boundary (:func:`metadata_boundary`)."""
         super().__init_subclass__(**kwargs)
         for name in ("listing", "refresh"):
             if name in cls.__dict__:
