@@ -35,4 +35,5 @@ def verify(env: Env, dataset_id: str, repair: bool, jobs: int, as_json: bool) ->
                                     f"({', '.join(bad[:5])}{'…' if len(bad) > 5 else ''}); "
                                     f"run: omnimedseg verify {card.id} --repair")
     if not as_json:
-        env.echo(f"{card.id}: {len(status) - 1} files and the raw tree verified")
+        files = len(status) - 1  # the last entry is the raw tree
+        env.echo(f"{card.id}: {files} file{'' if files == 1 else 's'} and the raw tree verified")
