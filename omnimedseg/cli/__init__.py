@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
 def error_line(exc: BaseException) -> str:
     """One line for any error: our own message, or the file and cause of an OS or library error."""
     if isinstance(exc, OmnimedsegError):
-        return _one_line(str(exc))
+        return str(exc).strip() if getattr(exc, "keep_lines", False) else _one_line(str(exc))
     if isinstance(exc, OSError):
         where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
         cause = exc.strerror or _one_line(str(exc)) or type(exc).__name__
