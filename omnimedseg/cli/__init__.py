@@ -35,6 +35,7 @@ COMMANDS = {
     "qa": "omnimedseg.cli.qa:qa",
     "train": "omnimedseg.cli.train:train",
     "evaluate": "omnimedseg.cli.evaluate:evaluate",
+    "demo": "omnimedseg.cli.demo:demo",
 }
 
 

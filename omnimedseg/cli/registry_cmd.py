@@ -25,9 +25,11 @@ def registry() -> None:
 @registry.command()
 @click.argument("dataset_id")
 @click.option("--write", is_flag=True, help="Rewrite the card's [[source.files]] and source.version in place.")
+@click.option("--from", "local", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Pin the card's files from this local copy (sizes, md5 and sha256 of the files found there).")
 @pass_env
-def lock(env: Env, dataset_id: str, write: bool) -> None:
-    """Ask DATASET_ID's platform for the exact files of its record and print (or --write) the pins."""
+def lock(env: Env, dataset_id: str, write: bool, local: Path | None) -> None:
+    """Ask DATASET_ID's platform for the exact files of its record (or hash a local copy) and print (or --write) the pins."""
     from dataclasses import replace
 
     from omnimedseg.downloaders import Downloader
@@ -35,10 +37,14 @@ def lock(env: Env, dataset_id: str, write: bool) -> None:
     from omnimedseg.plugins import load_plugin
 
     card = env.card(dataset_id)
-    downloader = load_plugin("downloaders", card.source.platform, Downloader)()
-    if not hasattr(downloader, "listing"):
-        raise UsageError(f"platform {card.source.platform!r} has no API listing; pin files by hand in {card.path}")
-    found = downloader.listing(replace(card, source=replace(card.source, files=())))
+    if local is not None:
+        found = local_listing(card, local)
+    else:
+        downloader = load_plugin("downloaders", card.source.platform, Downloader)()
+        if not hasattr(downloader, "listing"):
+            raise UsageError(f"platform {card.source.platform!r} has no API listing; pin files by hand in "
+                             f"{card.path}, or hash a local copy: omnimedseg registry lock {card.id} --from DIR")
+        found = downloader.listing(replace(card, source=replace(card.source, files=())))
     extract = {f.name: f.extract for f in card.source.files}
     text = render_files(found.files, extract, is_archive)
     missing = [f.name for f in found.files if not f.hashes]
@@ -56,6 +62,29 @@ def lock(env: Env, dataset_id: str, write: bool) -> None:
     if missing:
         env.echo(f"warning: the platform gives no checksum for {', '.join(missing)}; "
                  f"download once and pin a sha256 by hand", level=0)
+
+
+def local_listing(card, folder: Path):
+    """The card's files as found in ``folder`` (matched by name like ``download --from``), sized and hashed."""
+    from omnimedseg.downloaders._base import Manifest
+    from omnimedseg.downloaders._local import LocalSource
+    from omnimedseg.errors import DatasetNotFoundError
+    from omnimedseg.files import file_hashes
+    from omnimedseg.registry import RemoteFile
+
+    source = LocalSource([folder])
+    files, missing = [], []
+    for want in card.source.files:
+        path = source._find(want.name)
+        if path is None:
+            missing.append(want.name)
+            continue
+        files.append(RemoteFile(name=want.name, size=path.stat().st_size,
+                                hashes=file_hashes(path, ("md5", "sha256")), extract=want.extract))
+    if missing:
+        raise DatasetNotFoundError(f"{folder}: {', '.join(missing)} not found; expected every file listed in "
+                                   f"{card.path} (omnimedseg info {card.id})")
+    return Manifest(card.id, "local", card.source.record, card.source.version, tuple(files))
 
 
 def render_files(files, extract: dict, is_archive) -> str:
