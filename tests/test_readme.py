@@ -74,6 +74,7 @@ def test_readme_datasets_table_is_generated_from_the_registry(tmp_path):
     assert result.exit_code == 1 and "expected the lines" in result.output
 
 
+# slow (opt-in): 25-30 s on a loaded 2-core machine, and tests/test_demo.py already runs the demo by default
 @pytest.mark.slow
 def test_readme_first_screen_in_a_fresh_venv(tmp_path):
     """The install command (offline: --no-deps, dependencies from this environment) then `omnimedseg demo`."""
@@ -99,5 +100,5 @@ def test_readme_first_screen_in_a_fresh_venv(tmp_path):
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "| demo_totalsegmentator | box_careful |" in ran.stdout
     where = subprocess.run([str(python), "-c", "import omnimedseg.demo as d; print(d.__file__)"],
-                           capture_output=True, text=True, env=env).stdout
+                           capture_output=True, text=True, env=env, cwd=tmp_path).stdout
     assert where.startswith(str(source)), where  # the checkout's copy ran, not this environment's
