@@ -45,19 +45,25 @@ def served_by_emulator(card: Card, folder: Path):
     if platform not in EMULATORS:
         raise UsageError(f"{card.id}: no emulator for platform {platform!r}; emulators exist for "
                          f"{', '.join(sorted(EMULATORS))}")
-    with EMULATORS[platform]() as emulator:
+    with EMULATORS[platform]() as emulator, environment(emulator.env):
         record = emulator.add_folder(folder)
-        saved = {k: os.environ.get(k) for k in emulator.env}
-        os.environ.update(emulator.env)
-        try:
-            yield replace(card, source=replace(card.source, platform=record["platform"], record=record["record"],
-                                               version=record["version"]))
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        yield replace(card, source=replace(card.source, platform=record["platform"], record=record["record"],
+                                           version=record["version"]))
+
+
+@contextlib.contextmanager
+def environment(values: Mapping[str, str]):
+    """Set environment variables (an emulator's ``OMNIMEDSEG_<P>_URL``) while the block runs, then restore them."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def check_converter(dataset_id: str, make_remote_files: Callable[[Path], None], tmp_path: Path,

@@ -10,9 +10,7 @@ so ``omnimedseg list`` never shows them. Every step skips what a previous run fi
 
 from __future__ import annotations
 
-import os
 import shutil
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -44,21 +42,6 @@ class DemoResult:
     reused: list[str] = field(default_factory=list)  # steps skipped because a previous run finished them
 
 
-@contextmanager
-def _environment(values: dict[str, str]):
-    """Point the downloaders at the emulator for the duration of the download only."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def run_demo(root: Path, echo: Callable[[str], None] = print, progress: Progress = SILENT,
              workers: int = 1) -> DemoResult:
     """Download, convert, validate, QA and benchmark the demo datasets into ``root``."""
@@ -71,6 +54,7 @@ def run_demo(root: Path, echo: Callable[[str], None] = print, progress: Progress
     from omnimedseg.downloaders.emulators import ZenodoEmulator
     from omnimedseg.errors import ValidationError
     from omnimedseg.registry import load_registry
+    from omnimedseg.testing import environment
 
     root = Path(root).expanduser().resolve()
     result = DemoResult(root)
@@ -82,7 +66,7 @@ def run_demo(root: Path, echo: Callable[[str], None] = print, progress: Progress
         shutil.copyfile(ATTRIBUTION, root / ATTRIBUTION.name)
 
     echo("1/4 download: a Zenodo emulator on loopback serves the bundled sample; the real downloader fetches it")
-    with ZenodoEmulator() as emulator, _environment(emulator.env):
+    with ZenodoEmulator() as emulator, environment(emulator.env):
         for card in cards:
             emulator.add_record(card.source.record, {f.name: FILES / card.id / f.name for f in card.source.files})
         for card in cards:
