@@ -77,3 +77,11 @@ def test_demo_package_data_is_small_and_attributed():
     attribution = (HERE / "ATTRIBUTION.md").read_text()
     for needed in ("CC BY 4.0", "Apache-2.0", "predictions", "cropped", "doi:10.1371/journal.pone.0200412"):
         assert needed in attribution
+
+
+def test_demo_default_root_is_a_demo_folder_of_the_data_root(tmp_path, monkeypatch):
+    from omnimedseg.demo import default_root
+
+    monkeypatch.setenv("OMNIMEDSEG_HOME", str(tmp_path / "home"))
+    assert default_root() == tmp_path / "home" / "demo"
+    assert default_root(tmp_path / "elsewhere") == tmp_path / "elsewhere" / "demo"

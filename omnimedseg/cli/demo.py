@@ -13,8 +13,8 @@ from omnimedseg.cli import Env, pass_env
 
 @click.command()
 @click.option("--root", "demo_root", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where the demo writes its data (default: the global --root, else <user cache>/omnimedseg/demo). "
-                   "Kept afterwards; a rerun reuses what is done.")
+              help="Where the demo writes its data (default: a demo folder in the data root, e.g. "
+                   "<user cache>/omnimedseg/demo). Kept afterwards; a rerun reuses what is done.")
 @click.option("-j", "--jobs", "workers", default=1, show_default=True, type=click.IntRange(1),
               help="Worker processes for converting and benchmarking.")
 @click.option("--json", "as_json", is_flag=True, help="Print where the results are as JSON.")
@@ -23,7 +23,7 @@ def demo(env: Env, demo_root: Path | None, workers: int, as_json: bool) -> None:
     """Download, convert, validate, QA and benchmark a small real sample (HC18 2D, TotalSegmentator 3D), offline."""
     from omnimedseg.demo import CARDS, default_root, run_demo
 
-    root = (demo_root or env.root or default_root()).expanduser().resolve()
+    root = (demo_root or default_root(env.root)).expanduser().resolve()
     started = time.monotonic()
     echo = (lambda message: None) if as_json else env.echo
     echo(f"omnimedseg demo: data in {root}")

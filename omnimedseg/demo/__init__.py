@@ -25,11 +25,12 @@ ATTRIBUTION = HERE / "ATTRIBUTION.md"
 DATASETS = ("demo_hc18", "demo_totalsegmentator")
 
 
-def default_root() -> Path:
-    """Where the demo keeps its data unless told otherwise: a ``demo`` folder in the user cache."""
-    import platformdirs
+def default_root(data_root: str | Path | None = None) -> Path:
+    """Where the demo keeps its data unless told otherwise: a ``demo`` folder of the data root
+    (``--root``, else ``$OMNIMEDSEG_HOME``, else the user cache), apart from real datasets."""
+    from omnimedseg import paths
 
-    return Path(platformdirs.user_cache_dir("omnimedseg")).resolve() / "demo"
+    return paths.data_root(data_root) / "demo"
 
 
 @dataclass
