@@ -19,7 +19,8 @@ from typing import Iterable
 from omnimedseg.errors import RegistryError
 from omnimedseg.registry.card import MODALITIES, TODO_MARKER, Card, RemoteFile
 
-__all__ = ["Card", "RemoteFile", "MODALITIES", "Registry", "load_registry", "ENV_REGISTRY_PATH", "ENTRY_POINT_GROUP"]
+__all__ = ["Card", "RemoteFile", "MODALITIES", "Registry", "load_registry", "ENV_REGISTRY_PATH", "ENTRY_POINT_GROUP",
+           "is_scaffold"]
 
 ENV_REGISTRY_PATH = "OMNIMEDSEG_REGISTRY_PATH"
 ENTRY_POINT_GROUP = "omnimedseg.registry"
@@ -67,6 +68,11 @@ def builtin_card_paths() -> list[Path]:
     return sorted(Path(str(entry)) for entry in folder.iterdir() if entry.name.endswith(".toml"))
 
 
+def is_scaffold(text: str) -> bool:
+    """Whether a card's text still holds the TODO markers of ``omnimedseg new`` (then it is never listed)."""
+    return TODO_MARKER in text
+
+
 def plugin_card_paths() -> list[Path]:
     """Cards of installed packages: the ``*.toml`` files next to each ``omnimedseg.registry`` entry point's module."""
     from importlib.metadata import entry_points
@@ -112,6 +118,6 @@ def load_registry(extra_dirs: Iterable[str | os.PathLike] = ()) -> Registry:
             raise RegistryError(f"dataset id {card.id!r} is defined twice: {cards[card.id].path} and {path}; "
                                 f"remove or rename one of them")
         cards[card.id] = card
-        if TODO_MARKER in text:
+        if is_scaffold(text):
             scaffolds.append(card.id)
     return Registry(cards, scaffolds)

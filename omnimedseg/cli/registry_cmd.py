@@ -163,12 +163,13 @@ README_END = "<!-- end of datasets -->"
                                             "the built-in cards.")
 @pass_env
 def docs_command(env: Env, output: Path, readme: Path | None, check: bool) -> None:
-    """Write docs/datasets.md and README.md's datasets table from the built-in cards."""
+    """Write docs/datasets.md and README.md's datasets table from the built-in cards (scaffolds left out)."""
     from omnimedseg.errors import ValidationError
     from omnimedseg.files import atomic_write_text
-    from omnimedseg.registry import Card, builtin_card_paths
+    from omnimedseg.registry import Card, builtin_card_paths, is_scaffold
 
-    cards = [Card.from_toml(p) for p in builtin_card_paths()]
+    # like `omnimedseg list`, the catalogue leaves out scaffolds of `omnimedseg new` that still hold TODOs
+    cards = [Card.from_toml(p) for p in builtin_card_paths() if not is_scaffold(p.read_text(encoding="utf-8"))]
     if readme is None and output == DATASETS_DOC and README.is_file():
         readme = README
     pages = {output: datasets_markdown(cards)}
