@@ -55,7 +55,8 @@ def test_demo_runs_the_pipeline_end_to_end_and_a_rerun_reuses_it(tmp_path):
     again = run_cli("demo", "--root", root, "--json")
     assert again.exit_code == 0, again.output
     report = json.loads(again.stdout)
-    assert report["reused"] == ["convert demo_hc18", "convert demo_totalsegmentator", "benchmark sessions"]
+    assert report["reused"] == ["convert demo_hc18", "convert demo_totalsegmentator",
+                                f"{len(records)} benchmark sessions"]
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing redone
 
 

@@ -98,8 +98,9 @@ def run_demo(root: Path, echo: Callable[[str], None] = print, progress: Progress
     suite = Suite.from_toml(SUITE)
     out = root / "benchmarks" / suite.name
     echo(f"4/4 benchmark: {suite.model} with {', '.join(suite.robot_users)}, {suite.steps + 1} interactions each")
-    if (out / "summary.md").is_file():
-        result.reused.append("benchmark sessions")
+    done = len(list((out / "records").glob("*.json"))) if (out / "records").is_dir() else 0
+    if done:
+        result.reused.append(f"{done} benchmark sessions")
     result.benchmark = run_benchmark(suite, out, root=str(root), registry_dirs=registry_dirs, workers=workers,
                                      progress=progress)
     return result
