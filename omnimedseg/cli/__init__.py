@@ -43,6 +43,7 @@ COMMANDS = {
     "qa": "omnimedseg.cli.qa:qa",
     "train": "omnimedseg.cli.train:train",
     "evaluate": "omnimedseg.cli.evaluate:evaluate",
+    "demo": "omnimedseg.cli.demo:demo",
 }
 
 # commands whose DATASET_ID argument names a dataset whose downloads/, raw/ or converted/ they write
