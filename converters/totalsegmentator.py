@@ -10,6 +10,9 @@ archives, https://github.com/constantinpape/torch-em, and third-party listings o
         s0000/ct.nii.gz
         s0000/segmentations/<structure>.nii.gz   117 binary masks, empty when out of the field of view
 
+Sources disagree on v2.0.1's top folder (torch-em: none; licences.md quoting eva: ``Totalsegmentator_dataset_v201/``);
+a ``meta.csv`` found one level down is named in the error rather than silently used.
+
 Structure file names are the card's class names except the vertebrae, which are mixed-case
 (``vertebrae_L5.nii.gz`` -> class ``vertebrae_l5``; v3 replaces ``vertebrae_S1`` by ``vertebrae_L6``); the
 explicit table below maps them. Cases come from ``meta.csv``, so a partial copy lists the others as absent.
