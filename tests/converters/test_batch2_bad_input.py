@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 
+from tests.converters.fake.bus_uclm import ROOT as BUS_UCLM
 from tests.converters.test_batch2_raw import extracted_release
 from tests.helpers import run_cli
 
@@ -18,7 +19,7 @@ def _convert(tmp_path, dataset_id, raw):
 
 @pytest.mark.parametrize("dataset_id, remove, absent", [
     ("bus_bra", ["BUSBRA/Images/bus_0002-l.png", "BUSBRA/Masks/mask_0002-l.png"], "bus_0002-l"),
-    ("bus_uclm", ["BUS-UCLM/images/MENE_002.png", "BUS-UCLM/masks/MENE_002.png"], "MENE_002"),
+    ("bus_uclm", [f"{BUS_UCLM}/images/MENE_002.png", f"{BUS_UCLM}/masks/MENE_002.png"], "MENE_002"),
 ])
 def test_side_table_lists_more_cases_than_present(tmp_path, dataset_id, remove, absent):
     raw = extracted_release(dataset_id, tmp_path)
@@ -40,7 +41,7 @@ def test_side_table_lists_more_cases_than_present(tmp_path, dataset_id, remove, 
      .write_bytes(b"x"), "case001_lesion.png: unexpected file; expected caseNNN.png"),
     ("chaksu", lambda raw: shutil.rmtree(raw / "Test/4.0_OD_CO_Fusion_Images/Remedio/STAPLE"),
      "Remedio: expected one folder named staple"),
-    ("bus_uclm", lambda raw: _recolour(raw / "BUS-UCLM/masks/ANFO_001.png"),
+    ("bus_uclm", lambda raw: _recolour(raw / BUS_UCLM / "masks/ANFO_001.png"),
      r"ANFO_001.png: 1 colour\(s\) not in the palette, e.g. \(0, 0, 255\)"),
     ("arcade_stenosis", lambda raw: _relabel(raw / "arcade/stenosis/val/annotations/val.json"),
      r"val.json: annotations of categories \['1'\], which are not classes of arcade_stenosis"),
