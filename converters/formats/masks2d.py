@@ -90,6 +90,32 @@ def read_binary_mask_union(*paths: Path) -> ImageData:
     return ImageData(union)
 
 
+IMAGE_SIDES = ("image_left", "image_right")
+
+
+def read_mask_on_side(path: PathLike, *, side: str) -> ImageData:
+    """Binary mask (as ``read_binary_mask``) that must lie mostly in the given half of the image.
+
+    For releases that name a lateral structure by side without saying whose side
+    (Montgomery's ``leftMask``: the patient's left lung sits on the image's right in a PA
+    radiograph). The centre of mass of the mask decides; a mask on the other half means the
+    assumed convention is wrong, which is an error rather than a silently swapped class.
+    An empty mask passes (nothing to place).
+    """
+    if side not in IMAGE_SIDES:
+        raise ConversionError(f"{path}: side={side!r}; expected one of {IMAGE_SIDES}")
+    mask = read_binary_mask(Path(path)).array
+    cols = np.nonzero(mask)[1]
+    if cols.size:
+        centre, middle = float(cols.mean()), (mask.shape[1] - 1) / 2
+        found = "image_right" if centre > middle else "image_left"
+        if centre != middle and found != side:
+            raise ConversionError(f"{path}: mask centred at column {centre:.0f} of {mask.shape[1]}, in the "
+                                  f"{found.replace('_', ' ')} half; expected the {side.replace('_', ' ')} half (the "
+                                  f"side convention assumed for this release does not hold: report it)")
+    return ImageData(mask)
+
+
 def read_mask_above(path: Path, *, above: int) -> ImageData:
     """Mask of the pixels brighter than ``above`` in a multi-level grey mask (e.g. disc < cup levels).
 
@@ -112,4 +138,4 @@ def read_empty_mask(reference: PathLike) -> ImageData:
 
 
 __all__ = ["LOSSY_MASK_THRESHOLD", "drop_constant_alpha", "read_binary_mask_union", "read_empty_mask",
-           "read_image_without_alpha", "read_lossy_mask", "read_mask_above"]
+           "read_image_without_alpha", "read_lossy_mask", "read_mask_above", "read_mask_on_side"]
