@@ -116,14 +116,30 @@ def read_mask_on_side(path: PathLike, *, side: str) -> ImageData:
     return ImageData(mask)
 
 
-def read_mask_above(path: Path, *, above: int) -> ImageData:
+SOLID_HOLE_LIMIT = 0.25  # hole area / filled area above which a "solid" structure is taken to be a ring
+
+
+def read_mask_above(path: Path, *, above: int, solid: bool = False) -> ImageData:
     """Mask of the pixels brighter than ``above`` in a multi-level grey mask (e.g. disc < cup levels).
 
     Fusion masks code nested structures as grey levels (Chákṣu: background, disc, cup);
     a structure is every pixel above the midpoint below its level, which also keeps the
-    boundary where it was for JPEG-compressed masks.
+    boundary where it was for JPEG-compressed masks. ``solid`` asserts the level order for
+    the innermost structure: if the brightest level were the outer ring instead (order not
+    documented by the release), its mask would be an annulus, so a mask whose holes cover
+    more than ``SOLID_HOLE_LIMIT`` of its filled area is an error, never a silent swap.
     """
-    return ImageData(_grey(Path(path)) > above)
+    mask = _grey(Path(path)) > above
+    if solid and mask.any():
+        from scipy import ndimage
+
+        filled = ndimage.binary_fill_holes(mask)
+        holes = int(filled.sum() - mask.sum())
+        if holes > SOLID_HOLE_LIMIT * filled.sum():
+            raise ConversionError(f"{path}: the pixels above {above} form a ring ({holes} of {int(filled.sum())} "
+                                  f"enclosed pixels are holes); expected a solid innermost structure, so the "
+                                  f"grey-level order assumed for this release does not hold: report it")
+    return ImageData(mask)
 
 
 def read_empty_mask(reference: PathLike) -> ImageData:
