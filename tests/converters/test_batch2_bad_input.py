@@ -70,3 +70,22 @@ def _relabel(path):
     coco = json.loads(path.read_text())
     coco["annotations"][0]["category_id"] = 1  # a SYNTAX segment in the stenosis file
     path.write_text(json.dumps(coco))
+
+
+def test_bus_uclm_cropped_image_is_a_failed_case_with_keep_going(tmp_path):
+    """Some real BUS-UCLM images were cropped after annotation (licences.md): image and mask sizes differ and the
+    alignment is unknown, so the pair is refused (one clear error), and --keep-going lists it as failed."""
+    import numpy as np
+    from PIL import Image
+
+    raw = extracted_release("bus_uclm", tmp_path)
+    image = raw / BUS_UCLM / "images/MENE_002.png"
+    Image.fromarray(np.asarray(Image.open(image))[2:, 3:]).save(image)  # cropped by 2 rows, 3 columns
+    failed = _convert(tmp_path, "bus_uclm", raw)
+    assert failed.exit_code == 1 and "MENE_002" in failed.output, failed.output
+    result = run_cli("--root", tmp_path / "root", "convert", "bus_uclm", "--raw", raw, "--json", "--accept-licence",
+                     "--keep-going")
+    assert result.exit_code == 0, result.output
+    dataset = json.loads(next((tmp_path / "root" / "converted" / "bus_uclm").glob("*/dataset.json")).read_text())
+    assert [f["case_id"] for f in dataset["failed"]] == ["MENE_002"]
+    assert len(dataset["cases"]) == 2
