@@ -27,6 +27,11 @@ class Progress:
             self.stream.write(text + "\n")
             self.stream.flush()
 
+    def note(self, text: str) -> None:
+        """One line of information about the work (silenced with the rest by ``-q``)."""
+        if self.enabled:
+            self._line(text)
+
     @property
     def is_terminal(self) -> bool:
         return bool(getattr(self.stream, "isatty", lambda: False)())
