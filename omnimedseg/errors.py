@@ -47,3 +47,7 @@ class PluginError(OmnimedsegError, ImportError):
 
 class LicenceNotAcceptedError(OmnimedsegError, PermissionError):
     """A dataset whose licence is not verified-open was used without ``--accept-licence``."""
+
+
+class DatasetBusyError(OmnimedsegError):
+    """Another process is writing the same dataset and the caller asked not to wait (``--no-wait``)."""

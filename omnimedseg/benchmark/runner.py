@@ -172,9 +172,9 @@ def run_benchmark(suite: Suite, out: Path, root: str | None = None, registry_dir
         if previous.get("config_hash") != suite.config_hash:
             raise UsageError(f"{out} holds results of another configuration (hash {previous.get('config_hash')} "
                              f"vs {suite.config_hash}); choose another --out or delete that folder")
+    tasks = plan(suite, root, registry_dirs)  # first: a suite without data fails before any folder is made
     records_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(config_path, json.dumps(config, indent=2) + "\n")
-    tasks = plan(suite, root, registry_dirs)
     drawn = sheet_tasks(suite, tasks)
     sheets = {t: sheet_path(out, t) if t in drawn else None for t in tasks}
     # a session whose sheet is missing (``sheets`` is not part of the configuration) runs again:
