@@ -65,10 +65,15 @@ class Progress:
         self._line(f"{description}: done ({_amount(done, unit)})")
 
 
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``1.5 KiB`` (binary units, up to TiB)."""
+    return _amount(n, "B")
+
+
 def _amount(n: float, unit: str) -> str:
     if unit == "B":
-        for suffix in ("B", "KiB", "MiB", "GiB"):
-            if n < 1024 or suffix == "GiB":
+        for suffix in ("B", "KiB", "MiB", "GiB", "TiB"):
+            if n < 1024 or suffix == "TiB":
                 return f"{n:.0f} {suffix}" if suffix == "B" else f"{n:.1f} {suffix}"
             n /= 1024
     return f"{n:.0f} {unit}" + ("" if n == 1 or unit == "it" else "s")

@@ -28,6 +28,7 @@ import numpy as np
 
 from omnimedseg import paths
 from omnimedseg.errors import UsageError
+from omnimedseg.progress import SILENT, Progress
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
@@ -217,8 +218,10 @@ def _instance_tiles(dataset, index: int, size: int) -> list:
 
 
 def run_qa(dataset_id: str, out: str | os.PathLike | None = None, *, root=None, registry_dirs: Sequence[str] = (),
-           seed: int = 0, n_images: int = 20, per_class: int = 5, tile: int = 256, force: bool = True) -> QAReport:
-    """Write contact sheets and ``index.html`` for ``dataset_id`` into ``out`` (default ``<root>/qa/<id>/<version>``)."""
+           seed: int = 0, n_images: int = 20, per_class: int = 5, tile: int = 256, force: bool = True,
+           progress: Progress = SILENT) -> QAReport:
+    """Write contact sheets and ``index.html`` for ``dataset_id`` into ``out`` (default ``<root>/qa/<id>/<version>``);
+    ``progress`` reports the validation, the cases sampled and the sheets drawn."""
     from omnimedseg.converters._validate import recorded_raw, validate_converted
     from omnimedseg.data.datasets import ConvertedDataset
     from omnimedseg.data.exports import staged
@@ -228,7 +231,8 @@ def run_qa(dataset_id: str, out: str | os.PathLike | None = None, *, root=None, 
     dataset = ConvertedDataset(dataset_id, root=root, registry_dirs=registry_dirs, labelled_only=True)
     version = dataset.folder.name
     out = Path(out) if out is not None else paths.data_root(root) / "qa" / dataset.dataset_id / version
-    report = validate_converted(dataset.folder, recorded_raw(dataset.folder, paths.raw_dir(dataset.dataset_id, root)))
+    report = validate_converted(dataset.folder, recorded_raw(dataset.folder, paths.raw_dir(dataset.dataset_id, root)),
+                                progress)
     names = dataset.class_names
     if not dataset.cases:  # nothing labelled: show images only
         dataset = ConvertedDataset(dataset_id, root=root, registry_dirs=registry_dirs, labelled_only=False)
@@ -237,7 +241,12 @@ def run_qa(dataset_id: str, out: str | os.PathLike | None = None, *, root=None, 
         masks = dataset.load_case(i)[1]
         return {c for c, m in zip(names, masks) if m.any()}
 
-    chosen, seen = stratified_sample(len(dataset), names, presence, n_images, per_class, seed)
+    with progress.task(f"qa {dataset.dataset_id}: sampling cases", len(dataset), unit="case") as advance:
+        def counted(i: int) -> set[str]:
+            advance(1)
+            return presence(i)
+
+        chosen, seen = stratified_sample(len(dataset), names, counted, n_images, per_class, seed)
     chosen = sorted(chosen, key=lambda i: (dataset.cases[i]["split"], dataset.cases[i]["case_id"]))  # findable
     findings = []
     exhausted = len(seen) == len(dataset)
@@ -260,11 +269,13 @@ def run_qa(dataset_id: str, out: str | os.PathLike | None = None, *, root=None, 
         legend.append(("ignore (greyed)", IGNORE_GREY))
     columns = 3 if dataset.dimensionality == 3 else 5
     per_sheet = 18 if dataset.dimensionality == 3 else 20
-    with staged(out, force, f"omnimedseg qa {dataset_id}") as staging:
+    with staged(out, force, f"omnimedseg qa {dataset_id}") as staging, \
+            progress.task(f"qa {dataset.dataset_id}: drawing sheets", None, unit="sheet") as drawn:
         sheets: list[Path] = []
 
         def write(prefix: str, tiles: list, heading: str, legend_items) -> None:
             for page, start in enumerate(range(0, len(tiles), per_sheet), 1):
+                drawn(1)
                 path = staging / f"{prefix}_{page:02d}.png"
                 _sheet(tiles[start:start + per_sheet], columns, legend_items,
                        f"{dataset.dataset_id} {version} - {heading} (seed {seed}, page {page})").save(path)
