@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass, field
 
 from omnimedseg.downloaders._base import Downloader, Manifest
-from omnimedseg.downloaders._transfer import repin_command
 from omnimedseg.downloaders._http import Credential, HttpClient, check_url, platform_url, redact
+from omnimedseg.downloaders._transfer import repin_command
 from omnimedseg.errors import DatasetNotFoundError, DownloadError, OmnimedsegError
 from omnimedseg.registry import Card, RemoteFile
 

@@ -57,7 +57,7 @@ def _checked(archive: Path, entry) -> tuple[PurePosixPath, int, bool]:
         raise DownloadError(f"{archive}: refusing link member {name!r}")
     if not (entry.isfile or entry.isdir):
         raise DownloadError(f"{archive}: refusing special file member {name!r}")
-    return _checked_member_path(archive, name), int(entry.size or 0), bool(entry.isdir)
+    return _checked_member_path(archive, name, bool(entry.isdir)), int(entry.size or 0), bool(entry.isdir)
 
 
 def rar_members(archive: Path, limits) -> list[tuple[PurePosixPath, int, bool]]:

@@ -29,6 +29,7 @@ from urllib.parse import unquote, urlparse
 
 import requests
 import urllib3
+
 from omnimedseg.downloaders._http import HttpClient, check_url, offline, redact
 from omnimedseg.errors import ChecksumMismatchError, DownloadError
 from omnimedseg.files import CHUNK, atomic_write_text, file_hashes, naming_errors  # noqa: F401  (re-exported)

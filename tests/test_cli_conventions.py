@@ -25,9 +25,12 @@ def test_global_options_may_follow_the_command(hc18, tmp_path):
     missing = run_cli("list", "--registry", str(tmp_path / "no_cards"))
     assert missing.exit_code == 1 and "no_cards does not exist" in missing.output
     assert hoist_global_options(["emulate", "x", "-vq", "--", "-v"]) == ["-vq", "emulate", "x", "--", "-v"]
+    # an option the command defines itself stays with it (demo's --root is where the demo writes)
+    assert hoist_global_options(["demo", "--root", "D", "-v"], lambda name: {"--root"} if name == "demo" else ()) == [
+        "-v", "demo", "--root", "D"]
 
 
-@pytest.mark.parametrize("command", ["convert", "benchmark", "download", "verify", "train"])
+@pytest.mark.parametrize("command", ["convert", "benchmark", "download", "verify", "train", "demo"])
 def test_jobs_is_one_flag_everywhere(command):
     help_text = run_cli(command, "--help").stdout
     assert "-j, --jobs" in help_text and "--workers" not in help_text

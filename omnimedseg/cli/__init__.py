@@ -49,6 +49,7 @@ COMMANDS = {
     "qa": "omnimedseg.cli.qa:qa",
     "train": "omnimedseg.cli.train:train",
     "evaluate": "omnimedseg.cli.evaluate:evaluate",
+    "demo": "omnimedseg.cli.demo:demo",
 }
 
 # commands whose DATASET_ID argument names a dataset whose downloads/, raw/ or converted/ they write
@@ -175,10 +176,11 @@ def _is_global_flag(token: str) -> bool:
     return token in GLOBAL_FLAGS or (len(token) > 1 and token[0] == "-" and set(token[1:]) <= {"q", "v"})
 
 
-def hoist_global_options(args: list[str]) -> list[str]:
+def hoist_global_options(args: list[str], own_options=lambda command: frozenset()) -> list[str]:
     """Move global options given after the sub-command in front of it (``omnimedseg convert hc18 -v
-    --root D`` == ``omnimedseg -v --root D convert hc18``); everything after ``--`` stays where it is."""
-    front, rest, i = [], [], 0
+    --root D`` == ``omnimedseg -v --root D convert hc18``); everything after ``--`` stays where it is, and
+    so does an option the sub-command defines itself (``own_options(name)``, e.g. ``demo --root``)."""
+    front, rest, i, own = [], [], 0, frozenset()
     while i < len(args) and args[i].startswith("-"):  # options already before the command
         take = 2 if args[i] in GLOBAL_VALUED else 1
         front += args[i:i + take]
@@ -189,23 +191,37 @@ def hoist_global_options(args: list[str]) -> list[str]:
         if token == "--":
             rest += args[i:]
             break
-        if command_seen and _is_global_flag(token):
+        name = token.split("=", 1)[0]
+        if not command_seen or name in own:
+            rest.append(token)
+            if not command_seen:
+                own = frozenset(own_options(token))
+            command_seen = True
+        elif _is_global_flag(token):
             front.append(token)
-        elif command_seen and token in GLOBAL_VALUED and i + 1 < len(args):
+        elif token in GLOBAL_VALUED and i + 1 < len(args):
             front += [token, args[i + 1]]
             i += 1
-        elif command_seen and token.split("=", 1)[0] in GLOBAL_VALUED:
+        elif name in GLOBAL_VALUED:
             front.append(token)
         else:
             rest.append(token)
-            command_seen = True
         i += 1
     return front + rest
 
 
+def _own_options(name: str) -> frozenset[str]:
+    """Option spellings the sub-command ``name`` defines itself (empty for an unknown name)."""
+    try:
+        command = cli.get_command(None, name)
+    except Exception:  # noqa: BLE001 - a broken plugin command is reported when it runs, not here
+        return frozenset()
+    return frozenset(o for p in getattr(command, "params", []) for o in (*p.opts, *p.secondary_opts))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning every error into one line (JSON with ``--json``) and an exit code."""
-    args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
+    args = hoist_global_options(list(sys.argv[1:] if argv is None else argv), _own_options)
     ours = args[:args.index("--")] if "--" in args else args
     debug, as_json = "--debug" in ours, "--json" in ours
     try:
@@ -241,7 +257,7 @@ def _fail(line: str, kind: str, code: int, as_json: bool) -> None:
 def error_line(exc: BaseException) -> str:
     """One line for any error: our own message, or the file and cause of an OS or library error."""
     if isinstance(exc, OmnimedsegError):
-        return _one_line(str(exc))
+        return str(exc).strip() if getattr(exc, "keep_lines", False) else _one_line(str(exc))
     if isinstance(exc, OSError):
         where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
         cause = exc.strerror or _one_line(str(exc)) or type(exc).__name__

@@ -16,6 +16,7 @@ from dl_helpers import payload, write_card
 
 from omnimedseg.cli import main
 
+
 def _registry(tmp_path: Path, files: dict[str, bytes | None], extract=()) -> Path:
     return write_card(tmp_path / "registry", files, extract=extract)
 
