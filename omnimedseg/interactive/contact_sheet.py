@@ -97,7 +97,8 @@ def draw_prompts(image, prompts: Sequence[Prompt], label=None, *, slice_axis: in
         if isinstance(p, Scribble):
             half = max(z, 1) / 2
             for row, col in _plane(p.coords, slice_axis, slice_index):
-                draw.rectangle([c(col) - half, c(row) - half, c(col) + half - 1, c(row) + half - 1], fill=color)
+                x0, y0 = c(col) - half, c(row) - half
+                draw.rectangle([x0, y0, max(x0, x0 + 2 * half - 1), max(y0, y0 + 2 * half - 1)], fill=color)
         elif isinstance(p, Click):
             rc = _plane(np.asarray([p.coord]), slice_axis, slice_index)
             if len(rc):
@@ -114,7 +115,8 @@ def draw_prompts(image, prompts: Sequence[Prompt], label=None, *, slice_axis: in
                 if not lo[slice_axis] <= slice_index <= hi[slice_axis]:
                     continue
                 lo, hi = np.delete(lo, slice_axis), np.delete(hi, slice_axis)
-            corners = [lo[1] * z, lo[0] * z, (hi[1] + 1) * z - 1, (hi[0] + 1) * z - 1]
+            x0, y0 = lo[1] * z, lo[0] * z  # inclusive corners: the far edge is the last pixel's far side
+            corners = [x0, y0, max(x0, (hi[1] + 1) * z - 1), max(y0, (hi[0] + 1) * z - 1)]
             if ring:
                 draw.rectangle([corners[0] - 3, corners[1] - 3, corners[2] + 3, corners[3] + 3], outline=NEWEST)
             draw.rectangle(corners, outline=color, width=2)
