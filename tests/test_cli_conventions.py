@@ -12,7 +12,7 @@ from tests.data.conftest import hc18  # noqa: F401  (converted fake HC18 under a
 from tests.helpers import run_cli
 
 
-def test_global_options_may_follow_the_command(hc18, tmp_path):
+def test_global_options_may_follow_the_command(hc18, tmp_path):  # noqa: F811
     root = str(hc18["root"])
     before = run_cli("--root", root, "--json", "info", "hc18")
     after = run_cli("info", "hc18", "--root", root, "--json")
@@ -36,7 +36,7 @@ def test_jobs_is_one_flag_everywhere(command):
     assert "-j, --jobs" in help_text and "--workers" not in help_text
 
 
-def test_old_workers_spelling_still_works(hc18):
+def test_old_workers_spelling_still_works(hc18):  # noqa: F811
     root = str(hc18["root"])
     for flags in (["-j", "2"], ["--workers", "2"]):
         result = run_cli("--root", root, "convert", "hc18", *flags, "--json")
@@ -52,7 +52,7 @@ def _suite_file(tmp_path):
     return path
 
 
-def test_verbose_adds_detail_everywhere(hc18, tmp_path):
+def test_verbose_adds_detail_everywhere(hc18, tmp_path):  # noqa: F811
     root = str(hc18["root"])
     suite = _suite_file(tmp_path)
     for args in (["list"], ["info", "hc18"], ["validate", "hc18"], ["qa", "hc18"], ["convert", "hc18"],
@@ -65,7 +65,7 @@ def test_verbose_adds_detail_everywhere(hc18, tmp_path):
         assert len(verbose_lines) > len(plain_lines), args
 
 
-def test_errors_are_json_with_json(hc18):
+def test_errors_are_json_with_json(hc18):  # noqa: F811
     result = run_cli("info", "hc81", "--json")
     assert result.exit_code == 1
     error = json.loads(result.stdout)
@@ -97,7 +97,7 @@ def test_info_sizes_are_human_readable_with_a_total():
     assert "training_set.zip  (126.8 MiB)\n      size 132926838 B\n      md5 00eb8198" in run_cli("info", "hc18", "-v").stdout
 
 
-def test_validate_and_qa_show_progress(hc18):
+def test_validate_and_qa_show_progress(hc18):  # noqa: F811
     root = str(hc18["root"])
     validate = run_cli("--root", root, "validate", "hc18")
     assert validate.exit_code == 0
@@ -110,7 +110,7 @@ def test_validate_and_qa_show_progress(hc18):
     assert run_cli("--root", root, "-q", "qa", "hc18").stderr == ""
 
 
-def test_resumed_benchmark_says_how_many_sessions_it_reused(hc18, tmp_path):
+def test_resumed_benchmark_says_how_many_sessions_it_reused(hc18, tmp_path):  # noqa: F811
     root, out = str(hc18["root"]), tmp_path / "bench"
     first = run_cli("--root", root, "benchmark", str(_suite_file(tmp_path)), "--out", str(out))
     assert first.exit_code == 0 and "reused" not in first.stderr

@@ -21,6 +21,6 @@ def jobs_option(default: int, help: str, minimum: int = 1, old: str | None = Non
                                type=click.IntRange(minimum), help=help)(wrapper)
         if old:
             wrapper = click.option(old, "jobs_alias", type=click.IntRange(minimum), default=None, hidden=True,
-                                   help=f"Old spelling of --jobs.")(wrapper)
+                                   help="Old spelling of --jobs.")(wrapper)
         return wrapper
     return decorate

@@ -13,8 +13,8 @@ import pytest
 from omnimedseg.benchmark import Suite, get_model, run_benchmark
 from omnimedseg.benchmark.models import OracleNoiseModel, RegionGrowingModel
 from omnimedseg.errors import PluginError, UsageError
-from omnimedseg.progress import Progress
 from omnimedseg.interactive import Box, Click, get_robot_user
+from omnimedseg.progress import Progress
 from tests.helpers import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,7 +119,7 @@ def test_interaction_sheet_draws_the_prompts_that_were_scored(hc18, tmp_path):
     scored; a recorded click's centre pixel has its polarity's colour on the runner's PNG."""
     from PIL import Image
 
-    from omnimedseg.benchmark.runner import _open_dataset, _model, draw_session, plan, sheet_path
+    from omnimedseg.benchmark.runner import _model, _open_dataset, draw_session, plan, sheet_path
     from omnimedseg.interactive import run_robot_session
     from omnimedseg.interactive.contact_sheet import NEGATIVE, POSITIVE
     from omnimedseg.interactive.prompts import Click, prompt_from_dict
