@@ -33,7 +33,7 @@ __all__ = ["edt_peak", "PEAK_RTOL"]
 PEAK_RTOL = 1e-12
 #: below this many voxels the full transform is cheaper than the bounds
 _FULL_BELOW = 32_768
-_BLOCK = {2: 8, 3: 4}
+_BLOCK = {2: 4, 3: 4}
 
 
 def edt_peak(mask: np.ndarray, sampling=None, excluded: np.ndarray | None = None) -> tuple[float, np.ndarray]:
@@ -61,7 +61,7 @@ def _full_peak(mask, sampling, excluded):
 
 def _block_reduce(a: np.ndarray, k: int, fill: bool, how) -> np.ndarray:
     """``how`` (np.all / np.any) over blocks of ``k`` voxels per axis; the partial last block is
-    padded with ``fill``."""
+    padded with ``fill``. (Measured faster than one uint8 block sum.)"""
     for axis in range(a.ndim):
         n = a.shape[axis]
         nb = -(-n // k)
@@ -128,7 +128,11 @@ def _exact_sq(mask: np.ndarray, s: np.ndarray, lo, hi, budget: float = 4e7) -> n
     rows = mask.reshape(-1, shape[-1])
     z0, z1 = int(lo[-1]), int(hi[-1])
     n_rows = rows.shape[0]
-    cost_staged = n_rows * box[-1] * (box[-2] if ndim > 2 else 1) + n_rows * box[-1]
+    # staged: 1D pass on every row, then per axis a (full axis) x (box side) min-plus
+    cost_staged, size = n_rows * box[-1], n_rows * box[-1]
+    for axis in range(ndim - 2, -1, -1):
+        cost_staged += size * box[axis]
+        size = size // shape[axis] * box[axis]
     bg_rows = np.flatnonzero(~rows.all(axis=1))
     cost_rows = len(bg_rows) * int(np.prod(box))
     if min(cost_staged, cost_rows) > budget:
@@ -144,25 +148,29 @@ def _exact_sq(mask: np.ndarray, s: np.ndarray, lo, hi, budget: float = 4e7) -> n
             b = (s[axis] * np.minimum(c + 1, shape[axis] - c)) ** 2
             sq = np.minimum(sq, b.reshape((-1,) + (1,) * (ndim - 1 - axis)))
         flat = sq.reshape(-1, box[-1])
-        chunk = max(1, int(2e6 // max(len(bg_rows), 1)))
+        chunk = max(1, int(4e6 // max(len(bg_rows) * box[-1], 1)))
         for start in range(0, len(pts) if len(bg_rows) else 0, chunk):
             p = pts[start:start + chunk]
             plane = np.sum(((p[:, None, :] - where[None, :, :]) * s[:-1]) ** 2, axis=2)  # (p, R)
-            for j in range(box[-1]):
-                flat[start:start + len(p), j] = np.minimum(flat[start:start + len(p), j],
-                                                           (plane + g[None, :, j]).min(axis=1))
+            part = flat[start:start + len(p)]
+            np.minimum(part, (plane[:, :, None] + g[None]).min(axis=1), out=part)
         return sq
     sq = (s[-1] * _row_distances(rows, z0, z1)) ** 2
     sq = sq.reshape(shape[:-1] + (z1 - z0 + 1,))
     for axis in range(ndim - 2, -1, -1):
         n = shape[axis]
-        others = np.arange(n)
-        out = []
-        for y in range(int(lo[axis]), int(hi[axis]) + 1):
-            w = ((s[axis] * (y - others)) ** 2).reshape((n,) + (1,) * (ndim - 1 - axis))
-            pad = (s[axis] * min(y + 1, n - y)) ** 2
-            out.append(np.minimum(np.min(sq + w, axis=axis), pad))
-        sq = np.stack(out, axis=axis)
+        ys = np.arange(int(lo[axis]), int(hi[axis]) + 1)
+        w = (s[axis] * (ys[:, None] - np.arange(n)[None, :])) ** 2  # (box side, n)
+        pad = (s[axis] * np.minimum(ys + 1, n - ys)) ** 2
+        moved = np.moveaxis(sq, axis, 0)  # (n, rest...)
+        rest = moved.shape[1:]
+        moved = moved.reshape(n, -1)
+        out = np.empty((len(ys), moved.shape[1]))
+        step = max(1, int(4e6 // max(n * moved.shape[1], 1)))
+        for a in range(0, len(ys), step):
+            out[a:a + step] = (moved[None] + w[a:a + step, :, None]).min(axis=1)
+        out = np.minimum(out, pad[:, None])
+        sq = np.moveaxis(out.reshape((len(ys),) + rest), 0, axis)
     return sq
 
 
