@@ -507,33 +507,71 @@ def series_geometry(series: DicomSeries, on_irregular: str = "error") -> SeriesG
 
 # --------------------------------------------------------------------------- pixels
 
-def _decode_all(series: DicomSeries, geom: SeriesGeometry) -> np.ndarray:
-    """Stored values as a (k, reversed row, col) stack in geometry order, one decode per file.
+def _decode_plane(path: Path, frame: int | None) -> np.ndarray:
+    """Stored values of one plane read from its file (only that frame of a multi-frame file).
+
+    Decoding from the path, not from the scanned dataset, leaves nothing cached on the dataset
+    (pydicom keeps a deferred Pixel Data element once read: the whole series again in memory).
+    """
+    return decode_pixels(path, index=frame)
+
+
+def _decode_chunk(items: list[tuple[int, Path, int | None]]) -> list[tuple[int, np.ndarray | str]]:
+    """Worker task: decode a few planes; a failure comes back as its message (re-raised with context)."""
+    out = []
+    for k, path, frame in items:
+        try:
+            out.append((k, _decode_plane(path, frame)))
+        except Exception as exc:  # decoder plugins raise many types
+            out.append((k, _one_line(exc)))
+    return out
+
+
+# Planes per task when decoding in worker processes (small: results wait in memory until copied).
+_DECODE_CHUNK = 8
+
+
+def _planes(series: DicomSeries, geom: SeriesGeometry, workers: int):
+    """``(k, plane)`` for every slice of the geometry; in ``workers`` processes when the transfer
+    syntax is compressed (JPEG-2000 decoding holds the GIL, threads would not help), in any order."""
+    items = [(k, s.path, s.frame) for k, s in enumerate(geom.slices)]
+    ds0 = series.datasets[geom.slices[0].path]
+    syntax = UID(str(ds0.file_meta.get("TransferSyntaxUID", "")))
+    if workers > 1 and len(items) > _DECODE_CHUNK and syntax.is_compressed:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        chunks = [items[i:i + _DECODE_CHUNK] for i in range(0, len(items), _DECODE_CHUNK)]
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for done in as_completed([pool.submit(_decode_chunk, c) for c in chunks]):
+                yield from done.result()
+        return
+    for k, path, frame in items:
+        try:
+            yield k, _decode_plane(path, frame)
+        except Exception as exc:  # decoder plugins raise many types
+            yield k, _one_line(exc)
+
+
+def _decode_all(series: DicomSeries, geom: SeriesGeometry, workers: int = 1) -> np.ndarray:
+    """Stored values as a (k, reversed row, col) stack in geometry order, decoded plane by plane
+    into one preallocated array (the only volume-sized allocation; see :func:`_rescaled`).
 
     Rows are reversed while copying so that ``out.transpose(2, 1, 0)`` is already the
     F-contiguous (i, j, k) volume NIfTI stores: no extra pass over the data.
     """
     out = None
-    frames_cache: dict[Path, np.ndarray] = {}
-    for k, s in enumerate(geom.slices):
-        ds = series.datasets[s.path]
-        try:
-            if s.frame is None:
-                plane = decode_pixels(ds)  # no copy cached on the dataset (memory for long series)
-            else:
-                if s.path not in frames_cache:
-                    arr = decode_pixels(ds)
-                    frames_cache[s.path] = arr.reshape((-1,) + arr.shape[-2:])
-                plane = frames_cache[s.path][s.frame]
-        except Exception as exc:
-            raise ConversionError(f"{s.path}: cannot decode pixel data ({_one_line(exc)}) [transfer syntax "
+    for k, plane in _planes(series, geom, workers):
+        s = geom.slices[k]
+        if isinstance(plane, str):
+            ds = series.datasets[s.path]
+            raise ConversionError(f"{s.path}: cannot decode pixel data ({plane}) [transfer syntax "
                                   f"{ds.file_meta.get('TransferSyntaxUID', '?')}]; re-download the file, or install the "
-                                  f"decoder pydicom names (pip install pylibjpeg pylibjpeg-openjpeg pyjpegls)") from None
+                                  f"decoder pydicom names (pip install pylibjpeg pylibjpeg-openjpeg pyjpegls)")
         if plane.shape != (s.rows, s.cols):
             raise ConversionError(f"{s.path}: decoded {plane.shape} pixels; expected {(s.rows, s.cols)}")
         if out is None:
             out = np.empty((len(geom.slices), s.rows, s.cols), dtype=plane.dtype)
-        elif plane.dtype != out.dtype:
+        elif plane.dtype != out.dtype:  # result_type is order-free: parallel decoding gives the same dtype
             out = out.astype(np.result_type(out.dtype, plane.dtype))
         out[k] = plane[::-1]
     return out
@@ -544,6 +582,8 @@ def _rescaled(raw: np.ndarray, slices: list[SliceRef]) -> tuple[np.ndarray, dict
 
     Output dtype: the stored dtype when there is no rescale; int16 (or int32) when every
     slope and intercept is an integer (CT HU); float32 otherwise (PET SUV scales, MR fractions).
+    When the output dtype is as wide as the stored one (uint16 -> int16 CT), the values are
+    rescaled in ``raw``'s own memory, which is then no longer valid: one volume in memory.
     """
     slopes = np.array([s.slope for s in slices])
     inters = np.array([s.intercept for s in slices])
@@ -566,9 +606,10 @@ def _rescaled(raw: np.ndarray, slices: list[SliceRef]) -> tuple[np.ndarray, dict
         dtype = np.float32
     # Per slice, through a wide type, so no intermediate overflows and temporaries stay small.
     wide = np.float64 if dtype == np.float32 else np.int64
-    out = np.empty(raw.shape, dtype=dtype)
+    same_width = np.dtype(dtype).itemsize == raw.dtype.itemsize and raw.flags.c_contiguous
+    out = raw.view(dtype) if same_width else np.empty(raw.shape, dtype=dtype)
     for k in range(len(slices)):
-        out[k] = raw[k].astype(wide) * wide(slopes[k]) + wide(inters[k])
+        out[k] = raw[k].astype(wide) * wide(slopes[k]) + wide(inters[k])  # reads raw[k] before writing
     return out, info
 
 
@@ -610,17 +651,19 @@ def _apply_resample(vol: np.ndarray, geom: SeriesGeometry) -> np.ndarray:
 
 
 def read_series(src: str | os.PathLike | Iterable | DicomSeries, series_uid: str | None = None,
-                on_irregular: str = "error") -> ImageData:
+                on_irregular: str = "error", workers: int = 1) -> ImageData:
     """Read one DICOM series into ``ImageData`` (rescaled values, dcm2niix layout and affine).
 
     ``src`` is a folder, file list or a :class:`DicomSeries` from :func:`find_series`;
     ``series_uid`` picks one when the folder holds several. See :func:`series_geometry`
-    for ``on_irregular``.
+    for ``on_irregular``. ``workers`` > 1 decodes compressed (JPEG-2000 ...) slices in that
+    many processes; the result does not depend on it.
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"workers: expected an int >= 1, found {workers!r}")
     series = src if isinstance(src, DicomSeries) else select_series(find_series(src), series_uid, src)
     geom = series_geometry(series, on_irregular)
-    raw = _decode_all(series, geom)
-    vol, rescale = _rescaled(raw, geom.slices)
+    vol, rescale = _rescaled(_decode_all(series, geom, workers), geom.slices)
     if geom.resample:
         vol = _apply_resample(vol, geom)
     array = vol.transpose(2, 1, 0)
@@ -646,12 +689,13 @@ def read_series(src: str | os.PathLike | Iterable | DicomSeries, series_uid: str
 
 
 def dicom_to_nifti(src: str | os.PathLike | Iterable, out: str | os.PathLike, series_uid: str | None = None,
-                   on_irregular: str = "error", compression_level: int | None = None) -> list[dict]:
+                   on_irregular: str = "error", compression_level: int | None = None,
+                   workers: int = 1) -> list[dict]:
     """Convert DICOM series to NIfTI; return one summary dict per written file.
 
     ``out`` ending in ``.nii``/``.nii.gz`` is the file for the one series (``series_uid`` picks it
     when there are several); any other ``out`` is a folder that receives every series as
-    ``<SeriesNumber>_<SeriesDescription>.nii.gz``.
+    ``<SeriesNumber>_<SeriesDescription>.nii.gz``. ``workers``: see :func:`read_series`.
     """
     from omnimedseg.converters.formats.nifti import DEFAULT_COMPRESSION_LEVEL, write_nifti
 
@@ -681,7 +725,7 @@ def dicom_to_nifti(src: str | os.PathLike | Iterable, out: str | os.PathLike, se
         series_geometry(s, on_irregular)
     summaries = []
     for s, target in zip(chosen, targets):
-        image = read_series(s, on_irregular=on_irregular)
+        image = read_series(s, on_irregular=on_irregular, workers=workers)
         write_nifti(image, target, level)
         summaries.append({
             "file": str(target), "series_uid": image.meta["series_uid"], "series_number": s.number,

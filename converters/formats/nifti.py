@@ -77,7 +77,9 @@ class _ParallelGzip(io.IOBase):
         self._crc, self._size = 0, 0
         self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
         self._pending: deque = deque()
-        self._limit = 2 * threads
+        # chunks waiting or deflating: one per thread keeps every thread busy; more only costs
+        # memory (4 MiB in + ~2 MiB out each), which counts against the per-volume budget
+        self._limit = threads
         xfl = 4 if level == 1 else 2 if level == 9 else 0
         raw.write(b"\x1f\x8b\x08\x00" + struct.pack("<I", 0) + bytes([xfl, 255]))  # mtime 0, OS unknown
 
@@ -103,7 +105,7 @@ class _ParallelGzip(io.IOBase):
             self._buf += view[:pos]
             if len(self._buf) < GZIP_CHUNK:
                 return len(view)
-            self._submit(bytes(self._buf), False)
+            self._submit(self._buf, False)  # handed over, not copied: a new buffer follows
             self._buf = bytearray()
         while len(view) - pos >= GZIP_CHUNK:
             self._submit(bytes(view[pos:pos + GZIP_CHUNK]), False)

@@ -30,9 +30,11 @@ def formats() -> None:
 @click.option("--resample", is_flag=True,
               help="Resample series with gantry tilt, missing slices or uneven spacing onto a regular grid "
                    "(default: refuse them).")
+@click.option("-j", "--jobs", type=click.IntRange(1), default=1, show_default=True,
+              help="Processes decoding compressed (JPEG-2000, JPEG-LS, RLE) slices in parallel.")
 @_LEVEL
 @_JSON
-def dicom_to_nifti_command(series_dir: Path, out: Path, series_uid: str | None, resample: bool,
+def dicom_to_nifti_command(series_dir: Path, out: Path, series_uid: str | None, resample: bool, jobs: int,
                            compression_level: int | None, as_json: bool) -> None:
     """Convert the DICOM series in SERIES_DIR to OUT.
 
@@ -42,7 +44,8 @@ def dicom_to_nifti_command(series_dir: Path, out: Path, series_uid: str | None, 
     from omnimedseg.converters.formats.dicom import dicom_to_nifti
 
     written = dicom_to_nifti(series_dir, out, series_uid=series_uid,
-                             on_irregular="resample" if resample else "error", compression_level=compression_level)
+                             on_irregular="resample" if resample else "error", compression_level=compression_level,
+                             workers=jobs)
     if as_json:
         click.echo(json.dumps({"source": str(series_dir), "outputs": written}))
         return

@@ -493,3 +493,48 @@ def test_parallel_gzip_is_one_standard_member(monkeypatch, threads, isal):
     assert outputs[0] == outputs[1]
     assert gzip.decompress(outputs[0]) == data
     assert zlib.decompressobj(31).decompress(outputs[0]) == data  # a single member: zlib's own reader
+
+
+# --------------------------------------------------------------------------- memory and workers
+
+def test_series_is_decoded_and_rescaled_in_one_volume(tmp_path):
+    """uint16 CT with intercept -1024: decoded into one array and rescaled to int16 in place,
+    so the allocation peak stays near one volume (tracemalloc sees numpy's buffers)."""
+    import tracemalloc
+
+    n, shape = 48, (192, 200)
+    pix = (np.arange(n * shape[0] * shape[1]).reshape(n, *shape) * 7) % 3000
+    write_series(tmp_path / "ct", AXIAL, [[0, 0, 1.5 * k] for k in range(n)], shape=shape, pixels=pix,
+                 slope=1, intercept=-1024, dtype=np.uint16)
+    series = find_series(tmp_path / "ct")[0]
+    tracemalloc.start()
+    try:
+        image = read_series(series)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert image.array.dtype == np.int16
+    assert np.array_equal(image.array[:, ::-1, :].transpose(2, 1, 0), pix - 1024)
+    assert peak < 1.3 * image.array.nbytes, (peak, image.array.nbytes)
+
+
+def test_workers_decode_compressed_series_identically(tmp_path):
+    """-j: RLE slices decoded in 2 processes give the same volume and the same NIfTI bytes."""
+    from pydicom.uid import RLELossless
+
+    n = 2 * dicom._DECODE_CHUNK + 3  # several tasks, the last one partial
+    files = write_series(tmp_path / "raw", AXIAL, [[0, 0, 2 * k] for k in range(n)], slope=0.5, intercept=3)
+    (tmp_path / "rle").mkdir()
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.compress(RLELossless)
+        ds.save_as(tmp_path / "rle" / f.name)
+    one = read_series(tmp_path / "rle")
+    two = read_series(tmp_path / "rle", workers=2)
+    assert two.array.dtype == np.float32 and np.array_equal(one.array, two.array)
+    a = dicom_to_nifti(tmp_path / "rle", tmp_path / "a.nii.gz")
+    b = dicom_to_nifti(tmp_path / "rle", tmp_path / "b.nii.gz", workers=2)
+    assert (tmp_path / "a.nii.gz").read_bytes() == (tmp_path / "b.nii.gz").read_bytes()
+    assert a[0]["shape"] == b[0]["shape"] == [50, 40, n]
+    with pytest.raises(UsageError, match="workers"):
+        read_series(tmp_path / "rle", workers=0)
