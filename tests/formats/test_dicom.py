@@ -467,6 +467,37 @@ def test_write_nifti_roundtrip_and_reproducible(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))
 
 
+@pytest.mark.parametrize("dtype, shape", [(np.int16, (9, 8, 7)), (np.uint8, (5, 6, 4)), (np.float32, (4, 3, 5)),
+                                          (np.int32, (6, 5, 1)), (np.float64, (3, 4, 2)), (bool, (7, 5, 3)),
+                                          (np.int16, (4, 5, 3, 2))])
+def test_nifti_written_plane_by_plane_is_what_nibabel_writes(tmp_path, dtype, shape):
+    """The streaming writer (used for every NIfTI) gives nibabel's own bytes for the same image,
+    header included, for 3D and 4D arrays of every stored dtype."""
+    affine = np.array([[-0.7, 0.1, 0, 10], [0, 0.7, 0, -5], [0, 0, 2.5, 3], [0, 0, 0, 1]])
+    values = np.random.default_rng(1).normal(0, 300, size=shape)
+    array = np.asfortranarray(values > 0 if dtype is bool else values.astype(dtype))
+    stored = {np.dtype(bool): np.uint8, np.dtype(np.float64): np.float32}.get(np.dtype(dtype), dtype)
+    ref = nib.Nifti1Image(array.astype(stored), affine)
+    ref.set_data_dtype(stored)
+    ref.header.set_xyzt_units("mm", "sec")
+    ref.set_sform(affine, code=1)
+    ref.set_qform(affine, code=1)
+    out = write_nifti(ImageData(array, affine), tmp_path / "a.nii.gz")
+    assert gzip.decompress(out.read_bytes()) == ref.to_bytes()
+    assert write_nifti(ImageData(array, affine), tmp_path / "a.nii").read_bytes() == ref.to_bytes()
+
+
+def test_nifti_planes_are_checked(tmp_path):
+    from omnimedseg.converters.formats.nifti import write_nifti_planes
+
+    planes = [np.zeros((3, 4), np.int16)] * 2
+    with pytest.raises(ConversionError, match="2 planes written; expected 3"):
+        write_nifti_planes(tmp_path / "a.nii.gz", (3, 4, 3), np.int16, np.eye(4), iter(planes))
+    with pytest.raises(ConversionError, match="plane 0 is"):
+        write_nifti_planes(tmp_path / "a.nii.gz", (3, 4, 2), np.float32, np.eye(4), iter(planes))
+    assert not list(tmp_path.iterdir())  # nothing left behind
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("isal", [False, True])
 def test_parallel_gzip_is_one_standard_member(monkeypatch, threads, isal):
