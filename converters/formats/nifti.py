@@ -200,8 +200,8 @@ def write_nifti_planes(path: str | os.PathLike, shape: tuple[int, ...], dtype, a
     """
     path = _check_target(path, compression_level)
     dtype = np.dtype(dtype)
-    # np.empty of the full shape only lends nibabel the shape and dtype: its pages are never touched
-    img = nib.Nifti1Image(np.empty(tuple(shape), dtype=dtype), affine)
+    # a zero-strided stand-in lends nibabel the shape and dtype without allocating the volume
+    img = nib.Nifti1Image(np.broadcast_to(np.zeros((), dtype=dtype), tuple(shape)), affine)
     img.set_data_dtype(dtype)
     img.header.set_xyzt_units("mm", "sec")
     img.set_sform(affine, code=1)

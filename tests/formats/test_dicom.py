@@ -569,3 +569,52 @@ def test_workers_decode_compressed_series_identically(tmp_path):
     assert a[0]["shape"] == b[0]["shape"] == [50, 40, n]
     with pytest.raises(UsageError, match="workers"):
         read_series(tmp_path / "rle", workers=0)
+
+
+@pytest.mark.parametrize("case", ["ct12", "float", "plain", "u16-wide", "u16-int32"])
+def test_dicom_to_nifti_streams_the_same_bytes_as_read_then_write(tmp_path, case):
+    """Series whose output dtype the headers fix (12-bit CT -> int16, fractional rescale ->
+    float32, no rescale) are written plane by plane; the others (16-bit with an intercept: int16
+    or int32 depends on the values) read the whole volume. Both give read_series + write_nifti."""
+    n, shape = 12, (32, 40)
+    pix = (np.arange(n * shape[0] * shape[1]).reshape(n, *shape) * 5) % 4000
+    kw = {"ct12": dict(slope=1, intercept=-1024, dtype=np.uint16), "float": dict(slope=0.5, intercept=2.0),
+          "plain": dict(slope=1, intercept=0), "u16-wide": dict(slope=1, intercept=-1024, dtype=np.uint16),
+          "u16-int32": dict(slope=1, intercept=-1000, dtype=np.uint16)}[case]
+    if case == "u16-int32":
+        pix = pix + 40000
+    files = write_series(tmp_path / "in", AXIAL, [[0, 0, 2 * k] for k in range(n)], shape=shape, pixels=pix, **kw)
+    if case == "ct12":
+        for f in files:  # a 12-bit scanner: BitsStored bounds the values
+            ds = pydicom.dcmread(f)
+            ds.BitsStored, ds.HighBit = 12, 11
+            ds.save_as(f)
+    streamed = []
+    original = dicom._stream_series
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dicom, "_stream_series", lambda *a: streamed.append(original(*a)) or streamed[-1])
+        summary = dicom_to_nifti(tmp_path / "in", tmp_path / "a.nii.gz")
+    assert (streamed[0] is not None) == (case in ("ct12", "float", "plain"))
+    image = read_series(tmp_path / "in")
+    write_nifti(image, tmp_path / "b.nii.gz")
+    assert (tmp_path / "a.nii.gz").read_bytes() == (tmp_path / "b.nii.gz").read_bytes()
+    assert summary[0]["dtype"] == str(image.array.dtype) and summary[0]["shape"] == list(image.array.shape)
+    assert summary[0]["rescale"] == image.meta["rescale"]
+    assert summary[0]["spacing_mm"] == [round(v, 6) for v in image.spacing]
+
+
+def test_streamed_conversion_holds_a_few_planes_not_the_volume(tmp_path):
+    import tracemalloc
+
+    n, shape = 40, (160, 192)
+    write_series(tmp_path / "in", AXIAL, [[0, 0, 2 * k] for k in range(n)], shape=shape, slope=0.5, intercept=1)
+    volume = n * shape[0] * shape[1] * 4  # float32 output
+    dicom_to_nifti(tmp_path / "in", tmp_path / "warm.nii.gz")  # imports, caches
+    tracemalloc.start()
+    try:  # .nii: the gzip writer's fixed 4 MiB chunks would dwarf this small volume
+        dicom_to_nifti(tmp_path / "in", tmp_path / "a.nii")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.5 * volume, (peak, volume)  # the whole-volume path needs > 1.5x
+    assert np.array_equal(nib.load(tmp_path / "a.nii").get_fdata(dtype=np.float32), read_series(tmp_path / "in").array)
