@@ -65,6 +65,12 @@ def run_ours(src: str, out: str) -> None:
     dicom_to_nifti(src, Path(out) / "ours.nii.gz")
 
 
+def run_ours_j2(src: str, out: str) -> None:
+    from omnimedseg.converters.formats.dicom import dicom_to_nifti
+
+    dicom_to_nifti(src, Path(out) / "ours.nii.gz", workers=2)
+
+
 def run_dicom2nifti(src: str, out: str) -> None:
     import logging
 
@@ -85,7 +91,7 @@ def run_dcm2niix_6(src: str, out: str) -> None:
 
 
 # dcm2niix-1: gzip level 1 like ours; dcm2niix-6: its default level
-TOOLS = {"omnimedseg": run_ours, "dicom2nifti": run_dicom2nifti, "dcm2niix-1": run_dcm2niix,
+TOOLS = {"omnimedseg": run_ours, "omnimedseg -j 2": run_ours_j2, "dicom2nifti": run_dicom2nifti, "dcm2niix-1": run_dcm2niix,
          "dcm2niix-6": run_dcm2niix_6}
 
 
