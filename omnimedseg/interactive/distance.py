@@ -34,6 +34,8 @@ PEAK_RTOL = 1e-12
 #: below this many voxels the full transform is cheaper than the bounds
 _FULL_BELOW = 32_768
 _BLOCK = {2: 4, 3: 4}
+#: largest per-row distance table (elements; 32 MB in float64) before the full transform is used
+_TABLE_LIMIT = 4_000_000
 
 
 def edt_peak(mask: np.ndarray, sampling=None, excluded: np.ndarray | None = None) -> tuple[float, np.ndarray]:
@@ -135,6 +137,11 @@ def _exact_sq(mask: np.ndarray, s: np.ndarray, lo, hi, budget: float = 4e7) -> n
         size = size // shape[axis] * box[axis]
     bg_rows = np.flatnonzero(~rows.all(axis=1))
     cost_rows = len(bg_rows) * int(np.prod(box))
+    # memory: the per-row distance tables are (rows, box side) int64/float64 arrays
+    if n_rows * box[-1] > _TABLE_LIMIT:
+        cost_staged = np.inf
+    if len(bg_rows) * box[-1] > _TABLE_LIMIT:
+        cost_rows = np.inf
     if min(cost_staged, cost_rows) > budget:
         return None
     if cost_rows <= cost_staged:
