@@ -19,6 +19,7 @@ from typing import Iterator
 
 from omnimedseg.converters import Case, Converter, Source
 from omnimedseg.converters.formats.image2d import fill_outline, read_image
+from omnimedseg.converters.formats.listing import list_files
 from omnimedseg.errors import ConversionError
 
 SPLITS = {
@@ -56,7 +57,7 @@ class HC18(Converter):
         for split, (folder, csv_name) in SPLITS.items():
             csv_path = raw_dir / csv_name
             sizes = read_pixel_sizes(csv_path)
-            for image in sorted((raw_dir / folder).glob("*HC.png")):
+            for image in list_files(raw_dir / folder, "*HC.png"):
                 if image.name not in sizes:
                     raise ConversionError(f"{image}: no row for {image.name!r} in {csv_path}; "
                                           f"expected one pixel size per image")
