@@ -17,6 +17,7 @@ from typing import Iterator
 
 from omnimedseg.converters import Case, Converter, Source
 from omnimedseg.converters.formats.instances import merge_instance_masks
+from omnimedseg.converters.formats.listing import list_files
 from omnimedseg.converters.formats.masks2d import read_image_without_alpha
 from omnimedseg.errors import ConversionError
 
@@ -28,7 +29,7 @@ class Bbbc038Stage1Train(Converter):
             raise ConversionError(f"{raw_dir}: no <image id>/images/ folders; expected stage1_train.zip's "
                                   f"<id>/images/<id>.png + <id>/masks/*.png at the top of the raw folder")
         for folder in folders:
-            masks = sorted(p for p in (folder / "masks").glob("*.png") if not p.name.startswith("._"))
+            masks = list_files(folder / "masks", "*.png")
             if not masks:  # every stage 1 training image has at least one nucleus
                 raise ConversionError(f"{folder / 'masks'}: no mask files; expected one PNG per nucleus")
             yield Case(

@@ -25,6 +25,7 @@ from typing import Iterator
 from omnimedseg.converters import Case, Converter, Source
 from omnimedseg.converters.formats.image2d import read_image
 from omnimedseg.converters.formats.instances import read_instance_map
+from omnimedseg.converters.formats.listing import list_files
 from omnimedseg.errors import ConversionError
 
 # card id -> (image folder, instance folder) inside training/ and test/
@@ -39,9 +40,7 @@ class DeepBacs(Converter):
                                   f"{sorted(FOLDERS)} only; add this set's folders to converters/deepbacs.py")
         image_folder, instance_folder = FOLDERS[self.card.id]
         for split, folder in SPLITS.items():
-            for image in sorted((raw_dir / folder / image_folder).glob("*.tif")):
-                if image.name.startswith("._"):
-                    continue
+            for image in list_files(raw_dir / folder / image_folder, "*.tif"):
                 yield Case(
                     case_id=f"{split}_{image.stem}",
                     image=Source(image, read_image),

@@ -27,6 +27,7 @@ from typing import Iterator
 
 from omnimedseg.converters import Case, Converter, Source
 from omnimedseg.converters.formats.image2d import read_binary_mask, read_image
+from omnimedseg.converters.formats.listing import list_files
 from omnimedseg.converters.formats.masks2d import read_empty_mask
 from omnimedseg.errors import ConversionError
 
@@ -49,13 +50,13 @@ class Dsad(Converter):
         organs = self.card.class_names
         for surgery in sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit()):
             masks: dict[str, dict[str, Path]] = {}
-            for path in surgery.glob("mask*.png"):
+            for path in list_files(surgery, "mask*.png"):
                 match = MASK.match(path.name)
                 if not match or match.group(2) not in organs:
                     raise ConversionError(f"{path}: unexpected mask name; expected maskXX_<organ>.png with an "
                                           f"organ among {organs}")
                 masks.setdefault(match.group(1), {})[match.group(2)] = path
-            for image in sorted(surgery.glob("image*.png")):
+            for image in list_files(surgery, "image*.png"):
                 match = FRAME.match(image.name)
                 if not match:
                     continue

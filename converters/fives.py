@@ -19,6 +19,7 @@ from typing import Iterator
 from omnimedseg.converters import Case, Converter, Source
 from omnimedseg.converters.formats.image2d import read_binary_mask, read_image
 from omnimedseg.converters.formats.layout import find_folder
+from omnimedseg.converters.formats.listing import list_files
 from omnimedseg.errors import ConversionError
 
 ROOT = "FIVES A Fundus Image Dataset for AI-based Vessel Segmentation"
@@ -32,7 +33,7 @@ class Fives(Converter):
         for split in ("train", "test"):
             folder = root / split
             masks = find_folder(folder, MASK_FOLDERS, self.card.id)
-            for image in sorted((folder / "Original").glob("*.png")):
+            for image in list_files(folder / "Original", "*.png"):
                 category = image.stem.rpartition("_")[2]
                 if category not in CATEGORIES:
                     raise ConversionError(f"{image}: expected a name <n>_<A|D|G|N>.png")

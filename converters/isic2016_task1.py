@@ -19,6 +19,7 @@ from typing import Iterator
 
 from omnimedseg.converters import Case, Converter, Source
 from omnimedseg.converters.formats.image2d import read_binary_mask, read_image
+from omnimedseg.converters.formats.listing import list_files
 
 SPLITS = {"train": "Training", "test": "Test"}
 IMAGE_NAME = re.compile(r"^ISIC_\d{7}\.jpg$")
@@ -29,7 +30,7 @@ class Isic2016Task1(Converter):
         for split, part in SPLITS.items():
             images = raw_dir / f"ISBI2016_ISIC_Part1_{part}_Data"
             masks = raw_dir / f"ISBI2016_ISIC_Part1_{part}_GroundTruth"
-            for image in sorted(p for p in images.glob("ISIC_*.jpg") if IMAGE_NAME.match(p.name)):
+            for image in (p for p in list_files(images, "ISIC_*.jpg") if IMAGE_NAME.match(p.name)):
                 yield Case(
                     case_id=image.stem,  # ISIC ids are unique across the two splits
                     image=Source(image, read_image),

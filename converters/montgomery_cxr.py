@@ -23,6 +23,7 @@ from typing import Iterator
 
 from omnimedseg.converters import Case, Converter, Source
 from omnimedseg.converters.formats.image2d import read_image
+from omnimedseg.converters.formats.listing import list_files
 from omnimedseg.converters.formats.masks2d import read_binary_mask_union, read_mask_on_side
 from omnimedseg.errors import ConversionError
 
@@ -30,7 +31,7 @@ from omnimedseg.errors import ConversionError
 class MontgomeryCXR(Converter):
     def cases(self, raw_dir: Path) -> Iterator[Case]:
         root = raw_dir / "MontgomerySet"
-        images = sorted((root / "CXR_png").glob("MCUCXR_*.png"))
+        images = list_files(root / "CXR_png", "MCUCXR_*.png")
         if not images:
             raise ConversionError(f"{root / 'CXR_png'}: no MCUCXR_*.png images; expected the extracted "
                                   f"NLM-MontgomeryCXRSet.zip; run: omnimedseg download montgomery_cxr")

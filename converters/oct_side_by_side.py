@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from omnimedseg.converters import Case, Converter, Source
+from omnimedseg.converters.formats.listing import list_files
 from omnimedseg.converters.formats.side_by_side import read_half, read_half_palette_class
 from omnimedseg.errors import ConversionError
 
@@ -35,9 +36,7 @@ class OctSideBySide(Converter):
             raise ConversionError(f"{raw_dir / folder}: missing; expected {folder}/<eye or patient>/<scan>.png "
                                   f"from the release zip; run: omnimedseg download {self.card.id}")
         for group in sorted(p for p in (raw_dir / folder).iterdir() if p.is_dir()):
-            for scan in sorted(group.glob("*.png")):
-                if scan.name.startswith("._"):
-                    continue
+            for scan in list_files(group, "*.png"):
                 yield Case(
                     case_id=f"{group.name}_{scan.stem}".replace(" ", "_"),
                     image=Source(scan, partial(read_half, half="left")),

@@ -21,6 +21,7 @@ from typing import Iterator
 from omnimedseg.converters import Case, Converter, Source
 from omnimedseg.converters.formats.annotations2d import read_polygon_text
 from omnimedseg.converters.formats.image2d import read_image
+from omnimedseg.converters.formats.listing import list_files
 from omnimedseg.errors import ConversionError
 
 CONTOUR = re.compile(r"^(RET\d{3}O[DS])_(disc|cup)_exp([12])\.txt$")
@@ -35,13 +36,13 @@ class Papila(Converter):
                                   f"{[p.name for p in roots] or 'none'}; run: omnimedseg download papila")
         root = roots[0]
         contours: dict[str, dict[str, dict[str, Path]]] = {}  # image -> rater -> class -> file
-        for path in sorted((root / "ExpertsSegmentations" / "Contours").glob("*.txt")):
+        for path in list_files(root / "ExpertsSegmentations" / "Contours", "*.txt"):
             match = CONTOUR.match(path.name)
             if not match:
                 raise ConversionError(f"{path}: unexpected contour file name; expected RETnnnOD_disc_exp1.txt style")
             image, structure, expert = match.groups()
             contours.setdefault(image, {}).setdefault(f"expert{expert}", {})[STRUCTURES[structure]] = path
-        for image in sorted((root / "FundusImages").glob("RET*.jpg")):
+        for image in list_files(root / "FundusImages", "RET*.jpg"):
             raters = contours.get(image.stem, {})
             for rater, by_class in raters.items():
                 if set(by_class) != set(self.card.class_names):

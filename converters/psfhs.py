@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from omnimedseg.converters import Case, Converter, Source
+from omnimedseg.converters.formats.listing import list_files
 from omnimedseg.converters.formats.metaimage2d import read_metaimage_2d, read_metaimage_2d_labels
 from omnimedseg.errors import ConversionError
 
@@ -26,7 +27,7 @@ from omnimedseg.errors import ConversionError
 class PSFHS(Converter):
     def cases(self, raw_dir: Path) -> Iterator[Case]:
         root = raw_dir / "PSFHS"
-        images = sorted((root / "image_mha").glob("*.mha"))
+        images = list_files(root / "image_mha", "*.mha")
         if not images:
             raise ConversionError(f"{root / 'image_mha'}: no .mha images; expected the extracted PSFHS.zip; "
                                   f"run: omnimedseg download psfhs")

@@ -25,12 +25,12 @@ columns or values differ the converter stops and names what it expected.
 
 from __future__ import annotations
 
-import csv
 from functools import partial
 from pathlib import Path
 from typing import Iterator
 
 from omnimedseg.converters import Case, Converter, Source
+from omnimedseg.converters.formats.tables import read_table
 from omnimedseg.converters.formats.volumes import read_label_class, read_volume
 from omnimedseg.errors import ConversionError
 
@@ -43,27 +43,12 @@ SUBSETS = {"training": "train", "validation": "val"}
 REQUIRED_COLUMNS = ("new_file_name", "subset")
 
 
-def read_overview(path: Path) -> list[dict[str, str]]:
-    """Rows of ``overview.csv``; the columns the converter relies on must be there."""
-    if not path.is_file():
-        raise ConversionError(f"{path}: missing; expected SPIDER's overview.csv (case list and subset); "
-                              f"run: omnimedseg download spider")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-        if missing:
-            raise ConversionError(f"{path}: no column(s) {missing}; expected {list(REQUIRED_COLUMNS)} among "
-                                  f"{columns}; the SPIDER layout may have changed, check the converter")
-        return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
-
-
 class SPIDER(Converter):
     def cases(self, raw_dir: Path) -> Iterator[Case]:
         overview = raw_dir / "overview.csv"
-        for line, row in enumerate(read_overview(overview), start=2):
-            stem = row["new_file_name"].removesuffix(".mha")
-            subset = row["subset"].lower()
+        for line, row in enumerate(read_table(overview, REQUIRED_COLUMNS, dataset=self.card.id), start=2):
+            stem = (row["new_file_name"] or "").removesuffix(".mha")
+            subset = (row["subset"] or "").lower()
             if subset not in SUBSETS:
                 raise ConversionError(f"{overview}:{line}: subset {row['subset']!r}; expected one of "
                                       f"{sorted(SUBSETS)}")

@@ -18,6 +18,7 @@ from typing import Iterator
 
 from omnimedseg.converters import Case, Converter, Source
 from omnimedseg.converters.formats.image2d import read_binary_mask
+from omnimedseg.converters.formats.listing import list_files
 from omnimedseg.converters.formats.masks2d import read_image_without_alpha
 
 ROOT = "TNBC_NucleiSegmentation"
@@ -30,9 +31,7 @@ class TnbcNuclei(Converter):
             match = SLIDE.match(folder.name)
             if not match or not folder.is_dir():
                 continue
-            for image in sorted(folder.glob("*.png")):
-                if image.name.startswith("._"):
-                    continue
+            for image in list_files(folder, "*.png"):
                 yield Case(
                     case_id=image.stem,  # "01_1": slide number + patch number, unique
                     image=Source(image, read_image_without_alpha),

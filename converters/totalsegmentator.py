@@ -20,12 +20,12 @@ explicit table below maps them. Cases come from ``meta.csv``, so a partial copy 
 
 from __future__ import annotations
 
-import csv
 from functools import partial
 from pathlib import Path
 from typing import Iterator
 
 from omnimedseg.converters import Case, Converter, Source
+from omnimedseg.converters.formats.tables import read_table
 from omnimedseg.converters.formats.volumes import read_label_class, read_volume
 from omnimedseg.errors import ConversionError
 
@@ -39,20 +39,6 @@ FILE_STEMS = {f"vertebrae_{level.lower()}": f"vertebrae_{level}"
               for level in [f"C{i}" for i in range(1, 8)] + [f"T{i}" for i in range(1, 13)]
               + [f"L{i}" for i in range(1, 7)] + ["S1"]}
 BINARY = partial(read_label_class, values=(1,), known=(1,))
-
-
-def read_meta(path: Path) -> list[dict[str, str]]:
-    """Rows of TotalSegmentator's ``meta.csv`` (``;``-separated, BOM); needs ``image_id`` and ``split``."""
-    if not path.is_file():
-        raise ConversionError(f"{path}: missing; expected TotalSegmentator's meta.csv (case list and split); "
-                              f"run: omnimedseg download <dataset>")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh, delimiter=";")
-        columns = [c.strip() for c in reader.fieldnames or []]
-        if "image_id" not in columns or "split" not in columns:
-            raise ConversionError(f"{path}: expected ';'-separated columns including image_id and split, found "
-                                  f"{columns}")
-        return [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
 
 
 class TotalSegmentator(Converter):
@@ -73,8 +59,8 @@ class TotalSegmentator(Converter):
                                       f"to {(RELEASE_FOLDERS[record] or '.')}/, found {found}; the release layout "
                                       f"differs from this converter's, update RELEASE_FOLDERS in "
                                       f"converters/totalsegmentator.py")
-        for line, row in enumerate(read_meta(meta_path), start=2):
-            case = row["image_id"]
+        for line, row in enumerate(read_table(meta_path, ("image_id", "split"), dataset=self.card.id), start=2):
+            case = row["image_id"] or ""
             if row["split"] not in SPLITS:
                 raise ConversionError(f"{meta_path}:{line}: split {row['split']!r}; expected one of {sorted(SPLITS)}")
             folder = release / case
@@ -84,6 +70,6 @@ class TotalSegmentator(Converter):
                 split=SPLITS[row["split"]],
                 masks={name: Source(folder / "segmentations" / f"{FILE_STEMS.get(name, name)}.nii.gz", BINARY)
                        for name in self.card.class_names},
-                meta={k: row[k] for k in META_COLUMNS if row.get(k) not in (None, "", "NaN", "nan")},
+                meta={k: row[k] for k in META_COLUMNS if row.get(k) is not None},
                 metadata_sources=(meta_path,),
             )

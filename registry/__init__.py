@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 from omnimedseg.errors import RegistryError, UsageError, did_you_mean
-from omnimedseg.registry.card import MODALITIES, TODO_MARKER, Card, RemoteFile, read_card_text
+from omnimedseg.registry.card import MODALITIES, Card, RemoteFile, is_scaffold, read_card_text
 
 __all__ = ["Card", "RemoteFile", "MODALITIES", "Registry", "load_registry", "ENV_REGISTRY_PATH", "ENTRY_POINT_GROUP",
            "is_scaffold"]
@@ -76,11 +76,6 @@ class Registry:
 def builtin_card_paths() -> list[Path]:
     folder = resources.files(__name__)
     return sorted(Path(str(entry)) for entry in folder.iterdir() if entry.name.endswith(".toml"))
-
-
-def is_scaffold(text: str) -> bool:
-    """Whether a card's text still holds the TODO markers of ``omnimedseg new`` (then it is never listed)."""
-    return TODO_MARKER in text
 
 
 def plugin_card_paths() -> list[Path]:

@@ -21,6 +21,10 @@ from omnimedseg.files import repair_command
 _KEPT_MODES = {"L": "L", "I;16": "I;16", "I;16B": "I;16", "I;16L": "I;16", "RGB": "RGB", "RGBA": "RGBA",
                "LA": "LA", "1": "L", "P": None, "PA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "I": None}
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
+# A lossy 0/255 mask is foreground where its value (the mean of its colour channels, for RGB) is >= 128, the
+# midpoint: JPEG ringing and chroma subsampling smear the two levels symmetrically around the drawn edge, so
+# the midpoint keeps the boundary where the annotator put it. Every reader of lossy masks uses this constant.
+LOSSY_MASK_THRESHOLD = 128
 
 
 def _open(path: Path) -> Image.Image:
@@ -93,7 +97,7 @@ def read_binary_mask(path: Path) -> ImageData:
     """
     path = Path(path)
     grey = _grey(path)
-    threshold = 128 if path.suffix.lower() in LOSSY_SUFFIXES else 1
+    threshold = LOSSY_MASK_THRESHOLD if path.suffix.lower() in LOSSY_SUFFIXES else 1
     return ImageData(grey >= threshold)
 
 
@@ -144,3 +148,7 @@ def write_png(array: np.ndarray, path: Path) -> None:
     except ConversionError as exc:
         raise ConversionError(f"{path}: {exc}") from None
     Path(path).write_bytes(data)
+
+
+__all__ = ["LOSSY_MASK_THRESHOLD", "LOSSY_SUFFIXES", "fill_outline", "read_binary_mask", "read_image", "read_png_array",
+           "write_png"]

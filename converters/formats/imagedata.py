@@ -32,3 +32,6 @@ class ImageData:
     @property
     def is_3d(self) -> bool:
         return self.affine is not None
+
+
+__all__ = ["ImageData"]

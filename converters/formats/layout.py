@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+from omnimedseg.converters.formats.listing import list_files
 from omnimedseg.errors import ConversionError
 
 
@@ -37,18 +38,14 @@ def find_side_file(raw_dir: Path, name: str, dataset: str) -> Path:
 
 
 def files_by_stem(folder: Path, drop_suffixes: Iterable[str] = ()) -> dict[str, Path]:
-    """Lower-cased file stem -> file in ``folder`` (empty if the folder is absent).
+    """Lower-cased file stem -> file in ``folder`` (empty if the folder is absent; macOS debris left out).
 
     ``drop_suffixes`` are removed from the end of a stem (e.g. Chákṣu's "glsusp"), so a
     mask named ``22glsusp.png`` is found for image ``22.jpg``. Two files with one stem
     (e.g. ``a.png`` and ``a.jpg``) are an error: which one is the annotation is unknown.
     """
     table: dict[str, Path] = {}
-    if not folder.is_dir():
-        return table
-    for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.name.startswith("."):
-            continue
+    for path in list_files(folder):
         stem = path.stem.lower()
         for suffix in drop_suffixes:
             if stem.endswith(suffix.lower()):

@@ -15,18 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from omnimedseg.converters.formats.image2d import _grey, read_binary_mask, read_image
+from omnimedseg.converters.formats.image2d import LOSSY_MASK_THRESHOLD, _grey, read_binary_mask, read_image
 from omnimedseg.converters.formats.imagedata import ImageData
 from omnimedseg.errors import ConversionError
 
 PathLike = str | os.PathLike
-
-# A lossy 0/255 mask is foreground where the mean of its colour channels is >= 128, the midpoint:
-# JPEG ringing and chroma subsampling smear the two levels symmetrically around the drawn edge,
-# so the midpoint keeps the boundary where the annotator put it (the rule image2d.read_binary_mask
-# applies to grey JPEGs). Averaging the channels handles masks saved as RGB JPEG, whose channels
-# drift apart by a few levels.
-LOSSY_MASK_THRESHOLD = 128
 
 
 def read_lossy_mask(path: PathLike, *, background_corners: bool = False) -> ImageData:
@@ -153,5 +146,5 @@ def read_empty_mask(reference: PathLike) -> ImageData:
     return ImageData(np.zeros(image.array.shape[:2], dtype=bool))
 
 
-__all__ = ["LOSSY_MASK_THRESHOLD", "drop_constant_alpha", "read_binary_mask_union", "read_empty_mask",
+__all__ = ["drop_constant_alpha", "read_binary_mask_union", "read_empty_mask",
            "read_image_without_alpha", "read_lossy_mask", "read_mask_above", "read_mask_on_side"]

@@ -21,21 +21,14 @@ from typing import Sequence
 import numpy as np
 
 from omnimedseg.converters.formats.imagedata import ImageData
-from omnimedseg.converters.formats.volumes import integral_labels
+from omnimedseg.converters.formats.volumes import integral_labels, read_itk_image
 from omnimedseg.errors import ConversionError
 
 
 def _read(path: Path, slices_are_channels: bool) -> ImageData:
     import SimpleITK as sitk
 
-    if not path.is_file():
-        raise ConversionError(f"{path}: file not found")
-    try:
-        img = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        lines = str(exc).strip().splitlines()
-        raise ConversionError(f"{path}: not readable by SimpleITK ({lines[-1] if lines else exc}); expected a "
-                              f"MetaImage (.mha, or .mhd with its data file)") from None
+    img = read_itk_image(path, "a MetaImage (.mha, or .mhd with its data file)")
     array = sitk.GetArrayFromImage(img)  # ([z,] rows, cols[, components])
     size = img.GetSize()  # (x, y[, z]) = (cols, rows[, slices])
     spacing = img.GetSpacing()

@@ -18,3 +18,6 @@ def read_output(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 
     image = nib.load(path)
     return np.asanyarray(image.dataobj), image.affine
+
+
+__all__ = ["read_output"]

@@ -14,9 +14,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from omnimedseg.converters.formats.annotations2d import Colour, palette_masks
-from omnimedseg.converters.formats.image2d import LOSSY_SUFFIXES, read_image
+from omnimedseg.converters.formats.image2d import LOSSY_MASK_THRESHOLD, LOSSY_SUFFIXES, read_image
 from omnimedseg.converters.formats.imagedata import ImageData
-from omnimedseg.converters.formats.masks2d import LOSSY_MASK_THRESHOLD
 from omnimedseg.errors import ConversionError
 
 PathLike = str | os.PathLike

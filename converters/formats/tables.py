@@ -1,4 +1,4 @@
-"""Side tables of 2D releases (CSV): byte-order marks, ``;`` or ``,`` separators, required columns.
+"""Side tables of releases (CSV): byte-order marks, ``;`` or ``,`` separators, required columns.
 
 Real side files differ in small ways that break naive readers: a UTF-8 byte-order mark
 glued to the first header (BUS-UCLM's ``INFO.csv``), ``;`` separators from spreadsheet

@@ -53,6 +53,22 @@ def _missing(path: Path) -> None:
         raise ConversionError(f"{path}: file not found")
 
 
+def read_itk_image(path: Path, expected: str):
+    """SimpleITK image of ``path``; ITK's failure becomes one line naming the file and ``expected``.
+
+    SimpleITK raises RuntimeError whose last line is ITK's own reason (e.g. a .mhd's missing data file).
+    """
+    import SimpleITK as sitk
+
+    _missing(path)
+    try:
+        return sitk.ReadImage(str(path))
+    except Exception as exc:  # SimpleITK raises RuntimeError with ITK's message
+        message = str(exc).strip().splitlines()
+        raise ConversionError(f"{path}: not readable by SimpleITK ({message[-1] if message else exc}); "
+                              f"expected {expected}") from None
+
+
 def itk_affine(direction: Sequence[float], spacing: Sequence[float], origin: Sequence[float]) -> np.ndarray:
     """RAS+ voxel->world affine (i, j, k order) from ITK's LPS direction cosines, spacing and origin."""
     lps = np.eye(4)
@@ -138,12 +154,7 @@ def _read_nifti(path: Path) -> ImageData:
 def _read_itk(path: Path) -> ImageData:
     import SimpleITK as sitk
 
-    try:
-        img = sitk.ReadImage(str(path))
-    except Exception as exc:  # SimpleITK raises RuntimeError with ITK's message
-        message = str(exc).strip().splitlines()
-        raise ConversionError(f"{path}: not readable by SimpleITK ({message[-1] if message else exc}); expected "
-                              f"MHA/MHD(+RAW)/NRRD; check that a .mhd's data file is beside it") from None
+    img = read_itk_image(path, "MHA/MHD(+RAW)/NRRD; check that a .mhd's data file is beside it")
     array = sitk.GetArrayFromImage(img)  # (k, j, i[, c]) for 3D, (rows, cols[, c]) for 2D
     dim = img.GetDimension()
     meta = {"source": str(path), "format": "itk", "components": img.GetNumberOfComponentsPerPixel()}
@@ -210,12 +221,7 @@ def read_volume_channel(path: PathLike, index: int) -> ImageData:
         raise ConversionError(f"{path}: unknown volume type; expected a 4D NIfTI/MHA/NRRD file")
     import SimpleITK as sitk
 
-    try:
-        img = sitk.ReadImage(str(path))
-    except Exception as exc:  # SimpleITK raises RuntimeError with ITK's message
-        message = str(exc).strip().splitlines()
-        raise ConversionError(f"{path}: not readable by SimpleITK ({message[-1] if message else exc}); "
-                              f"expected a 4D MHA/MHD/NRRD") from None
+    img = read_itk_image(path, "a 4D MHA/MHD/NRRD")
     dim, components = img.GetDimension(), img.GetNumberOfComponentsPerPixel()
     array = sitk.GetArrayFromImage(img)  # 4D: (t, k, j, i); vector 3D: (k, j, i, c)
     if dim == 4 and components == 1:
@@ -601,6 +607,6 @@ def stack_slice_masks(reference: PathLike, *slices: PathLike, axis: int = 2, tra
 
 __all__ = ["ITK_SUFFIXES", "LPS_TO_RAS", "NIFTI_SUFFIXES", "VOLUME_SUFFIXES", "instances_to_semantic",
            "integral_labels", "itk_affine", "labels_to_masks", "load_nifti", "read_geometry", "read_hdf5_dataset",
-           "read_hdf5_slice", "read_hdf5_volume", "read_instance_mask", "read_label_class", "read_label_volume",
-           "read_mat_array", "read_mat_image", "read_mat_volume", "read_volume", "read_volume_channel",
-           "stack_slice_masks"]
+           "read_hdf5_slice", "read_hdf5_volume", "read_instance_mask", "read_itk_image", "read_label_class",
+           "read_label_volume", "read_mat_array", "read_mat_image", "read_mat_volume", "read_volume",
+           "read_volume_channel", "stack_slice_masks"]

@@ -16,14 +16,14 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
 from omnimedseg.converters.formats import dicom
 from omnimedseg.converters.formats.dicom import dicom_to_nifti, find_series, read_series
 from omnimedseg.converters.formats.imagedata import ImageData
 from omnimedseg.converters.formats.nifti import read_nifti, write_nifti
 from omnimedseg.errors import ConversionError, UsageError
+from tests.formats.dicom_slices import ct_slice
 
 AXIAL = [1, 0, 0, 0, 1, 0]
 
@@ -44,18 +44,8 @@ def write_series(folder: Path, iop, positions, *, spacing=(0.8, 0.6), shape=(40,
     study, frame = generate_uid(), generate_uid()
     files = []
     for idx, ipp in enumerate(positions):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = sop = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, sop
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series_uid, frame
-        ds.Modality, ds.SeriesNumber, ds.SeriesDescription = "CT", number, description
-        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Gen^", "gen", "", "O"
-        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20240101", "120000", "1", ""
-        ds.ReferringPhysicianName, ds.Manufacturer = "", "omnimedseg tests"
+        ds = ct_slice(study, series_uid, frame, number=number, description=description, patient_id="gen",
+                      patient_name="Gen^", study_date="20240101")
         ds.InstanceNumber = (instance_numbers[idx] if instance_numbers is not None else idx + 1)
         ds.ImagePositionPatient = [float(v) for v in ipp]
         ds.ImageOrientationPatient = [float(v) for v in iop]

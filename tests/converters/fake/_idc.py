@@ -6,10 +6,10 @@ import uuid as uuidlib
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
 from omnimedseg.downloaders.emulators.idc import INDEX_NAME, index_row, write_index
+from tests.formats.dicom_slices import ct_slice
 
 SHAPE = (16, 16)
 SPACING = (0.8, 0.8)
@@ -36,18 +36,9 @@ def write_ct(root: Path, patient_id: str, study_uid: str, frame_uid: str, z_posi
     for acq in acquisitions:
         files = []
         for k, z in enumerate(z_positions):
-            meta = FileMetaDataset()
-            meta.MediaStorageSOPClassUID = CTImageStorage
-            meta.MediaStorageSOPInstanceUID = sop = generate_uid()
-            meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            ds = Dataset()
-            ds.file_meta = meta
-            ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, sop
-            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
-            ds.Modality, ds.SeriesNumber, ds.SeriesDescription = "CT", number, description
-            ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = patient_id, patient_id, "", "O"
-            ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "19991130", "120000", "1", ""
-            ds.ReferringPhysicianName, ds.Manufacturer = "", "omnimedseg tests"
+            ds = ct_slice(study_uid, series_uid, frame_uid, number=number, description=description,
+                          patient_id=patient_id, patient_name=patient_id, study_date="19991130")
+            sop = ds.SOPInstanceUID
             ds.AcquisitionNumber = acq
             ds.InstanceNumber = (acq - 1) * len(z_positions) + k + 1
             ds.ImagePositionPatient = [-6.0, -6.0, float(z)]
