@@ -27,6 +27,12 @@ def file_hashes(path: Path, algorithms: tuple[str, ...] = ("sha256",)) -> dict[s
     return {alg: d.hexdigest() for alg, d in digests.items()}
 
 
+def file_stamp(path: str | os.PathLike) -> tuple[str, int, int]:
+    """(path, size, mtime in ns): a cache key that changes whenever the file is rewritten or replaced."""
+    st = os.stat(path)
+    return str(path), st.st_size, st.st_mtime_ns
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
