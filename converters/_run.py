@@ -118,6 +118,16 @@ def _contract_problem(card: Card, case: Case) -> str | None:
         unknown = set(names) - classes
         if unknown:
             return f"{what} class(es) {sorted(unknown)} are not in the card's classes {sorted(classes)}"
+    if case.unlabelled:
+        unlabelled = set(case.unlabelled)
+        if not unlabelled <= classes:
+            return f"unlabelled class(es) {sorted(unlabelled - classes)} are not in the card's classes {sorted(classes)}"
+        if not case.labelled or unlabelled >= classes:
+            return "every class is unlabelled; a case without annotations gives no masks (and no unlabelled)"
+        given = (set(case.masks) | set(case.instances)
+                 | {c for by_class in case.raters.values() for c in by_class}) & unlabelled
+        if given:
+            return f"class(es) {sorted(given)} have a mask source but are listed as unlabelled"
     strangers = sorted(set(case.raters) - set(card.raters))
     if strangers:
         return f"raters {strangers} are not in the card's [raters] names {list(card.raters)}"
@@ -327,7 +337,8 @@ def _case_fingerprint(case: Case) -> str:
     text = json.dumps([case.case_id, case.split, [list(map(str, s.paths)) + [s.operation] for s in case.sources()],
                        list(case.spacing) if case.spacing is not None else None, dict(case.meta),
                        {k: list(map(str, s.paths)) + [s.operation] for k, s in case.masks.items()},
-                       sorted(case.raters), sorted(case.instances)], sort_keys=True, default=str)
+                       sorted(case.raters), sorted(case.instances), sorted(case.unlabelled)], sort_keys=True,
+                      default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -405,6 +416,7 @@ class _CaseWriter:
             "shape": list(shape),
             "spacing": [float(s) for s in spacing] if spacing is not None else None,
             "meta": dict(case.meta),
+            "unlabelled": [c for c in card.class_names if c in case.unlabelled],
         }
         return {"case_id": case.case_id, "status": "done", "case": _case_fingerprint(case), "entry": entry,
                 "provenance": self.provenance, "raw_stat": self._raw_stat}
@@ -509,7 +521,7 @@ class _CaseWriter:
             if rater not in case.raters:
                 continue
             by_class = case.raters[rater]
-            missing = [c for c in card.class_names if c not in by_class]
+            missing = [c for c in card.class_names if c not in by_class and c not in case.unlabelled]
             if missing:
                 raise ConversionError(f"rater {rater!r} has no mask for class(es) "
                                       f"{missing}; expected one source per class in {card.class_names}")
@@ -517,7 +529,7 @@ class _CaseWriter:
                 written[rater] = dict(masks)
                 continue
             written[rater] = {}
-            for name in card.class_names:
+            for name in (c for c in card.class_names if c not in case.unlabelled):
                 rel = layout.rater_mask(rater, case.case_id, name)
                 self._write(rel, self._load_mask(by_class[name], f"rater {rater!r} class {name!r}"), by_class[name])
                 written[rater][name] = rel
@@ -579,13 +591,14 @@ def iter_reference_masks(card: Card, case: Case, label_values: dict[int, str],
     masks = dict(case.masks)
     if not masks and case.label is None and _reference_from_rater(case, card):
         masks = dict(case.raters[card.reference_rater])
-    missing = [n for n in card.class_names
+    annotated = [n for n in card.class_names if n not in case.unlabelled]
+    missing = [n for n in annotated
                if not (case.label is not None and n in by_class) and n not in masks and n not in case.instances]
     if missing:
         raise ConversionError(f"no mask for class(es) {missing}; every labelled "
                               f"case needs one source per class in {card.class_names} (masks, label, instances or "
-                              f"the reference rater's masks)")
-    for name in card.class_names:
+                              f"the reference rater's masks) unless the case lists it in unlabelled")
+    for name in annotated:
         if case.label is not None and name in by_class:
             values = by_class[name]
             array = label.array == values[0] if len(values) == 1 else np.isin(label.array, values)
