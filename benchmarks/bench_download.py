@@ -2,10 +2,12 @@
 
     python benchmarks/bench_download.py            # 1 GiB file + 1000 small files
     python benchmarks/bench_download.py --quick    # 64 MiB + 100 small files
+    python benchmarks/bench_download.py --cores 1  # everything (server, curl, us) pinned to one core
 
-Never asserts times: it prints MiB/s and ratios (target: >= 0.9x curl on the big file;
-many small files faster than zenodo-get). Big-file cases take the best of ``--repeat`` runs
-(shared CI machines are noisy). The engine hashes while it streams, so on loopback its
+Never asserts times: it prints MiB/s and ratios (target, issue 17: >= 0.95x curl on the big
+file while verifying, on 1 and 2 cores; many small files faster than curl and zenodo-get).
+Big-file cases take turns, ``--repeat`` rounds, and each keeps its best time (shared machines
+are noisy and their load drifts). The engine hashes while it streams, so on loopback its
 ceiling is the hash speed: the "md5 alone" row shows it, "curl + md5sum" is the equivalent
 verified shell pipeline, and the sha256-pinned row shows the same file when the card pins
 a hardware-accelerated hash.
@@ -34,6 +36,16 @@ def best(fn, repeat: int) -> float:
     return min(timed(fn) for _ in range(repeat))
 
 
+def interleaved(cases: dict, repeat: int) -> dict[str, float]:
+    """Best time of each case, the cases taking turns round after round: on a shared machine the load
+    drifts, and back-to-back repeats of one case would give it one moment's load."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeat):
+        for name, fn in cases.items():
+            times[name].append(timed(fn))
+    return {name: min(values) for name, values in times.items()}
+
+
 def hash_file(path: Path, alg: str) -> str:
     h = hashlib.new(alg)
     with open(path, "rb") as fh:
@@ -46,8 +58,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeat", type=int, default=3, help="runs per big-file case; the best is kept")
+    ap.add_argument("--cores", type=int, default=0, help="pin this process and its children (curl, zenodo-get) "
+                                                         "to the first N cores (0: all)")
+    ap.add_argument("--big-mib", type=int, default=0, help="size of the big file in MiB (default 1024, quick 64)")
     args = ap.parse_args()
-    big_size = (64 if args.quick else 1024) << 20
+    if args.cores:
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.cores])
+    big_size = (args.big_mib or (64 if args.quick else 1024)) << 20
     n_small = 100 if args.quick else 1000
     os.environ["OMNIMEDSEG_MAX_RPS"] = "0"
     from omnimedseg.downloaders._http import HttpClient
@@ -79,20 +96,35 @@ def main() -> None:
                     shutil.rmtree(out / "big", ignore_errors=True)
                     fetch(remote, out / "big", client=client)
                 return run
-            t_curl = best(lambda: subprocess.run(["curl", "-s", "-o", str(work / "curl.bin"), big_remote.url],
-                                                 check=True), args.repeat)
-            t_md5 = best(lambda: hash_file(big, "md5"), args.repeat)
-            t_curl_md5 = best(lambda: (subprocess.run(["curl", "-s", "-o", str(work / "curl.bin"), big_remote.url],
-                                                      check=True), hash_file(work / "curl.bin", "md5")), args.repeat)
-            t_ours = best(ours(big_remote), args.repeat)
+            def curl():
+                subprocess.run(["curl", "-s", "-o", str(work / "curl.bin"), big_remote.url], check=True)
+
+            def curl_fsync():  # the same durability as ours: the engine fsyncs before the rename
+                curl()
+                fd = os.open(work / "curl.bin", os.O_RDONLY)
+                os.fsync(fd)
+                os.close(fd)
             sha = RemoteFile(big_remote.name, big_remote.size, {"sha256": hash_file(big, "sha256")}, big_remote.url)
-            t_ours_sha = best(ours(sha), args.repeat)
+            cases = {"curl": curl, "md5": lambda: hash_file(big, "md5"),
+                     "curl_md5": lambda: (curl(), hash_file(work / "curl.bin", "md5")), "curl_fsync": curl_fsync,
+                     "curl_sha": lambda: (curl(), hash_file(work / "curl.bin", "sha256")),
+                     "ours": ours(big_remote), "ours_sha": ours(sha)}
+            times = interleaved(cases, args.repeat)
+            t_curl, t_md5, t_curl_md5, t_curl_fsync, t_curl_sha, t_ours, t_ours_sha = (
+                times[k] for k in ("curl", "md5", "curl_md5", "curl_fsync", "curl_sha", "ours", "ours_sha"))
             rows.append(("big file curl", mib / t_curl, ""))
             rows.append(("big file md5 alone (hash ceiling, no network)", mib / t_md5, f"{t_curl / t_md5:.2f}x curl"))
             rows.append(("big file curl + md5 (verified pipeline)", mib / t_curl_md5,
                          f"{t_curl / t_curl_md5:.2f}x curl"))
-            rows.append(("big file omnimedseg (md5-verified)", mib / t_ours, f"{t_curl / t_ours:.2f}x curl"))
-            rows.append(("big file omnimedseg (sha256-verified)", mib / t_ours_sha, f"{t_curl / t_ours_sha:.2f}x curl"))
+            rows.append(("big file curl + fsync (same durability)", mib / t_curl_fsync,
+                         f"{t_curl / t_curl_fsync:.2f}x curl"))
+            rows.append(("big file curl + sha256 (verified pipeline)", mib / t_curl_sha,
+                         f"{t_curl / t_curl_sha:.2f}x curl"))
+            rows.append(("big file omnimedseg (md5-verified)", mib / t_ours,
+                         f"{t_curl / t_ours:.2f}x curl, {t_curl_fsync / t_ours:.2f}x curl+fsync"))
+            rows.append(("big file omnimedseg (sha256-verified)", mib / t_ours_sha,
+                         f"{t_curl / t_ours_sha:.2f}x curl, {t_curl_fsync / t_ours_sha:.2f}x curl+fsync, "
+                         f"{t_curl_sha / t_ours_sha:.2f}x curl+sha256"))
             small_remotes = parse_files(ZenodoDownloader().record("2"), emu.url)
             urls = work / "urls.txt"
             urls.write_text("".join(f'url = "{r.url}"\noutput = "{work / "curl-small" / r.name}"\n'
@@ -119,6 +151,7 @@ def main() -> None:
                                                                     f"{t_zg_big / t_ours:.2f}x faster"))
             except ImportError:
                 rows.append(("zenodo-get", 0, "not installed (pip install zenodo-get)"))
+        print(f"cores: {len(os.sched_getaffinity(0))}, big file {mib:.0f} MiB, best of {args.repeat}")
         print(f"{'case':48} {'rate':>14}  ratio")
         for name, rate, ratio in rows:
             unit = "MiB/s" if "big" in name else "files/s"

@@ -32,8 +32,12 @@ class Manifest:
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
+        """The lock's text; URLs lose user info and signed query parameters (no secret is written to disk)."""
+        from omnimedseg.downloaders._http import lock_url
+
         data = asdict(self)
-        data["files"] = [asdict(f) for f in self.files]
+        data["files"] = [{**asdict(f), "url": lock_url(f.url)} for f in self.files]
+        data["extra"] = {k: lock_url(v) if isinstance(v, str) and "://" in v else v for k, v in self.extra.items()}
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
@@ -48,7 +52,12 @@ class Manifest:
         if not path.is_file():
             raise DatasetNotFoundError(f"{path} not found: {dataset_id} has not been downloaded; "
                                        f"run: omnimedseg download {dataset_id}")
-        return cls.from_json(path.read_text())
+        try:
+            return cls.from_json(path.read_text(encoding="utf-8"))
+        except (ValueError, KeyError, TypeError) as exc:  # truncated, hand-edited, another version's shape
+            detail = " ".join(str(exc).split())[:120]
+            raise DatasetNotFoundError(f"{path} is damaged ({type(exc).__name__}: {detail}); move it aside and "
+                                       f"run: omnimedseg download {dataset_id}") from None
 
     def write(self, folder: Path) -> None:
         from omnimedseg.downloaders._transfer import atomic_write_text

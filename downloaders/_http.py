@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import os
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit
 
 import requests
+import urllib3
 
 from omnimedseg import __version__
 from omnimedseg.errors import DownloadError
@@ -45,16 +48,95 @@ def offline() -> bool:
 
 
 def origin(url: str) -> tuple[str, str]:
-    """(scheme, host:port) - the unit of trust for credentials and of rate limiting."""
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443, "ftp": 21}.get(parts.scheme, 0)
-    return parts.scheme, f"{(parts.hostname or '').lower()}:{port}"
+    """(scheme, host:port) as urllib3 will connect: the unit of trust for credentials and of rate limiting.
+
+    Parsed with urllib3 (the library that opens the connection), not ``urllib.parse``: the two
+    disagree on hostile authorities such as ``http://evil\\@platform/``, and trust must be
+    decided on the host that really receives the request. Unparseable URLs have no origin.
+    """
+    try:
+        parts = urllib3.util.parse_url(url)
+    except (urllib3.exceptions.LocationParseError, ValueError):
+        return "", ""
+    scheme = (parts.scheme or "").lower()
+    port = parts.port or {"http": 80, "https": 443, "ftp": 21}.get(scheme, 0)
+    return scheme, f"{(parts.host or '').lower().rstrip('.')}:{port}"
+
+
+_BAD_AUTHORITY = re.compile(r"[\\@\s\x00-\x1f\x7f]")
+WEB_SCHEMES = ("http", "https")
+
+
+def unsafe_url(url: str, schemes: tuple[str, ...] = WEB_SCHEMES) -> str | None:
+    """Why ``url`` must not be requested (a scheme we do not speak, an ambiguous authority), or None.
+
+    An authority holding ``\\``, ``@`` (user info: credentials in a URL), whitespace, control
+    characters or a port that is not a number in 1-65535 is refused outright: such URLs are
+    read differently by different parsers, which is how a token reaches another host.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        return f"it cannot be parsed ({exc})"
+    if parts.scheme.lower() not in schemes:
+        return f"its scheme {parts.scheme or 'none'!r} is not one of {', '.join(schemes)}"
+    authority = parts.netloc
+    bad = _BAD_AUTHORITY.search(authority)
+    if not authority or bad:
+        what = {"\\": "a backslash", "@": "user info ('@')"}.get(bad.group(), "whitespace or a control character") \
+            if bad else "no host"
+        return f"its authority holds {what}"
+    if ":" in authority.rpartition("]")[2]:  # a port follows the host (or the IPv6 literal)
+        port = authority.rpartition(":")[2]
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            return f"its port {port!r} is not a number in 1-65535"
+    ours = (urlsplit(url).hostname or "").lower().rstrip(".")
+    theirs = origin(url)[1].rpartition(":")[0].strip("[]")
+    if not theirs or ours != theirs:
+        return "its host is read differently by the connection library"
+    return None
+
+
+def check_url(url: str, what: str, schemes: tuple[str, ...] = WEB_SCHEMES, via: str = "") -> None:
+    """Raise a one-line :class:`DownloadError` naming ``what`` when :func:`unsafe_url` refuses ``url``."""
+    reason = unsafe_url(url, schemes)
+    if reason:
+        raise DownloadError(f"{what}: refusing {via or 'URL'} {redact(url)}: {reason}")
+
+
+_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*:)?//[^/?#]*@")
+_SECRET_PARAM = re.compile(r"(sig|signature|token|key|secret|password|passwd|auth|credential|expires|policy|"
+                           r"x-amz-|x-goog-|se$|sp$|sv$|st$|skoid|sktid|skt$|ske$|sks$|skv$)", re.I)
 
 
 def redact(url: str) -> str:
-    """``url`` without its query string (signed URLs and tokens live there)."""
-    parts = urlsplit(url)
-    return parts._replace(query="…" if parts.query else "", fragment="").geturl()
+    """``url`` fit to print or log: user info (``user:pass@``) and the query string (signed URLs,
+    tokens) replaced by ``***`` / ``…``. The one redaction for every URL shown to anyone."""
+    text = str(url)
+    match = _USERINFO.match(text)
+    if match:
+        text = f"{match.group(1) or ''}//***@" + text[match.end():]
+    base, sep, query = text.partition("?")
+    base = base.split("#", 1)[0]
+    return base + ("?…" if sep and query.split("#", 1)[0] else "")
+
+
+def lock_url(url: str | None) -> str | None:
+    """``url`` fit to store in a lock file: no user info and no signed or secret query parameters
+    (they expire anyway; an expired link is listed again through the platform's ``refresh``).
+    Parameters that select content (``format=original``, ``datasetVersionNumber=3``) are kept."""
+    if not url:
+        return url
+    text = str(url)
+    match = _USERINFO.match(text)
+    if match:
+        text = f"{match.group(1) or ''}//" + text[match.end():]
+    base, sep, query = text.partition("?")
+    if not sep:
+        return text
+    query = query.split("#", 1)[0]
+    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if not _SECRET_PARAM.search(k)]
+    return base + (f"?{urlencode(kept)}" if kept else "")
 
 
 def retry_after_seconds(response: requests.Response) -> float | None:
@@ -90,6 +172,32 @@ class Credential:
 
     def __repr__(self) -> str:  # never leak the secret through logs or tracebacks
         return f"Credential(origin={origin(self.url)[1]!r}, headers=[{', '.join(self.headers)}])"
+
+
+class _RedactingFilter(logging.Filter):
+    """urllib3 logs each request line ("GET /path?X-Amz-Signature=..."): its query strings and user
+    info go through :func:`redact` too, so a debug log never holds a signed URL's secret."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact_log_arg(arg) for arg in record.args)
+        return True
+
+
+def _redact_log_arg(arg):
+    if isinstance(arg, str) and ("?" in arg or "@" in arg) and (arg.startswith("/") or "://" in arg):
+        return redact(arg) if "://" in arg else arg.split("?", 1)[0] + "?…"
+    return arg
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_RedactingFilter())
+
+
+class _NoNetrc(requests.auth.AuthBase):
+    """Session auth that adds nothing: its presence stops requests' ``~/.netrc`` lookup."""
+
+    def __call__(self, request):
+        return request
 
 
 @dataclass
@@ -138,8 +246,11 @@ class HttpClient:
         self.allow_downgrade = allow_downgrade
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
-        self.session.trust_env = True  # proxies from the environment, but no ~/.netrc below
-        self.session.auth = None
+        # trust_env keeps proxies and CA bundles from the environment; the no-op auth stops requests
+        # from reading ~/.netrc ($NETRC), whose passwords would go to any host named there and
+        # override a platform's Bearer token. The only credentials sent are ``self.credentials``.
+        self.session.trust_env = True
+        self.session.auth = _NoNetrc()
         adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=32, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -162,32 +273,45 @@ class HttpClient:
         return out
 
     def _send_once(self, method: str, url: str, headers: dict | None, stream: bool, max_redirects: int = 10,
-                   params: dict | None = None) -> requests.Response:
-        """One logical request, following redirects by hand so credentials stay on their origin."""
+                   params: dict | None = None, what: str = "") -> requests.Response:
+        """One logical request, following redirects by hand so credentials stay on their origin.
+
+        Every hop is checked on the URL exactly as it will be sent (after ``params`` are merged):
+        its scheme and authority (:func:`unsafe_url`), and the origin of a credential is compared
+        with the origin urllib3 will connect to, never with another parser's idea of it.
+        """
         first = url
-        for _ in range(max_redirects + 1):
-            host = self.host(url)
+        what = what or redact(first)
+        for hop in range(max_redirects + 1):
+            via = "redirect to" if hop else "URL"
+            check_url(url, what, via=via)  # as received: parsers disagree on exactly the URLs refused here
+            prepared = self.session.prepare_request(requests.Request(method, url, params=params,
+                                                                     headers=dict(headers or {})))
+            check_url(prepared.url, what, via=via)  # as it will be sent
+            host = self.host(prepared.url)
             if offline():
-                raise DownloadError(f"{redact(url)}: offline mode (${ENV_OFFLINE}) forbids network access; "
-                                    f"unset it or run: omnimedseg verify <dataset>")
+                raise DownloadError(f"{what}: offline mode (${ENV_OFFLINE}) forbids network access "
+                                    f"({redact(url)}); unset {ENV_OFFLINE} to download")
+            prepared.headers.update(self._headers_for(prepared.url, None))
+            settings = self.session.merge_environment_settings(prepared.url, {}, stream, None, None)
             host.wait_turn()
             with host.semaphore:
-                response = self.session.request(method, url, headers=self._headers_for(url, headers), params=params,
-                                                stream=stream, timeout=self.timeout, allow_redirects=False)
+                response = self.session.send(prepared, allow_redirects=False, timeout=self.timeout, **settings)
             params = None
             self._respect_quota(response, host)
             if response.status_code in (301, 302, 303, 307, 308) and "Location" in response.headers:
-                target = urljoin(url, response.headers["Location"])
+                target = urljoin(prepared.url, response.headers["Location"])
                 response.close()
-                if urlsplit(url).scheme == "https" and urlsplit(target).scheme == "http" and not self.allow_downgrade:
-                    raise DownloadError(f"{redact(first)}: refusing redirect from https to plain http "
+                if urlsplit(prepared.url).scheme == "https" and urlsplit(target).scheme == "http" \
+                        and not self.allow_downgrade:
+                    raise DownloadError(f"{what}: refusing redirect from https to plain http "
                                         f"({redact(target)})")
                 if response.status_code == 303:
                     method = "GET"
                 url = target
                 continue
             return response
-        raise DownloadError(f"{redact(first)}: more than {max_redirects} redirects")
+        raise DownloadError(f"{what}: more than {max_redirects} redirects from {redact(first)}")
 
     @staticmethod
     def _respect_quota(response: requests.Response, host: _Host) -> None:
@@ -214,7 +338,7 @@ class HttpClient:
         last = ""
         for attempt in range(self.retries + 1):
             try:
-                response = self._send_once(method, url, headers, stream, params=params)
+                response = self._send_once(method, url, headers, stream, params=params, what=what)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 last = f"{type(exc).__name__}"
                 if attempt < self.retries:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 from omnimedseg.errors import DownloadError
+from omnimedseg.files import repair_command
 
 INSTALL_HINT = ("RAR archives need libarchive: pip install libarchive-c, plus the system library "
                 "(apt-get install libarchive13 / brew install libarchive)")
@@ -34,8 +35,8 @@ def _reading(archive: Path):
     try:
         return libarchive.file_reader(str(archive))
     except libarchive.ArchiveError as exc:
-        raise DownloadError(f"{archive}: not a readable RAR archive ({exc}); "
-                            f"re-download with: omnimedseg download <dataset> --force") from None
+        raise DownloadError(f"{archive}: not a readable RAR archive ({exc}); check it with "
+                            f"{repair_command(archive)}") from None
 
 
 class _Blocks:
@@ -56,27 +57,42 @@ def _checked(archive: Path, entry) -> tuple[PurePosixPath, int, bool]:
         raise DownloadError(f"{archive}: refusing link member {name!r}")
     if not (entry.isfile or entry.isdir):
         raise DownloadError(f"{archive}: refusing special file member {name!r}")
-    return _checked_member_path(archive, name), int(entry.size or 0), bool(entry.isdir)
+    return _checked_member_path(archive, name, bool(entry.isdir)), int(entry.size or 0), bool(entry.isdir)
 
 
-def rar_members(archive: Path) -> list[tuple[PurePosixPath, int, bool]]:
-    """(safe relative path, declared size, is directory) of every member; refuses links and devices."""
+def rar_members(archive: Path, limits) -> list[tuple[PurePosixPath, int, bool]]:
+    """(safe relative path, declared size, is directory) of every member; refuses links and devices.
+
+    Stops counting at ``limits.max_members`` (an ``ExtractionLimits``), before reading further headers.
+    """
     libarchive = _libarchive(archive)
+    members = []
     try:
         with _reading(archive) as reader:
-            return [_checked(archive, entry) for entry in reader]
+            for entry in reader:
+                members.append(_checked(archive, entry))
+                if len(members) > limits.max_members:
+                    raise DownloadError(f"{archive}: more than {limits.max_members} members (the limit)")
     except libarchive.ArchiveError as exc:
-        raise DownloadError(f"{archive}: damaged RAR archive ({exc}); "
-                            f"re-download with: omnimedseg download <dataset> --force") from None
+        raise DownloadError(f"{archive}: damaged RAR archive ({exc}); check it with "
+                            f"{repair_command(archive)}") from None
+    return members
 
 
-def write_rar_members(archive: Path, staging: Path, members: list[tuple[PurePosixPath, int, bool]]) -> list[Path]:
-    """Write the members listed by :func:`rar_members` under ``staging``; returns the files written."""
+def write_rar_members(archive: Path, staging: Path, members: list[tuple[PurePosixPath, int, bool]],
+                      budget) -> list[Path]:
+    """Write the members listed by :func:`rar_members` under ``staging``; returns the files written.
+
+    ``budget`` (the extractor's running size/ratio limits) is charged per chunk; libarchive does not
+    expose the compressed position, so the ratio is taken against the whole archive's size.
+    """
     from omnimedseg.downloaders._archives import _bounded_copy, _inside
 
     libarchive = _libarchive(archive)
     root = staging.resolve()
     written = []
+    size_on_disk = archive.stat().st_size
+    compressed = lambda: size_on_disk  # noqa: E731
     try:
         with _reading(archive) as reader:
             for index, entry in enumerate(reader):
@@ -90,9 +106,9 @@ def write_rar_members(archive: Path, staging: Path, members: list[tuple[PurePosi
                     continue
                 out.parent.mkdir(parents=True, exist_ok=True)
                 with open(out, "wb") as dst:
-                    _bounded_copy(_Blocks(entry), dst, size, archive, entry.pathname)
+                    _bounded_copy(_Blocks(entry), dst, size, archive, entry.pathname, budget, compressed)
                 written.append(out)
     except libarchive.ArchiveError as exc:
-        raise DownloadError(f"{archive}: damaged RAR archive ({exc}); "
-                            f"re-download with: omnimedseg download <dataset> --force") from None
+        raise DownloadError(f"{archive}: damaged RAR archive ({exc}); check it with "
+                            f"{repair_command(archive)}") from None
     return written

@@ -4,8 +4,8 @@ A file only ever appears under its final name after its size and hash have been
 checked, so a crash, SIGKILL or Ctrl-C can leave a ``.part`` file but never a corrupt
 final file. ``<name>.part.json`` records what the part belongs to (expected size and
 hash, ETag/Last-Modified), so a rerun resumes with ``Range`` only when that still holds.
-A file lock per target keeps two processes from writing the same file.
-All platforms go through :func:`fetch` / :func:`fetch_all`.
+Callers hold the dataset's lock (:func:`omnimedseg.files.dataset_lock`), so no two
+processes write the same folder. All platforms go through :func:`fetch` / :func:`fetch_all`.
 """
 
 from __future__ import annotations
@@ -22,25 +22,23 @@ import shutil
 import threading
 import time
 import unicodedata
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 from urllib.parse import unquote, urlparse
 
 import requests
 import urllib3
-from filelock import FileLock
 
-from omnimedseg.downloaders._http import HttpClient, offline, redact
+from omnimedseg.downloaders._http import HttpClient, check_url, offline, redact
 from omnimedseg.errors import ChecksumMismatchError, DownloadError
-from omnimedseg.files import CHUNK, atomic_write_text, file_hashes  # noqa: F401  (re-exported)
+from omnimedseg.files import CHUNK, atomic_write_text, file_hashes, naming_errors  # noqa: F401  (re-exported)
 from omnimedseg.progress import SILENT, Progress
 from omnimedseg.registry import RemoteFile
 
 NET_CHUNK = 1 << 20  # network reads: large reads cut per-call overhead (a FIN keeps the short read)
 PART = ".part"
 SIDE = ".part.json"
-LOCK = ".lock"
 
 
 class _BodyReadError(Exception):
@@ -132,8 +130,10 @@ def _sibling(target: Path, suffix: str) -> Path:
 
 def fetch(remote: RemoteFile, dest_dir: Path, progress: Progress = SILENT, client: HttpClient | None = None,
           refresh: Callable[[RemoteFile], str] | None = None, cancel: threading.Event | None = None,
-          check: Callable[[Path, RemoteFile], None] | None = None) -> Path:
+          check: Callable[[Path, RemoteFile], None] | None = None, dataset_id: str = "") -> Path:
     """Bring ``remote`` to ``dest_dir/remote.name``, verified; skip when already there and valid.
+
+    ``dataset_id`` only completes the advice in errors (``omnimedseg registry lock <id> --write``).
 
     ``refresh`` returns a new URL when a signed one expired (403); ``cancel`` stops between chunks;
     ``check(part, remote)`` is a platform's own content check (TCIA's per-file MD5 list) run
@@ -141,31 +141,35 @@ def fetch(remote: RemoteFile, dest_dir: Path, progress: Progress = SILENT, clien
     """
     target = target_path(Path(dest_dir), remote.name)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(_sibling(target, LOCK))):
-        if target.is_file():
-            try:
-                verify_file(target, remote)
-                if check is not None and not remote.hashes:
-                    check(target, remote)
-                return target
-            except ChecksumMismatchError:
-                pass  # stale or foreign: fetch again; replaced only after verification
-        if not remote.url:
-            raise DownloadError(f"{remote.name}: no URL to fetch it from; check the dataset card")
-        scheme = urlparse(remote.url).scheme
-        part = _sibling(target, PART)
+    if target.is_file():
+        try:
+            verify_file(target, remote)
+            if check is not None and not remote.hashes:
+                check(target, remote)
+            return target
+        except ChecksumMismatchError:
+            pass  # stale or foreign: fetch again; replaced only after verification
+    if not remote.url:
+        raise DownloadError(f"{remote.name}: no URL to fetch it from; check the dataset card")
+    scheme = urlparse(remote.url).scheme
+    part = _sibling(target, PART)
+    # the task ends ("done") only after the bytes were verified and renamed into place
+    with progress.task(remote.name, remote.size, unit="B") as advance:
         if scheme == "file":
-            digest = _copy_local(remote, part, progress)
+            digest = _copy_local(remote, part, advance)
         elif scheme in ("http", "https"):
+            check_url(remote.url, remote.name)
             if offline():
                 raise DownloadError(f"{target} is missing and offline mode forbids fetching {redact(remote.url)}; "
                                     f"unset OMNIMEDSEG_OFFLINE and rerun")
-            digest = _HttpTransfer(remote, part, progress, client or HttpClient(), refresh, cancel, check).run()
+            digest = _HttpTransfer(remote, part, advance, client or HttpClient(), refresh, cancel, check,
+                                   dataset_id).run()
         elif scheme == "ftp":
-            digest = _fetch_ftp(remote, part, progress)
+            check_url(remote.url, remote.name, schemes=("ftp",))
+            digest = _fetch_ftp(remote, part, advance)
         else:
             raise DownloadError(f"{remote.name}: unsupported URL scheme {scheme!r} in {redact(remote.url)}")
-        _check_digest(part, remote, digest)
+        _check_digest(part, remote, digest, dataset_id)
         if check is not None and scheme != "http" and scheme != "https":
             check(part, remote)
         with open(part, "rb") as fh:
@@ -175,56 +179,78 @@ def fetch(remote: RemoteFile, dest_dir: Path, progress: Progress = SILENT, clien
     return target
 
 
-def _check_digest(part: Path, remote: RemoteFile, digest: dict[str, str]) -> None:
+def repin_command(dataset_id: str) -> str:
+    """The command that pins a record's current files again (after the platform changed them)."""
+    return f"omnimedseg registry lock {dataset_id or '<dataset id>'} --write"
+
+
+def _check_digest(part: Path, remote: RemoteFile, digest: dict[str, str], dataset_id: str = "") -> None:
     size = part.stat().st_size
     alg, expected = _expected(remote)
+    local = urlparse(remote.url or "").scheme == "file"
+    advice = ("that file is not the one the card pins: take the right file, or download without --from"
+              if local else "rerun the same command to fetch it again")
     if remote.size is not None and size != remote.size:
         part.unlink(missing_ok=True)
         raise ChecksumMismatchError(f"{remote.name}: expected {remote.size} bytes, received {size} "
-                                    f"from {redact(remote.url or '')}; rerun to retry")
+                                    f"from {redact(remote.url or '')}; {advice}")
     if expected is not None and digest.get(alg) != expected:
         part.unlink(missing_ok=True)
+        if local:
+            raise ChecksumMismatchError(f"{remote.name}: expected {alg} {expected}, received {digest.get(alg)} "
+                                        f"from {redact(remote.url or '')}; {advice}")
         raise ChecksumMismatchError(f"{remote.name}: expected {alg} {expected}, received {digest.get(alg)} "
                                     f"from {redact(remote.url or '')}; the platform serves other bytes than "
-                                    f"pinned: rerun later, or re-pin with omnimedseg registry lock")
+                                    f"pinned: rerun later, or re-pin with {repin_command(dataset_id)}")
 
 
 def fetch_all(remotes: Iterable[RemoteFile], dest_dir: Path, progress: Progress = SILENT,
               client: HttpClient | None = None, jobs: int = 4,
               refresh: Callable[[RemoteFile], str] | None = None,
-              check: Callable[[Path, RemoteFile], None] | None = None) -> list[Path]:
+              check: Callable[[Path, RemoteFile], None] | None = None, dataset_id: str = "") -> list[Path]:
     """Fetch many files with at most ``jobs`` in flight (the client also limits per host).
 
     Ctrl-C cancels the workers between chunks; their ``.part`` files stay for a rerun.
-    The first failure stops new transfers and is raised after the running ones end.
+    A file whose bytes fail verification does not stop the others (their bytes are good and a
+    rerun needs them); any other failure (network, access) stops new transfers. The error raised
+    at the end names every file that failed.
     """
     remotes = list(remotes)
     client = client or HttpClient()
     cancel = threading.Event()
     total = sum(r.size or 0 for r in remotes)
+
+    def stops(future) -> bool:
+        return future.done() and not future.cancelled() and future.exception() is not None \
+            and not isinstance(future.exception(), ChecksumMismatchError)
     with progress.task(f"{len(remotes)} files", total or None, unit="B") as overall:
         overall_progress = _Tee(progress, overall)
         with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="omnimedseg-fetch") as pool:
-            futures = [pool.submit(fetch, r, dest_dir, overall_progress, client, refresh, cancel, check)
+            futures = [pool.submit(fetch, r, dest_dir, overall_progress, client, refresh, cancel, check, dataset_id)
                        for r in remotes]
             try:
                 while True:
-                    done, pending = wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
-                    if not pending or any(f.exception() for f in done):
+                    done, pending = wait(futures, timeout=0.2)
+                    if not pending or any(stops(f) for f in done):
                         break
             except KeyboardInterrupt:
                 cancel.set()
-                raise
-            finally:
-                cancel.set() if any(f.done() and f.exception() for f in futures) else None
                 for f in futures:
                     f.cancel()
-    errors = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception()]
-    real = [e for e in errors if not isinstance(e, Cancelled)]
-    if real:
-        if len(real) > 1:
-            raise type(real[0])(f"{real[0]} (and {len(real) - 1} more failed files)")
-        raise real[0]
+                raise
+            finally:
+                if any(stops(f) for f in futures):
+                    cancel.set()
+                    for f in futures:
+                        f.cancel()
+    failed = [(r.name, f.exception()) for r, f in zip(remotes, futures)
+              if f.done() and not f.cancelled() and f.exception() and not isinstance(f.exception(), Cancelled)]
+    if failed:
+        first = failed[0][1]
+        if len(failed) > 1:
+            others = ", ".join(name for name, _ in failed[1:])
+            raise type(first)(f"{first} (also failed: {others})")
+        raise first
     return [f.result() for f in futures]
 
 
@@ -251,10 +277,11 @@ class _Tee:
 class _HttpTransfer:
     """One file over HTTP(S): Range resume, validators, retries on dropped streams, hashing."""
 
-    def __init__(self, remote: RemoteFile, part: Path, progress: Progress, client: HttpClient,
+    def __init__(self, remote: RemoteFile, part: Path, advance: Callable[[float], None], client: HttpClient,
                  refresh: Callable[[RemoteFile], str] | None, cancel: threading.Event | None,
-                 check: Callable[[Path, RemoteFile], None] | None = None):
-        self.remote, self.part, self.progress, self.client = remote, part, progress, client
+                 check: Callable[[Path, RemoteFile], None] | None = None, dataset_id: str = ""):
+        self.remote, self.part, self.advance, self.client = remote, part, advance, client
+        self.repin = repin_command(dataset_id)
         self.refresh, self.cancel, self.check = refresh, cancel, check
         self.server_md5: str | None = None  # from x-goog-hash (GCS: Kaggle, OSF) when nothing is pinned
         self.side = part.with_name(part.name + ".json")
@@ -297,38 +324,38 @@ class _HttpTransfer:
 
     def run(self) -> dict[str, str]:
         restarted = False
-        with self.progress.task(self.remote.name, self.size, unit="B") as advance:
-            while True:
-                state = self._load_state()
-                offset = self.part.stat().st_size if state else 0
-                if self.size is not None and offset > self.size:
-                    self._reset()
-                    offset = 0
-                hasher = hashlib.new(self.alg)
-                if offset:
-                    with open(self.part, "rb") as fh:
-                        for chunk in iter(lambda: fh.read(CHUNK), b""):
-                            hasher.update(chunk)
-                if self.size is not None and offset == self.size and offset > 0:
-                    digest = hasher.hexdigest()
-                    if self.expected is None or digest == self.expected:
-                        advance(max(0, offset - self.shown))
-                        return {self.alg: digest}
-                    self._reset()
-                    continue
-                result = self._attempt(offset, state, hasher, advance)
-                if result is None:
-                    continue
-                problem = self._problem(result)
-                if problem is not None:
-                    self._reset()
-                    if restarted:
-                        raise ChecksumMismatchError(
-                            f"{self.remote.name}: {problem} from {redact(self.url)} twice; the platform serves "
-                            f"other bytes than pinned: rerun later, or re-pin with omnimedseg registry lock")
-                    restarted = True
-                    continue
-                return {self.alg: result}
+        advance = self.advance  # the progress task is the caller's: it ends after verification
+        while True:
+            state = self._load_state()
+            offset = self.part.stat().st_size if state else 0
+            if self.size is not None and offset > self.size:
+                self._reset()
+                offset = 0
+            hasher = hashlib.new(self.alg)
+            if offset:
+                with open(self.part, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(CHUNK), b""):
+                        hasher.update(chunk)
+            if self.size is not None and offset == self.size and offset > 0:
+                digest = hasher.hexdigest()
+                if self.expected is None or digest == self.expected:
+                    advance(max(0, offset - self.shown))
+                    return {self.alg: digest}
+                self._reset()
+                continue
+            result = self._attempt(offset, state, hasher, advance)
+            if result is None:
+                continue
+            problem = self._problem(result)
+            if problem is not None:
+                self._reset()
+                if restarted:
+                    raise ChecksumMismatchError(
+                        f"{self.remote.name}: {problem} from {redact(self.url)} twice; the platform serves "
+                        f"other bytes than pinned: rerun later, or re-pin with {self.repin}")
+                restarted = True
+                continue
+            return {self.alg: result}
 
     def _problem(self, digest: str) -> str | None:
         """Why the complete part is not the file (pinned hash, server md5, platform check), or None."""
@@ -390,8 +417,10 @@ class _HttpTransfer:
             start = int(match.group(1)) if match else -1
             total = int(match.group(3)) if match and match.group(3) != "*" else None
             if start != offset or (self.size is not None and total is not None and total != self.size):
+                received_range = response.headers.get("Content-Range", "none")
                 response.close()
                 self._reset()  # a range we did not ask for: start over rather than splice
+                self._fail(f"HTTP 206 with Content-Range {received_range!r} for a request of bytes={offset}-")
                 return None
         elif offset:
             self._reset()  # 200 to a Range request (or changed validator): full body follows
@@ -430,7 +459,7 @@ class _HttpTransfer:
                             self._reset()
                             raise DownloadError(f"{self.remote.name}: {redact(self.url)} sent more than the "
                                                 f"expected {self.size} bytes; the record changed: re-pin with "
-                                                f"omnimedseg registry lock")
+                                                f"{self.repin}")
                         try:
                             _write_all(out, view[:n])
                         except OSError as exc:
@@ -566,15 +595,14 @@ class _Pipeline:
             self.flusher.join()
 
 
-def _copy_local(remote: RemoteFile, part: Path, progress: Progress) -> dict[str, str]:
+def _copy_local(remote: RemoteFile, part: Path, advance: Callable[[float], None]) -> dict[str, str]:
     """``file://`` transport: copy a local file (never moving or touching the source), hashing as it goes."""
     source = Path(unquote(urlparse(remote.url).path))
     if not source.is_file():
         raise DownloadError(f"{remote.name}: source file {source} does not exist")
     alg = _expected(remote)[0]
     hasher = hashlib.new(alg)
-    with progress.task(remote.name, source.stat().st_size, unit="B") as advance, \
-            open(source, "rb") as src, open(part, "wb") as dst:
+    with open(source, "rb") as src, open(part, "wb") as dst, naming_errors(part):
         for chunk in iter(lambda: src.read(CHUNK), b""):
             dst.write(chunk)
             hasher.update(chunk)
@@ -582,8 +610,9 @@ def _copy_local(remote: RemoteFile, part: Path, progress: Progress) -> dict[str,
     return {alg: hasher.hexdigest()}
 
 
-def _fetch_ftp(remote: RemoteFile, part: Path, progress: Progress) -> dict[str, str]:
-    """``ftp://`` with ``REST`` resume (stdlib ftplib; anonymous unless the URL carries a user)."""
+def _fetch_ftp(remote: RemoteFile, part: Path, advance: Callable[[float], None]) -> dict[str, str]:
+    """``ftp://`` with ``REST`` resume (stdlib ftplib; anonymous: a URL carrying ``user:password@`` is refused
+    before this runs, as every URL with user info is, so no password is ever printed or stored)."""
     import ftplib
 
     url = urlparse(remote.url)
@@ -598,10 +627,9 @@ def _fetch_ftp(remote: RemoteFile, part: Path, progress: Progress) -> dict[str, 
             for chunk in iter(lambda: fh.read(CHUNK), b""):
                 hasher.update(chunk)
     try:
-        with ftplib.FTP() as ftp, progress.task(remote.name, remote.size, unit="B") as advance, \
-                open(part, "ab") as out:
+        with ftplib.FTP() as ftp, open(part, "ab") as out:
             ftp.connect(url.hostname, url.port or 21, timeout=60)
-            ftp.login(unquote(url.username or "anonymous"), unquote(url.password or "anonymous@"))
+            ftp.login()  # anonymous (check_url refused any user info)
             advance(offset)
 
             def write(chunk: bytes) -> None:
@@ -621,4 +649,5 @@ def link_or_copy(source: Path, target: Path) -> None:
     try:
         os.link(source, target)
     except OSError:
-        shutil.copy2(source, target)
+        with naming_errors(target):
+            shutil.copy2(source, target)

@@ -15,11 +15,12 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from omnimedseg.downloaders._base import Manifest
 from omnimedseg.downloaders._http import USER_AGENT, platform_url
-from omnimedseg.downloaders._transfer import safe_name, target_path, verify_file
+from omnimedseg.downloaders._transfer import repin_command, safe_name, target_path, verify_file
 from omnimedseg.errors import ChecksumMismatchError, DownloadError, UsageError
 from omnimedseg.progress import SILENT, Progress
 
@@ -55,10 +56,9 @@ def fetch_with_zenodo_get(manifest: Manifest, folder: Path, progress: Progress =
     todo = [r for r in manifest.files if not _valid(folder, r)]
     if not todo:
         return
-    staging = folder / f".zenodo-get-{manifest.version}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".zenodo-get-{manifest.version}-"))
+    env = child_environment()
     try:
         with progress.task(f"zenodo-get {manifest.version}", len(todo), unit="file") as advance:
             done = subprocess.run([sys.executable, "-c", _RUNNER, manifest.version, str(staging),
@@ -79,13 +79,28 @@ def fetch_with_zenodo_get(manifest: Manifest, folder: Path, progress: Progress =
                 except ChecksumMismatchError as exc:
                     raise ChecksumMismatchError(f"zenodo-get delivered other bytes than pinned for {remote.name} "
                                                 f"({str(exc).split(': ', 1)[-1]}); nothing was kept; rerun "
-                                                f"without --engine, or re-pin with omnimedseg registry lock") from None
+                                                f"without --engine, or re-pin with "
+                                                f"{repin_command(manifest.dataset_id)}") from None
                 final = target_path(folder, remote.name)
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(got, final)
                 advance(1)
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # never leave unverified bytes behind
+
+
+# what the child needs to start Python, find its packages, reach the network through a proxy and
+# check certificates; nothing else (no tokens, no cloud keys, no other secrets of the parent)
+CHILD_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "SYSTEMROOT", "VIRTUAL_ENV", "PYTHONPATH",
+             "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+             "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
+
+
+def child_environment() -> dict[str, str]:
+    """The minimal environment for the zenodo-get subprocess (see :data:`CHILD_ENV`)."""
+    env = {k: os.environ[k] for k in CHILD_ENV if k in os.environ}
+    env["PYTHONIOENCODING"] = "utf-8"
+    return env
 
 
 def _valid(folder: Path, remote) -> bool:

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from omnimedseg.downloaders._base import Downloader, Manifest
 from omnimedseg.downloaders._doi import Route, resolve_doi
+from omnimedseg.downloaders._platform import metadata_boundary
 from omnimedseg.plugins import load_plugin
 from omnimedseg.registry import Card
 
@@ -29,12 +30,16 @@ class DoiDownloader(Downloader):
                                             version=card.source.version or self.route.version,
                                             doi=card.source.doi or self.route.doi))
 
+    base = "https://doi.org"  # named in errors from the metadata boundary
+
+    @metadata_boundary
     def listing(self, card: Card):
         found = self.routed(card)
         listing = self.inner.listing(found)
         listing.extra.update({"platform": self.route.platform, "doi": self.route.doi})
         return listing
 
+    @metadata_boundary
     def resolve(self, card: Card) -> Manifest:
         routed = self.routed(card)
         return self.inner.resolve(routed)

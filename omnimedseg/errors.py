@@ -46,4 +46,14 @@ class PluginError(OmnimedsegError, ImportError):
 
 
 class LicenceNotAcceptedError(OmnimedsegError, PermissionError):
-    """A dataset whose licence is not verified-open was used without ``--accept-licence``."""
+    """A dataset whose licence is not verified-open was used without ``--accept-licence``.
+
+    Its message is a short block (licence, status, source, the command to rerun) that the
+    CLI prints as it is: the one error whose lines are kept apart.
+    """
+
+    keep_lines = True
+
+
+class DatasetBusyError(OmnimedsegError):
+    """Another process is writing the same dataset and the caller asked not to wait (``--no-wait``)."""

@@ -53,18 +53,25 @@ def served_by_emulator(card: Card, folder: Path):
                          f"{', '.join(sorted(EMULATORS))}")
     with EMULATORS[platform]() as emulator:
         record = emulator.add_folder(folder)
-        saved = {k: os.environ.get(k) for k in emulator.env}
-        os.environ.update(emulator.env)
-        try:
+        with environment(emulator.env):  # after add_folder: an emulator's env may name what it added (IDC's index)
             # an emulator that serves a platform-wide store (IDC's bucket + index) keeps the card's record
             served = {k: v for k, v in record.items() if v is not None}
             yield replace(card, source=replace(card.source, **served))
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+
+
+@contextlib.contextmanager
+def environment(values: Mapping[str, str]):
+    """Set environment variables (an emulator's ``OMNIMEDSEG_<P>_URL``) while the block runs, then restore them."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def check_converter(dataset_id: str, make_remote_files: Callable[[Path], None], tmp_path: Path,

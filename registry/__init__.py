@@ -2,8 +2,11 @@
 
 Folders listed in ``$OMNIMEDSEG_REGISTRY_PATH`` (``os.pathsep``-separated) and passed
 as ``--registry DIR`` are read after the built-in cards, so a private or new dataset
-can be registered without editing the installed package. One id defined twice is an
-error naming both files.
+can be registered without editing the installed package; so are the card folders of
+installed packages (entry-point group ``omnimedseg.registry``: ``name = "package.module"``,
+the ``*.toml`` files next to that module), which is how ``omnimedseg new --plugin`` ships
+a private dataset. One id defined twice is an error naming both files. A card that still
+holds the scaffold's TODO markers loads (so its author can convert) but is never listed.
 """
 
 from __future__ import annotations
@@ -14,18 +17,21 @@ from pathlib import Path
 from typing import Iterable
 
 from omnimedseg.errors import RegistryError
-from omnimedseg.registry.card import MODALITIES, Card, RemoteFile
+from omnimedseg.registry.card import MODALITIES, TODO_MARKER, Card, RemoteFile
 
-__all__ = ["Card", "RemoteFile", "MODALITIES", "Registry", "load_registry", "ENV_REGISTRY_PATH"]
+__all__ = ["Card", "RemoteFile", "MODALITIES", "Registry", "load_registry", "ENV_REGISTRY_PATH", "ENTRY_POINT_GROUP",
+           "is_scaffold"]
 
 ENV_REGISTRY_PATH = "OMNIMEDSEG_REGISTRY_PATH"
+ENTRY_POINT_GROUP = "omnimedseg.registry"
 
 
 class Registry:
     """All known cards by id."""
 
-    def __init__(self, cards: dict[str, Card]):
+    def __init__(self, cards: dict[str, Card], scaffolds: Iterable[str] = ()):
         self._cards = dict(sorted(cards.items()))
+        self.scaffolds = frozenset(scaffolds)  # ids of cards still holding TODO markers: never listed
 
     def __iter__(self):
         return iter(self._cards.values())
@@ -48,11 +54,11 @@ class Registry:
 
     def select(self, modality: str | None = None, dimensionality: int | None = None,
                licence: str | None = None, platform: str | None = None) -> list[Card]:
-        """Cards matching every given filter (case-insensitive for strings)."""
+        """Cards matching every given filter (case-insensitive for strings); scaffolds are left out."""
         def same(a: str, b: str | None) -> bool:
             return b is None or a.lower() == b.lower()
 
-        return [c for c in self if same(c.modality, modality) and same(c.license.spdx, licence)
+        return [c for c in self if c.id not in self.scaffolds and same(c.modality, modality) and same(c.license.spdx, licence)
                 and same(c.source.platform, platform)
                 and (dimensionality is None or c.dimensionality == dimensionality)]
 
@@ -62,10 +68,37 @@ def builtin_card_paths() -> list[Path]:
     return sorted(Path(str(entry)) for entry in folder.iterdir() if entry.name.endswith(".toml"))
 
 
+def is_scaffold(text: str) -> bool:
+    """Whether a card's text still holds the TODO markers of ``omnimedseg new`` (then it is never listed)."""
+    return TODO_MARKER in text
+
+
+def plugin_card_paths() -> list[Path]:
+    """Cards of installed packages: the ``*.toml`` files next to each ``omnimedseg.registry`` entry point's module."""
+    from importlib.metadata import entry_points
+
+    from omnimedseg.errors import PluginError
+
+    paths = []
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
+        try:
+            module = ep.load()
+        except Exception as exc:  # a broken third-party package must not look like "no such dataset"
+            raise PluginError(f"entry point {ep.name} = {ep.value} (group {ENTRY_POINT_GROUP}) failed to load: "
+                              f"{exc}") from exc
+        folder = Path(module.__file__).parent if getattr(module, "__file__", None) else None
+        if folder is None:
+            raise PluginError(f"entry point {ep.name} = {ep.value} (group {ENTRY_POINT_GROUP}): expected a module "
+                              f"whose folder holds <id>.toml cards")
+        paths.extend(sorted(folder.glob("*.toml")))
+    return paths
+
+
 def card_paths(extra_dirs: Iterable[str | os.PathLike] = ()) -> list[Path]:
-    """Built-in cards first, then ``$OMNIMEDSEG_REGISTRY_PATH`` folders, then ``extra_dirs``."""
+    """Built-in cards first, then installed packages' cards, then ``$OMNIMEDSEG_REGISTRY_PATH`` folders,
+    then ``extra_dirs``."""
     dirs = [d for d in os.environ.get(ENV_REGISTRY_PATH, "").split(os.pathsep) if d] + [str(d) for d in extra_dirs]
-    paths = builtin_card_paths()
+    paths = builtin_card_paths() + plugin_card_paths()
     for d in dirs:
         folder = Path(d).expanduser()
         if not folder.is_dir():
@@ -77,10 +110,14 @@ def card_paths(extra_dirs: Iterable[str | os.PathLike] = ()) -> list[Path]:
 
 def load_registry(extra_dirs: Iterable[str | os.PathLike] = ()) -> Registry:
     cards: dict[str, Card] = {}
+    scaffolds = []
     for path in card_paths(extra_dirs):
-        card = Card.from_toml(path)
+        text = path.read_text(encoding="utf-8")
+        card = Card.from_toml(path, text)
         if card.id in cards:
             raise RegistryError(f"dataset id {card.id!r} is defined twice: {cards[card.id].path} and {path}; "
                                 f"remove or rename one of them")
         cards[card.id] = card
-    return Registry(cards)
+        if is_scaffold(text):
+            scaffolds.append(card.id)
+    return Registry(cards, scaffolds)

@@ -146,7 +146,11 @@ class Card:
     @classmethod
     def from_toml(cls, path: Path, text: str | None = None) -> "Card":
         """Read and validate one card; every error names ``path`` and the field."""
-        raw_text = Path(path).read_text(encoding="utf-8") if text is None else text
+        try:
+            raw_text = Path(path).read_text(encoding="utf-8") if text is None else text
+        except UnicodeDecodeError as exc:
+            raise RegistryError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                                f"save the card as UTF-8 or remove it") from None
         try:
             data = tomllib.loads(raw_text)
         except tomllib.TOMLDecodeError as exc:

@@ -36,7 +36,10 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
     top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert top_level == {"omnimedseg"}, top_level  # nothing generic lands in site-packages
     for expected in ("omnimedseg/downloaders/__init__.py", "omnimedseg/converters/hc18.py",
-                     "omnimedseg/converters/formats/image2d.py", "omnimedseg/registry/hc18.toml"):
+                     "omnimedseg/converters/formats/image2d.py", "omnimedseg/registry/hc18.toml",
+                     "omnimedseg/demo/cards/demo_hc18.toml", "omnimedseg/demo/demo_suite.toml",
+                     "omnimedseg/demo/ATTRIBUTION.md", "omnimedseg/demo/files/demo_hc18/training_set.zip",
+                     "omnimedseg/demo/files/demo_totalsegmentator/Totalsegmentator_dataset_v201.zip"):
         assert expected in names
 
     env_dir = tmp_path / "venv"

@@ -11,11 +11,13 @@ import pytest
 from omnimedseg.converters import Converter
 from omnimedseg.errors import RegistryError
 from omnimedseg.plugins import load_plugin
-from omnimedseg.registry import Card, builtin_card_paths, load_registry
+from omnimedseg.registry import Card, builtin_card_paths, is_scaffold, load_registry
 from omnimedseg.registry.card import lint_card
 
 SPDX_LIKE = re.compile(r"^(LicenseRef-[A-Za-z0-9.-]+|[A-Za-z0-9][A-Za-z0-9.+-]*)$")
 CARDS = builtin_card_paths()
+# cards being written with `omnimedseg new` (TODO markers): not listed, not in the docs, not yet lint-clean
+FINISHED = [p for p in CARDS if not is_scaffold(p.read_text(encoding="utf-8"))]
 
 
 def test_there_are_builtin_cards():
@@ -24,6 +26,9 @@ def test_there_are_builtin_cards():
 
 @pytest.mark.parametrize("path", CARDS, ids=lambda p: p.stem)
 def test_builtin_card_is_complete(path: Path):
+    if path not in FINISHED:
+        pytest.skip(f"{path} is a scaffold of 'omnimedseg new' still holding TODO markers; finish it "
+                    f"(omnimedseg list leaves it out until then)")
     card = Card.from_toml(path)
     assert lint_card(card) == []
     assert SPDX_LIKE.match(card.license.spdx), card.license.spdx
@@ -177,7 +182,7 @@ def test_card_task_outside_the_tree_is_an_error_naming_the_card(tmp_path):
 def test_list_shows_modality_dimensionality_platform_licence_status_and_verified_on_for_every_card():
     from tests.helpers import run_cli
 
-    cards = [Card.from_toml(p) for p in CARDS]
+    cards = [Card.from_toml(p) for p in FINISHED]
     listed = {d["id"]: d for d in json.loads(run_cli("list", "--json").output)}
     table = run_cli("list").output.splitlines()
     assert table[0].split() == ["ID", "MODALITY", "DIM", "PLATFORM", "LICENCE", "LICENCE", "STATUS", "VERIFIED",
@@ -200,7 +205,7 @@ def test_docs_datasets_md_is_generated_from_the_cards(tmp_path):
     fresh = tmp_path / "datasets.md"
     assert run_cli("registry", "docs", "--output", fresh).exit_code == 0
     assert fresh.read_text() == page.read_text(), "docs/datasets.md is stale: run omnimedseg registry docs"
-    for card in (Card.from_toml(p) for p in CARDS):
+    for card in (Card.from_toml(p) for p in FINISHED):
         assert f"| `{card.id}` |" in fresh.read_text() and card.license.status in fresh.read_text()
     fresh.write_text(fresh.read_text().replace("verified-open", "unverified"))
     result = run_cli("registry", "docs", "--check", "--output", fresh)

@@ -14,6 +14,7 @@ from PIL import Image, UnidentifiedImageError
 
 from omnimedseg.converters.formats.imagedata import ImageData
 from omnimedseg.errors import ConversionError
+from omnimedseg.files import repair_command
 
 # Pillow mode -> how it is kept. Palette and bilevel images are expanded; 32-bit
 # integer greyscale is narrowed to uint16 only when every value fits.
@@ -30,7 +31,7 @@ def _open(path: Path) -> Image.Image:
         raise ConversionError(f"{path}: file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ConversionError(f"{path}: not a readable image ({exc}); expected PNG/JPEG/TIFF/BMP/GIF; "
-                              f"re-download with: omnimedseg download <dataset> --force") from None
+                              f"check the raw files with: {repair_command(path)}") from None
     if getattr(image, "n_frames", 1) > 1 and image.format != "GIF":
         raise ConversionError(f"{path}: has {image.n_frames} frames; expected a single 2D image")
     return image

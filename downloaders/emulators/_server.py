@@ -102,7 +102,7 @@ class Reply:
 
 
 FAULTS = ("throttle", "status", "drop", "truncate", "ignore_range", "range_416", "html", "empty_202", "slow", "wrong_bytes",
-          "expire", "duplicate_accept_ranges", "head_403")
+          "expire", "duplicate_accept_ranges", "head_403", "wrong_range", "json_list")
 
 
 class Emulator:
@@ -111,8 +111,10 @@ class Emulator:
     Faults: ``inject(kind, times=1, scope="content", **params)``; ``times=-1`` means always.
     ``match`` limits a fault to requests whose path (or served file name) contains it.
     Kinds: throttle (bps), status (code, retry_after), drop (after), truncate (after), ignore_range,
-    range_416, html, empty_202, slow (seconds), wrong_bytes, expire (the signed storage
-    URL is already expired), duplicate_accept_ranges. Scope: "content", "api" or "any".
+    range_416, html (a maintenance page; content or api), empty_202, slow (seconds), wrong_bytes, expire
+    (the signed storage URL is already expired), duplicate_accept_ranges, wrong_range (a 206 for
+    bytes 0- to a Range request, 1- to a plain GET), json_list (an API answers a JSON list). Scope: "content",
+    "api" or "any". ``redirect_status`` is the status of the redirect to signed storage (302, 307...).
     """
 
     platform = "generic"
@@ -125,6 +127,7 @@ class Emulator:
         self.rate_headers = rate_headers
         self.disposition = disposition
         self.honour_range = honour_range
+        self.redirect_status = 302
         self.requests: list[Recorded] = []
         self.quota: int | None = None  # requests left before 429 (None = unlimited)
         self._faults: dict[str, list] = {}
@@ -226,7 +229,7 @@ class Emulator:
     def content(self, req: "_Handler", blob: Blob) -> Reply:
         """A file download: redirect to signed storage when enabled, else the bytes themselves."""
         if self.redirect_to_storage:
-            return Reply(302, {"Location": self.sign(blob)})
+            return Reply(self.redirect_status, {"Location": self.sign(blob)})
         return self.serve_blob(req, blob)
 
     def sign(self, blob: Blob, ttl: float | None = None) -> str:
@@ -348,13 +351,15 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {"Retry-After": str(retry)} if retry is not None else {}
             code = fault.get("code", 503)
             return json_reply({"status": code, "message": "injected fault"}, code, headers)
-        if scope != "content":
-            return None
-        if emu.take("empty_202", scope, self.path):
-            return Reply(202, {"x-amzn-waf-action": "challenge", "Content-Length": "0"})
         if emu.take("html", scope, self.path):
             return Reply(200, {"Content-Type": "text/html; charset=utf-8"},
                          b"<!DOCTYPE html><html><body><h1>Service temporarily unavailable</h1></body></html>")
+        if scope != "content":
+            if emu.take("json_list", scope, self.path):
+                return json_reply([{"unexpected": "shape"}])
+            return None
+        if emu.take("empty_202", scope, self.path):
+            return Reply(202, {"x-amzn-waf-action": "challenge", "Content-Length": "0"})
         return None
 
     def _common_headers(self) -> dict:
@@ -389,7 +394,9 @@ class _Handler(BaseHTTPRequestHandler):
         validators_ok = not if_range or if_range in (blob.etag, blob.last_modified)
         if rng and emu.take("range_416", scope, blob.name):
             return self._send(Reply(416, {"Content-Range": f"bytes */{size}"}), record)
-        if rng and validators_ok and emu.honour_range and not emu.take("ignore_range", scope, blob.name):
+        if emu.take("wrong_range", scope, blob.name):
+            start, status = (0 if rng else 1), 206  # never the range that was asked (or not asked)
+        elif rng and validators_ok and emu.honour_range and not emu.take("ignore_range", scope, blob.name):
             m = re.fullmatch(r"bytes=(\d+)-(\d*)", rng.strip())
             if m:
                 start = int(m.group(1))

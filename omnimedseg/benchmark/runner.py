@@ -143,9 +143,9 @@ def run_benchmark(suite: Suite, out: Path, root: str | None = None, registry_dir
         if previous.get("config_hash") != suite.config_hash:
             raise UsageError(f"{out} holds results of another configuration (hash {previous.get('config_hash')} "
                              f"vs {suite.config_hash}); choose another --out or delete that folder")
+    tasks = plan(suite, root, registry_dirs)  # first: a suite without data fails before any folder is made
     records_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(config_path, json.dumps(config, indent=2) + "\n")
-    tasks = plan(suite, root, registry_dirs)
     todo = [t for t in tasks if not (records_dir / f"{t.key}.json").is_file()]
     with progress.task(f"benchmark {suite.name}", len(tasks), unit="task") as advance:
         advance(len(tasks) - len(todo))

@@ -62,6 +62,16 @@ class Suite:
         relevant = {k: v for k, v in self.to_dict().items() if k not in ("description", "sheets")}
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
+    def on_datasets(self, dataset_ids) -> "Suite":
+        """This suite run on other datasets (``benchmark --dataset``): the first selection's ``max_cases`` and
+        ``mode``, every split and class; named after them so its results never mix with the original's."""
+        from dataclasses import replace
+
+        first = self.datasets[0]
+        selections = tuple(DatasetSelection(id=i, max_cases=first.max_cases, mode=first.mode, axis=first.axis)
+                           for i in dataset_ids)
+        return replace(self, name=f"{self.name}_on_{'_'.join(dataset_ids)}", datasets=selections)
+
     @classmethod
     def from_toml(cls, path: Path) -> "Suite":
         path = Path(path)

@@ -16,14 +16,20 @@ from omnimedseg.cli import Env, pass_env
               help="Results folder (default: <root>/benchmarks/<suite name>). Rerun to resume.")
 @click.option("-j", "--workers", default=1, show_default=True, type=click.IntRange(1),
               help="Worker processes running sessions in parallel.")
+@click.option("--dataset", "dataset_ids", multiple=True, metavar="ID",
+              help="Run the suite on this dataset instead of the suite's (repeatable; keeps the suite's max_cases "
+                   "and mode, every class, every split).")
 @click.option("--json", "as_json", is_flag=True, help="Print where the results are as JSON.")
 @pass_env
-def benchmark(env: Env, suite_file: Path, out: Path | None, workers: int, as_json: bool) -> None:
+def benchmark(env: Env, suite_file: Path, out: Path | None, workers: int, dataset_ids: tuple[str, ...],
+              as_json: bool) -> None:
     """Run the benchmark suite SUITE_FILE (a benchmarks/*.toml file) on converted data."""
     from omnimedseg import paths
     from omnimedseg.benchmark import Suite, run_benchmark
 
     suite = Suite.from_toml(suite_file)
+    if dataset_ids:
+        suite = suite.on_datasets([env.card(dataset_id).id for dataset_id in dataset_ids])
     out = out or paths.data_root(env.root) / "benchmarks" / suite.name
     root = str(env.root) if env.root else None
     run_benchmark(suite, out, root=root, registry_dirs=env.registry_dirs, workers=workers, progress=env.progress)

@@ -49,7 +49,7 @@ def download(env: Env, dataset_id: str, sources: tuple[Path, ...], offline: bool
             env.echo(f"{card.id}: the full release is already in {raw}; --sample fetched nothing")
     else:
         raw = download_dataset(card, env.root, sources=list(sources), offline=offline, progress=env.progress,
-                               jobs=jobs, engine=engine)
+                               jobs=jobs, engine=engine, say=env.echo)
     if as_json:
         click.echo(json.dumps({"dataset": card.id, "raw": str(raw), "sample": sample}))
     else:

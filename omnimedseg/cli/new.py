@@ -1,7 +1,11 @@
 """``omnimedseg new``: scaffold the four files of a new dataset, TFDS-style.
 
 Every place the author must fill in carries ``TODO(<id>)``; the card already parses
-(so the registry loads) but the registry lint refuses it until the TODOs are gone.
+(so the registry loads and the converter runs) but the registry lint refuses it and
+``omnimedseg list`` leaves it out until the TODOs are gone. ``--plugin DIR`` writes the same
+files as an installable package outside this repository (a private dataset): its pyproject
+registers the converter (entry-point group ``omnimedseg.converters``) and the card's folder
+(``omnimedseg.registry``), so ``pip install -e DIR`` is all it takes.
 """
 
 from __future__ import annotations
@@ -125,7 +129,7 @@ def make_remote_files(folder: Path, seed: int = 0) -> None:
 TEST = '''\
 from omnimedseg.testing import check_converter
 
-from tests.converters.fake.{id} import make_remote_files
+from {fake_module} import make_remote_files
 
 
 def test_{id}_end_to_end(tmp_path):
@@ -134,23 +138,94 @@ def test_{id}_end_to_end(tmp_path):
 '''
 
 
+PYPROJECT = '''\
+# A private omnimedseg dataset: `pip install -e .` registers its card and converter with omnimedseg.
+[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "omnimedseg-{dist}"
+version = "0.1.0"
+description = "omnimedseg card and converter for {id} (TODO({id}): one line on the data)"
+requires-python = ">=3.10"
+dependencies = ["omnimedseg"]
+
+# omnimedseg finds the converter by the card's [converter] name and the card by this package's folder.
+[project.entry-points."omnimedseg.converters"]
+{id} = "{package}.converter:{cls}"
+
+[project.entry-points."omnimedseg.registry"]
+{id} = "{package}"
+
+[tool.setuptools]
+packages = ["{package}"]
+
+[tool.setuptools.package-data]
+"{package}" = ["*.toml"]
+
+[tool.pytest.ini_options]
+testpaths = ["tests"]
+'''
+
+PLUGIN_README = '''\
+# {id}: a private omnimedseg dataset
+
+    pip install -e .                                  # omnimedseg now knows the card and the converter
+    pytest                                            # fake data in the raw layout -> download -> convert -> validate
+    omnimedseg registry lock {id} --from DATA_DIR --write   # pin sizes and hashes of your copy of the files
+    omnimedseg download {id} --from DATA_DIR && omnimedseg convert {id}
+
+Fill in every TODO({id}) first (`{package}/{id}.toml`, `{package}/converter.py`, `{package}/fake.py`,
+`tests/test_{id}.py`); until then `omnimedseg list` does not show the card.
+'''
+
+
 @click.command()
 @click.argument("dataset_id")
 @click.option("--dim", type=click.Choice(["2", "3"]), default="2", show_default=True, help="Dimensionality.")
 @click.option("--dir", "repo", type=click.Path(file_okay=False, path_type=Path), default=".",
               show_default=True, help="Repository root to write into.")
+@click.option("--plugin", "plugin_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write an installable package into this folder instead (a private dataset, outside the repository).")
 @pass_env
-def new(env: Env, dataset_id: str, dim: str, repo: Path) -> None:
+def new(env: Env, dataset_id: str, dim: str, repo: Path, plugin_dir: Path | None) -> None:
     """Scaffold registry card, converter, fake-data generator and test for DATASET_ID."""
+    from omnimedseg.plugins import available_plugins
+
     if not ID_PATTERN.match(dataset_id):
         raise UsageError(f"dataset id {dataset_id!r} must be snake_case (e.g. my_dataset)")
+    registry = env.registry()
+    if dataset_id in registry:
+        raise UsageError(f"dataset {dataset_id!r} already exists ({registry.get(dataset_id).path}); choose another id "
+                         f"(omnimedseg list shows the ids in use)")
+    if dataset_id in available_plugins("converters"):
+        raise UsageError(f"a converter named {dataset_id!r} already exists (omnimedseg list --plugins); "
+                         f"choose another id")
     cls = "".join(part.capitalize() for part in dataset_id.split("_"))
-    files = {
-        repo / "registry" / f"{dataset_id}.toml": CARD.format(id=dataset_id, dim=dim),
-        repo / "converters" / f"{dataset_id}.py": CONVERTER.format(id=dataset_id, cls=cls, title=dataset_id),
-        repo / "tests" / "converters" / "fake" / f"{dataset_id}.py": FAKE.format(id=dataset_id),
-        repo / "tests" / "converters" / f"test_{dataset_id}.py": TEST.format(id=dataset_id),
-    }
+    if plugin_dir is None:
+        files = {
+            repo / "registry" / f"{dataset_id}.toml": CARD.format(id=dataset_id, dim=dim),
+            repo / "converters" / f"{dataset_id}.py": CONVERTER.format(id=dataset_id, cls=cls, title=dataset_id),
+            repo / "tests" / "converters" / "fake" / f"{dataset_id}.py": FAKE.format(id=dataset_id),
+            repo / "tests" / "converters" / f"test_{dataset_id}.py": TEST.format(
+                id=dataset_id, fake_module=f"tests.converters.fake.{dataset_id}"),
+        }
+        next_step = f"pytest tests/converters/test_{dataset_id}.py"
+    else:
+        package = f"omnimedseg_{dataset_id}"
+        pkg = plugin_dir / package
+        files = {
+            plugin_dir / "pyproject.toml": PYPROJECT.format(id=dataset_id, dist=dataset_id.replace("_", "-"),
+                                                            package=package, cls=cls),
+            plugin_dir / "README.md": PLUGIN_README.format(id=dataset_id, package=package),
+            pkg / "__init__.py": f'"""omnimedseg card and converter for {dataset_id}."""\n',
+            pkg / f"{dataset_id}.toml": CARD.format(id=dataset_id, dim=dim),
+            pkg / "converter.py": CONVERTER.format(id=dataset_id, cls=cls, title=dataset_id),
+            pkg / "fake.py": FAKE.format(id=dataset_id),
+            plugin_dir / "tests" / f"test_{dataset_id}.py": TEST.format(id=dataset_id, fake_module=f"{package}.fake"),
+        }
+        next_step = f"pip install -e {plugin_dir} && cd {plugin_dir} && pytest"
     existing = [str(p) for p in files if p.exists()]
     if existing:
         raise UsageError(f"refusing to overwrite {', '.join(existing)}")
@@ -158,5 +233,4 @@ def new(env: Env, dataset_id: str, dim: str, repo: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         env.echo(f"wrote {path}")
-    env.echo(f"next: search for TODO({dataset_id}) in these files, then run: "
-             f"pytest tests/converters/test_{dataset_id}.py")
+    env.echo(f"next: search for TODO({dataset_id}) in these files, then run: {next_step}")

@@ -1,1 +1,1 @@
-from tests.data.conftest import hc18, organs  # noqa: F401  (shared converted-data fixtures)
+from tests.data.conftest import both, hc18, organs  # noqa: F401  (shared converted-data fixtures)

@@ -153,3 +153,21 @@ def test_summary_states_the_auc_normalisation_exactly():
     without = summary_markdown(_suite(include_step0=False), [], ["dice"])
     assert "over 4 integrated steps (including step 0), divided by 4 - 1 = 3" in with_step0
     assert "over 3 integrated steps (excluding step 0), divided by 3 - 1 = 2" in without
+
+
+def test_benchmark_dataset_override_runs_the_suite_on_another_dataset(both, tmp_path):
+    suite_file = tmp_path / "suite.toml"
+    suite_file.write_text('name = "organs"\nsteps = 1\nsheets = 0\nrobot_users = ["click_largest_center"]\n'
+                          'metrics = ["dice"]\n[model]\nname = "region_growing"\n'
+                          '[[datasets]]\nid = "organs3d"\nmax_cases = 2\nclasses = ["spleen"]\n')
+    common = ["--root", both["root"], "--registry", both["registry_dirs"][0], "-q", "benchmark", suite_file]
+    result = run_cli(*common, "--dataset", "hc18", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["suite"] == "organs_on_hc18"
+    assert Path(report["output"]) == both["root"] / "benchmarks" / "organs_on_hc18"
+    records = json.loads((Path(report["output"]) / "results.json").read_text())["records"]
+    assert {r["dataset"] for r in records} == {"hc18"} and {r["class_name"] for r in records} == {"fetal_head"}
+    assert len({r["case_id"] for r in records}) == 2  # the suite's max_cases, over every split
+    unknown = run_cli(*common, "--dataset", "nope")
+    assert unknown.exit_code == 1 and "unknown dataset 'nope'" in unknown.output

@@ -2,53 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import pytest
+from dl_helpers import CARD, file_entry
 
 from omnimedseg.registry import Card
-
-CARD = """schema = 1
-id = "{id}"
-title = "Emulated {platform} dataset"
-description = "test"
-homepage = "http://127.0.0.1/"
-modality = "CT"
-dimensionality = 3
-
-[classes]
-1 = "organ"
-
-[source]
-platform = "{platform}"
-record = "{record}"
-version = "{version}"
-{files}
-[license]
-spdx = "CC-BY-4.0"
-url = "https://creativecommons.org/licenses/by/4.0/"
-redistribution = true
-status = "verified-open"
-source = "https://creativecommons.org/licenses/by/4.0/"
-
-[citation]
-doi = "10.0/test"
-bibtex = "@misc{{t, title={{t}}}}"
-
-[converter]
-version = "1.0.0"
-"""
-
-
-def file_entry(name: str, data: bytes, algs=("md5",), extract: bool = False, url: str | None = None) -> str:
-    hashes = ", ".join(f'{a} = "{hashlib.new(a, data).hexdigest()}"' for a in algs)
-    text = f'\n[[source.files]]\nname = "{name}"\nsize = {len(data)}\nhashes = {{ {hashes} }}\n'
-    if extract:
-        text += "extract = true\n"
-    if url:
-        text += f'url = "{url}"\n'
-    return text
 
 
 @pytest.fixture

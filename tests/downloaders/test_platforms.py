@@ -84,7 +84,7 @@ def test_tcia_series_zips_checked_against_md5_list_then_pinned_in_the_lock(emula
     assert {r.query.get("Modality") for r in emu.log(path_contains="getSeries")} == {"CT"}
     lock = Manifest.read(downloads(), "emu")
     assert [f.hashes.keys() for f in lock.files] == [{"sha256"}]  # no platform hash: pinned on arrival
-    assert verify_dataset(card) == {"LIDC-IDRI-0001/1.2.3.1.zip": "ok"}
+    assert verify_dataset(card) == {"LIDC-IDRI-0001/1.2.3.1.zip": "ok", "raw/emu": "ok"}
 
 
 def test_tcia_wrong_member_md5_is_refused_and_never_kept(emulator, make_card):

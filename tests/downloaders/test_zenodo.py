@@ -6,6 +6,7 @@ import pytest
 import requests
 from dl_helpers import downloads, payload
 
+from omnimedseg import paths
 from omnimedseg.downloaders import download_dataset, verify_dataset
 from omnimedseg.downloaders.emulators import ZenodoEmulator
 from omnimedseg.downloaders.zenodo import ZenodoDownloader, parse_files
@@ -74,9 +75,13 @@ def test_verify_reports_and_repairs(emulator, make_card):
     download_dataset(card)
     (downloads() / "a.bin").write_bytes(b"garbage")
     (downloads() / "c.txt").unlink()
-    assert verify_dataset(card) == {"a.bin": "corrupt", "sub dir/b.csv": "ok", "c.txt": "missing"}
-    assert verify_dataset(card, repair=True)["a.bin"] == "repaired"
-    assert verify_dataset(card) == {name: "ok" for name in FILES}
+    # raw/ holds hard links to the downloads: overwriting a.bin damaged the raw tree too
+    assert verify_dataset(card) == {"a.bin": "corrupt", "sub dir/b.csv": "ok", "c.txt": "missing",
+                                    "raw/emu": "damaged"}
+    repaired = verify_dataset(card, repair=True)
+    assert (repaired["a.bin"], repaired["raw/emu"]) == ("repaired", "rebuilt")
+    assert verify_dataset(card) == {**{name: "ok" for name in FILES}, "raw/emu": "ok"}
+    assert (paths.raw_dir("emu") / "a.bin").read_bytes() == FILES["a.bin"]
 
 
 def test_offline_mode_verifies_without_any_request(emulator, make_card, monkeypatch):
