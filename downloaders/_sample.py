@@ -4,8 +4,9 @@ Steps: (1) build a *skeleton* of the raw tree in the staging folder: side files 
 TXT...) and small files are fetched whole, every other file or ZIP member becomes an empty
 placeholder (a platform whose files are all per-case files says so through
 ``Downloader.sample_headers``: then nothing is fetched whole and the files ``cases()`` reads
-header-only hold their leading bytes, e.g. IDC's DICOM series); a ZIP is listed from its central directory by HTTP Range requests
-(:mod:`._remote_zip`), never downloaded. (2) Run the converter's ``cases()`` on the skeleton
+header-only hold their leading bytes, e.g. IDC's DICOM series); a ZIP is listed from its
+central directory by HTTP Range requests (:mod:`._remote_zip`), never downloaded; macOS
+debris members are left out. (2) Run the converter's ``cases()`` on the skeleton
 (converters only read side files there) and keep the first N cases of each split
 (:func:`omnimedseg.converters._sample.sample_cases`, the rule ``convert --sample`` uses). (3) Fetch
 exactly the files and members those cases name, each verified (whole files by the card's
@@ -31,7 +32,7 @@ from omnimedseg.downloaders._http import HttpClient
 from omnimedseg.downloaders._remote_zip import Member, RangeSource, fetch_members, read_central_directory
 from omnimedseg.downloaders._transfer import atomic_write_text, fetch_all, link_or_copy, target_path
 from omnimedseg.errors import ConversionError
-from omnimedseg.files import staged_folder
+from omnimedseg.files import is_macos_debris, staged_folder
 from omnimedseg.progress import SILENT, Progress
 from omnimedseg.registry import Card, RemoteFile
 
@@ -85,7 +86,8 @@ def download_sample(card: Card, n: int, root: str | os.PathLike | None = None, s
             source = RangeSource(remote.url, remote.size, client, name=remote.name,
                                  refresh=(lambda r=remote: refresh(r)) if refresh else None)
             members = [m for m in read_central_directory(source)
-                       if not m.is_dir and str(_checked_member_path(Path(remote.name), m.name)) != "."]
+                       if not m.is_dir and str(_checked_member_path(Path(remote.name), m.name, m.is_dir)) != "."
+                       and not is_macos_debris(m.name)]  # never extracted into a raw tree
             archives[remote.name] = (source, members)
             side = [m for m in members if is_side_file(m.name)]
             _place_members(source, side, work / remote.name, staging, progress)
