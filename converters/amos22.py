@@ -6,6 +6,7 @@ Raw layout (Zenodo record 7262581, the post-challenge release with validation la
     amos22/imagesTr/amos_XXXX.nii.gz          + labelsTr/amos_XXXX.nii.gz   -> split "train"
     amos22/imagesVa/amos_XXXX.nii.gz          + labelsVa/amos_XXXX.nii.gz   -> split "val"
     amos22/imagesTs/amos_XXXX.nii.gz          (no labels; labelsTs/ is empty) -> split "test"
+    __MACOSX/amos22/...                       macOS AppleDouble debris in the zip (torch-em deletes it); never read
     labeled_data_meta_0000_0599.csv           (record file beside the zip; not needed to convert)
 
 Sources: nnU-Net ``Dataset218_Amos2022_task1.py`` and ``Dataset223_AMOS2022postChallenge.py``
@@ -13,7 +14,10 @@ Sources: nnU-Net ``Dataset218_Amos2022_task1.py`` and ``Dataset223_AMOS2022postC
 (reference/datasets.md #3, label ids from uni-medical/A-Eval) and licences.md (CT/MR boundary).
 
 One converter serves two cards: ids up to 500 are CT and above are MRI (``amos_0500`` is CT,
-``amos_0501`` MR; the release readme's "less than 500" is off by one, per licences.md). The card's
+``amos_0501`` MR; the release readme's "less than 500" is off by one, per licences.md). nnU-Net's
+``Dataset218_Amos2022_task1.py`` agrees: it keeps test ids ``<= 500`` as CT (and training/validation ids
+``<= 410`` / ``<= 409``, the highest CT ids of those lists), reading the lists from the release's
+``dataset.json`` keys ``training``, ``validation`` and ``test`` as this converter does. The card's
 ``modality`` selects the cases. The dataset.json label names (with the release's typos "arota"
 and "postcava") are checked against the card's classes before anything is converted.
 """

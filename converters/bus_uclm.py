@@ -1,17 +1,17 @@
 """BUS-UCLM breast ultrasound with RGB colour-coded lesion masks (registry/bus_uclm.toml).
 
-Raw layout (the release archive extracted by the core; licences.md and the authors' scripts,
-https://github.com/noeliavallez/BUS-UCLM-Dataset)::
+Raw layout (``7fvgj4jsp7-1.zip``, Mendeley's bundle of version 1, extracted by the core; the
+authors' README and scripts, https://github.com/noeliavallez/BUS-UCLM-Dataset)::
 
-    <folder>/INFO.csv          Image;Label;Doppler;Marks   (';', UTF-8 with BOM)
-    <folder>/images/ANFO_005.png
-    <folder>/masks/ANFO_005.png   RGB: black background, green benign, red malignant
+    BUS-UCLM Breast ultrasound lesion segmentation dataset/BUS-UCLM/INFO.csv   Image;Label;Doppler;Marks
+    .../BUS-UCLM/images/ANFO_005.png
+    .../BUS-UCLM/masks/ANFO_005.png    RGB: black background, green benign, red malignant
 
-``<folder>`` is the one folder holding INFO.csv, up to two levels down (its name is not
-documented; the authors' scripts use ``data/BUS-UCLM``). Every row of
-INFO.csv is a case; masks are decoded with the card's ``[palette]`` (exact colours: PNG is
-lossless, so any other colour is an error naming it). The test split is the authors' own:
-patients COPE, ANFO, ELCO, CRCI, FLKA (``prepare_partitions.py``).
+``INFO.csv`` (';', UTF-8 with BOM) is looked up at the top or up to two folders down, so the
+authors' renamed ``data/BUS-UCLM`` copy converts too. Every row of INFO.csv is a case; masks
+are decoded with the card's ``[palette]`` (exact colours: PNG is lossless and the authors'
+script tests G == 255 / R == 255, so any other colour is an error naming it). The test split
+is the authors' own: patients COPE, ANFO, ELCO, CRCI, FLKA (``prepare_partitions.py``).
 """
 
 from __future__ import annotations

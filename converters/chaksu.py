@@ -11,7 +11,10 @@ https://github.com/StefanoWoerner/medimeta-dataset-scripts)::
 Folders are matched ignoring case and known misspellings (``formats.layout``), masks by
 lower-cased stem (extensions differ; Expert 4 adds "glsusp" to some names). An expert
 without a mask for a photo is not a rater of that case. Disc = grey > 255//3 (cup
-included), cup = grey > 2*255//3 (``masks2d.read_mask_above``).
+included), cup = grey > 2*255//3 (``masks2d.read_mask_above``). MedIMeta uses the same two
+thresholds but names them the other way round ("cup" > 85); the order background < disc < cup
+is not documented, so the cup mask is checked to be solid (a ring would mean the order is
+reversed) and a ring is an error.
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ FUSION = "STAPLE"
 
 class Chaksu(Converter):
     def _masks(self, path: Path) -> dict[str, Source]:
-        return {cls: Source(path, partial(read_mask_above, above=level)) for cls, level in LEVELS.items()}
+        # the cup (brightest level) must be solid: a ring would mean the grey-level order is the other way round
+        return {cls: Source(path, partial(read_mask_above, above=level, solid=cls == "optic_cup"))
+                for cls, level in LEVELS.items()}
 
     def cases(self, raw_dir: Path) -> Iterator[Case]:
         for split in ("Train", "Test"):

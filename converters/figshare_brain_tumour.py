@@ -5,7 +5,9 @@ Raw layout (figshare article 1512427; the four zips extract their ``N.mat`` file
     1.mat ... 3064.mat   MATLAB v7.3 (HDF5), struct ``cjdata``: image (int16, 512x512 or 256x256),
                          label (1 meningioma, 2 glioma, 3 pituitary tumour), PID (char), tumorBorder,
                          tumorMask (0/1)
-    cvind.mat            ``cvind``: the 5-fold cross-validation index (1..5) of image N at row N
+    cvind.mat            ``cvind``: the 5-fold cross-validation index (1..5) of image N at row N; also
+                         MATLAB v7.3/HDF5 (public loaders open it with ``h5py.File``; its 5,736 B size fits a
+                         compressed HDF5 file), read by the shared ``read_mat_array`` (v5 or v7.3)
     README 2024.txt
 
 Sources: the catalogue (reference/datasets.md #47: v7.3/HDF5, field names, label codes, "transpose the

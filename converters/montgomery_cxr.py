@@ -8,17 +8,22 @@ https://github.com/constantinpape/torch-em)::
     MontgomerySet/ManualMask/rightMask/MCUCXR_0001_0.png
     MontgomerySet/ClinicalReadings/MCUCXR_0001_0.txt
 
-Masks are 0/255 greyscale PNGs of the image's size; ``lungs`` is the union of both.
+Masks are 0/255 greyscale PNGs of the image's size (read as > 0); ``lungs`` is the union of both.
+No source states whose side ``leftMask`` means. The card takes the radiological convention
+(patient's left = the image's right in a PA radiograph) and every mask is checked against it
+by ``masks2d.read_mask_on_side``: a leftMask lung centred in the image's left half is an
+error, never a silently swapped class.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Iterator
 
 from omnimedseg.converters import Case, Converter, Source
-from omnimedseg.converters.formats.image2d import read_binary_mask, read_image
-from omnimedseg.converters.formats.masks2d import read_binary_mask_union
+from omnimedseg.converters.formats.image2d import read_image
+from omnimedseg.converters.formats.masks2d import read_binary_mask_union, read_mask_on_side
 from omnimedseg.errors import ConversionError
 
 
@@ -39,7 +44,8 @@ class MontgomeryCXR(Converter):
                 case_id=image.stem,
                 image=Source(image, read_image),
                 split="train",
-                masks={"left_lung": Source(left, read_binary_mask), "right_lung": Source(right, read_binary_mask),
+                masks={"left_lung": Source(left, partial(read_mask_on_side, side="image_right")),
+                       "right_lung": Source(right, partial(read_mask_on_side, side="image_left")),
                        "lungs": Source((left, right), read_binary_mask_union)},
                 meta={"tuberculosis": finding == "1"},
             )

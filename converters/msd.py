@@ -14,8 +14,10 @@ tasks' dataset.json (labels, modality, "licence": "CC-BY-SA 4.0"). The raw label
 "non-enhancing tumor", "enhancing tumour"; channels FLAIR, T1w, t1gd, T2w), Task06 ("cancer"), Task07
 ("pancreas", "cancer"), Task08 ("Vessel", "Tumour") and Task10 ("colon cancer primaries") are confirmed by
 third-party scripts that copy the dataset.json tables (nnU-Net's BraTS conversion uses the Task01 ones);
-those of Task02-05 and Task09 follow the catalogue (reference/datasets.md, partly inferred) and are checked
-against each real dataset.json at conversion time.
+public verbatim copies of the Task02 ("left atrium"), Task04 ("Anterior", "Posterior"; numTraining 260,
+numTest 130), Task05 ("PZ", "TZ"; modality T2, ADC; 32/16) and Task07 (numTraining 281, numTest 139)
+dataset.json files agree; Task03 ("liver", "cancer") and Task09 ("spleen") rest on third-party tables.
+All are checked against each real dataset.json at conversion time.
 
 Cases come from dataset.json's ``training``/``test`` lists, so the AppleDouble ``._*`` files beside them are
 never read (where a converter globs, ``formats.listing.list_files`` drops them). The dataset.json labels and

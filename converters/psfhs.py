@@ -6,7 +6,9 @@ https://github.com/constantinpape/torch-em)::
     PSFHS/image_mha/03744.mha     256 x 256 image; some stored as 3 x 256 x 256 (channels as slices)
     PSFHS/label_mha/03744.mha     256 x 256 labels: 0 background, 1 pubic symphysis, 2 fetal head
 
-Both folders use the same file names. The MetaImage quirks (channels as slices, repeated
+Both folders use the same file names. The label values are secondary evidence (FH-PS-AOP's
+README, licences.md), so every label map is checked to have the fetal head (2) larger than the
+pubic symphysis (1) when both are drawn; a swap is an error. The MetaImage quirks (channels as slices, repeated
 components, (x, y) sizes) are handled by ``formats.metaimage2d``.
 """
 
@@ -33,5 +35,6 @@ class PSFHS(Converter):
                 case_id=image.stem,
                 image=Source(image, partial(read_metaimage_2d, slices_are_channels=True)),
                 split="train",
-                label=Source(root / "label_mha" / image.name, read_metaimage_2d_labels),
+                # 1 = pubic symphysis, 2 = fetal head is secondary evidence only: the head must be the larger
+                label=Source(root / "label_mha" / image.name, partial(read_metaimage_2d_labels, area_order=(2, 1))),
             )

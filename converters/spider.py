@@ -7,8 +7,9 @@ Raw layout (Zenodo record 10159290)::
     overview.csv                        one row per series: new_file_name, subset, ...
     radiological_gradings.csv           per-disc gradings (not needed to convert)
 
-Label values (evidence: the SPIDER Grand Challenge documentation as summarised in the dataset card
-https://huggingface.co/datasets/cdoswald/SPIDER, "1-25 = vertebrae (numbered from the bottom, i.e.
+Label values (evidence: the SPIDER baseline algorithm page on grand-challenge.org,
+https://grand-challenge.org/algorithms/spider-baseline-iis/, and the dataset card
+https://huggingface.co/datasets/cdoswald/SPIDER: "1-25 = vertebrae (numbered from the bottom, i.e.
 L5 = 1), 100 = spinal canal, 101-125 = partially visible vertebrae, 201-225 = intervertebral discs
 (L5/S1 = 201)"; licences.md's third-party "IVD label + 200" agrees for the discs):
 
@@ -18,7 +19,8 @@ L5 = 1), 100 = spinal canal, 101-125 = partially visible vertebrae, 201-225 = in
 
 Any other value is an error (``read_label_class(known=...)``), never dropped. The case list and the
 official training/validation split come from ``overview.csv`` (columns ``new_file_name`` [S, licences.md]
-and ``subset``); if those columns are missing the converter stops and names what it expected.
+and ``subset``, the latter NOT confirmed by any source read; values ``training``/``validation``); if those
+columns or values differ the converter stops and names what it expected.
 """
 
 from __future__ import annotations

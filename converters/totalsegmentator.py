@@ -10,6 +10,9 @@ archives, https://github.com/constantinpape/torch-em, and third-party listings o
         s0000/ct.nii.gz
         s0000/segmentations/<structure>.nii.gz   117 binary masks, empty when out of the field of view
 
+Sources disagree on v2.0.1's top folder (torch-em: none; licences.md quoting eva: ``Totalsegmentator_dataset_v201/``);
+a ``meta.csv`` found one level down is named in the error rather than silently used.
+
 Structure file names are the card's class names except the vertebrae, which are mixed-case
 (``vertebrae_L5.nii.gz`` -> class ``vertebrae_l5``; v3 replaces ``vertebrae_S1`` by ``vertebrae_L6``); the
 explicit table below maps them. Cases come from ``meta.csv``, so a partial copy lists the others as absent.
@@ -60,6 +63,16 @@ class TotalSegmentator(Converter):
                                   f"converter knows ({sorted(RELEASE_FOLDERS)}); check its layout first")
         release = raw_dir / RELEASE_FOLDERS[record]
         meta_path = release / "meta.csv"
+        if not meta_path.is_file():
+            # The top folder is the one layout fact the sources disagree on (torch-em: none in v2.0.1; a
+            # catalogue entry: Totalsegmentator_dataset_v201/); name what was found instead of guessing.
+            elsewhere = sorted(str(p.relative_to(raw_dir)) for p in raw_dir.glob("*/meta.csv"))
+            if elsewhere or (raw_dir / "meta.csv").is_file():
+                found = elsewhere or ["meta.csv"]
+                raise ConversionError(f"{meta_path}: missing; expected the Zenodo {record} zip to extract meta.csv "
+                                      f"to {(RELEASE_FOLDERS[record] or '.')}/, found {found}; the release layout "
+                                      f"differs from this converter's, update RELEASE_FOLDERS in "
+                                      f"converters/totalsegmentator.py")
         for line, row in enumerate(read_meta(meta_path), start=2):
             case = row["image_id"]
             if row["split"] not in SPLITS:

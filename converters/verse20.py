@@ -14,7 +14,9 @@ and its derivatives share its prefix (a public script reads e.g.
 ``dataset-01training/rawdata/sub-verse823/sub-verse823_dir-iso_ct.nii.gz`` from the training zip).
 
 Labels (OSF wiki https://osf.io/b2wxj/wiki and the README): 1-7 C1-C7, 8-19 T1-T12, 20-25 L1-L6,
-26 sacrum and 27 coccyx (not labelled in this dataset), 28 T13. Images keep their acquired orientation
+26 sacrum and 27 coccyx ("not labeled in this dataset"), 28 T13. Sacrum and coccyx are not card classes
+(an always-empty mask would wrongly say "absent"); raw 28 becomes card class 26 (``label_values``), and a
+raw 26/27 stops the conversion naming the value, since the release says they never occur. Images keep their acquired orientation
 and spacing (not resampled); the mask shares the image's grid. The centroid JSON (a list whose first
 entry gives the axis directions, then one ``{"label", "X", "Y", "Z"}`` per vertebra) is kept verbatim
 as case metadata.
@@ -48,7 +50,15 @@ def read_centroids(path: Path) -> list:
     return data
 
 
+# raw mask value -> card class: 1-25 (C1-C7, T1-T12, L1-L6) keep their ids; T13 (raw 28) is card class 26.
+# Raw 26/27 (sacrum, coccyx) are absent on purpose: the release does not annotate them.
+LEVELS = [f"c{i}" for i in range(1, 8)] + [f"t{i}" for i in range(1, 13)] + [f"l{i}" for i in range(1, 7)]
+RAW_LABELS = {**{value: f"vertebra_{level}" for value, level in enumerate(LEVELS, start=1)}, 28: "vertebra_t13"}
+
+
 class VerSe20(Converter):
+    label_values = RAW_LABELS
+
     def cases(self, raw_dir: Path) -> Iterator[Case]:
         for folder, split in SPLITS.items():
             for image in list_files(raw_dir / folder / "rawdata", f"sub-*/*{IMAGE_SUFFIX}"):

@@ -85,8 +85,9 @@ def download_sample(card: Card, n: int, root: str | os.PathLike | None = None, s
         for remote in zips:
             source = RangeSource(remote.url, remote.size, client, name=remote.name,
                                  refresh=(lambda r=remote: refresh(r)) if refresh else None)
+            # the same name rules as extraction: a file member without a safe name refuses the archive
             members = [m for m in read_central_directory(source)
-                       if not m.is_dir and str(_checked_member_path(Path(remote.name), m.name, m.is_dir)) != "."
+                       if not m.is_dir and _checked_member_path(Path(remote.name), m.name, False)
                        and not is_macos_debris(m.name)]  # never extracted into a raw tree
             archives[remote.name] = (source, members)
             side = [m for m in members if is_side_file(m.name)]

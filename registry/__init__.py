@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 from omnimedseg.errors import RegistryError
-from omnimedseg.registry.card import MODALITIES, TODO_MARKER, Card, RemoteFile
+from omnimedseg.registry.card import MODALITIES, TODO_MARKER, Card, RemoteFile, read_card_text
 
 __all__ = ["Card", "RemoteFile", "MODALITIES", "Registry", "load_registry", "ENV_REGISTRY_PATH", "ENTRY_POINT_GROUP",
            "is_scaffold"]
@@ -112,7 +112,7 @@ def load_registry(extra_dirs: Iterable[str | os.PathLike] = ()) -> Registry:
     cards: dict[str, Card] = {}
     scaffolds = []
     for path in card_paths(extra_dirs):
-        text = path.read_text(encoding="utf-8")
+        text = read_card_text(path)
         card = Card.from_toml(path, text)
         if card.id in cards:
             raise RegistryError(f"dataset id {card.id!r} is defined twice: {cards[card.id].path} and {path}; "

@@ -146,11 +146,7 @@ class Card:
     @classmethod
     def from_toml(cls, path: Path, text: str | None = None) -> "Card":
         """Read and validate one card; every error names ``path`` and the field."""
-        try:
-            raw_text = Path(path).read_text(encoding="utf-8") if text is None else text
-        except UnicodeDecodeError as exc:
-            raise RegistryError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
-                                f"save the card as UTF-8 or remove it") from None
+        raw_text = read_card_text(path) if text is None else text
         try:
             data = tomllib.loads(raw_text)
         except tomllib.TOMLDecodeError as exc:
@@ -161,6 +157,15 @@ class Card:
             raise RegistryError(f"{path}: id is {card.id!r} but the file is named {expected_id!r}.toml; "
                                 f"the file name must equal the id")
         return replace(card, path=Path(path), sha256=hashlib.sha256(raw_text.encode()).hexdigest())
+
+
+def read_card_text(path: Path) -> str:
+    """A card file's text; a file that is not UTF-8 is a RegistryError naming it."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise RegistryError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                            f"save the card as UTF-8 or remove it") from None
 
 
 class _Fields:

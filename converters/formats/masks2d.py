@@ -90,14 +90,56 @@ def read_binary_mask_union(*paths: Path) -> ImageData:
     return ImageData(union)
 
 
-def read_mask_above(path: Path, *, above: int) -> ImageData:
+IMAGE_SIDES = ("image_left", "image_right")
+
+
+def read_mask_on_side(path: PathLike, *, side: str) -> ImageData:
+    """Binary mask (as ``read_binary_mask``) that must lie mostly in the given half of the image.
+
+    For releases that name a lateral structure by side without saying whose side
+    (Montgomery's ``leftMask``: the patient's left lung sits on the image's right in a PA
+    radiograph). The centre of mass of the mask decides; a mask on the other half means the
+    assumed convention is wrong, which is an error rather than a silently swapped class.
+    An empty mask passes (nothing to place).
+    """
+    if side not in IMAGE_SIDES:
+        raise ConversionError(f"{path}: side={side!r}; expected one of {IMAGE_SIDES}")
+    mask = read_binary_mask(Path(path)).array
+    cols = np.nonzero(mask)[1]
+    if cols.size:
+        centre, middle = float(cols.mean()), (mask.shape[1] - 1) / 2
+        found = "image_right" if centre > middle else "image_left"
+        if centre != middle and found != side:
+            raise ConversionError(f"{path}: mask centred at column {centre:.0f} of {mask.shape[1]}, in the "
+                                  f"{found.replace('_', ' ')} half; expected the {side.replace('_', ' ')} half (the "
+                                  f"side convention assumed for this release does not hold: report it)")
+    return ImageData(mask)
+
+
+SOLID_HOLE_LIMIT = 0.25  # hole area / filled area above which a "solid" structure is taken to be a ring
+
+
+def read_mask_above(path: Path, *, above: int, solid: bool = False) -> ImageData:
     """Mask of the pixels brighter than ``above`` in a multi-level grey mask (e.g. disc < cup levels).
 
     Fusion masks code nested structures as grey levels (Chákṣu: background, disc, cup);
     a structure is every pixel above the midpoint below its level, which also keeps the
-    boundary where it was for JPEG-compressed masks.
+    boundary where it was for JPEG-compressed masks. ``solid`` asserts the level order for
+    the innermost structure: if the brightest level were the outer ring instead (order not
+    documented by the release), its mask would be an annulus, so a mask whose holes cover
+    more than ``SOLID_HOLE_LIMIT`` of its filled area is an error, never a silent swap.
     """
-    return ImageData(_grey(Path(path)) > above)
+    mask = _grey(Path(path)) > above
+    if solid and mask.any():
+        from scipy import ndimage
+
+        filled = ndimage.binary_fill_holes(mask)
+        holes = int(filled.sum() - mask.sum())
+        if holes > SOLID_HOLE_LIMIT * filled.sum():
+            raise ConversionError(f"{path}: the pixels above {above} form a ring ({holes} of {int(filled.sum())} "
+                                  f"enclosed pixels are holes); expected a solid innermost structure, so the "
+                                  f"grey-level order assumed for this release does not hold: report it")
+    return ImageData(mask)
 
 
 def read_empty_mask(reference: PathLike) -> ImageData:
@@ -112,4 +154,4 @@ def read_empty_mask(reference: PathLike) -> ImageData:
 
 
 __all__ = ["LOSSY_MASK_THRESHOLD", "drop_constant_alpha", "read_binary_mask_union", "read_empty_mask",
-           "read_image_without_alpha", "read_lossy_mask", "read_mask_above"]
+           "read_image_without_alpha", "read_lossy_mask", "read_mask_above", "read_mask_on_side"]

@@ -16,6 +16,7 @@ arrays with (row, col) spacing, so the x/y swap cannot slip in.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -65,13 +66,27 @@ def read_metaimage_2d(path: Path, *, slices_are_channels: bool = False) -> Image
     return _read(Path(path), slices_are_channels)
 
 
-def read_metaimage_2d_labels(path: Path) -> ImageData:
-    """A 2D integer label map from a MetaImage (one slice or repeated components accepted)."""
+def read_metaimage_2d_labels(path: Path, *, area_order: Sequence[int] = ()) -> ImageData:
+    """A 2D integer label map from a MetaImage (one slice or repeated components accepted).
+
+    ``area_order`` lists label values from the largest expected area to the smallest: a
+    sanity check for label meanings that no primary source documents (PSFHS: the fetal head,
+    2, always covers more pixels than the pubic symphysis, 1). Among the listed labels that
+    are present, a smaller label outgrowing a larger one is an error (a likely swap).
+    """
     image = _read(Path(path), False)
     if image.array.ndim != 2:
         raise ConversionError(f"{path}: label map with {image.array.shape[2]} differing channels; expected one "
                               f"integer value per pixel")
-    return ImageData(integral_labels(image.array, path), spacing=image.spacing, meta=image.meta)
+    labels = integral_labels(image.array, path)
+    present = [(value, int((labels == value).sum())) for value in area_order]
+    present = [(value, count) for value, count in present if count]
+    for (big, big_count), (small, small_count) in zip(present, present[1:]):
+        if small_count > big_count:
+            raise ConversionError(f"{path}: label {small} covers {small_count} pixels, more than label {big} "
+                                  f"({big_count}); expected label {big} to be the larger structure (the label "
+                                  f"meanings assumed for this release do not hold: report it)")
+    return ImageData(labels, spacing=image.spacing, meta=image.meta)
 
 
 __all__ = ["read_metaimage_2d", "read_metaimage_2d_labels"]

@@ -4,7 +4,7 @@ import numpy as np
 
 from omnimedseg.converters.formats.image2d import read_png_array
 from omnimedseg.testing import check_converter
-from tests.converters.fake.bus_uclm import CASES, SHAPE, make_remote_files
+from tests.converters.fake.bus_uclm import CASES, ROOT, SHAPE, make_remote_files
 
 
 def test_bus_uclm_colour_masks_split_and_rgb_images(tmp_path):
@@ -20,3 +20,5 @@ def test_bus_uclm_colour_masks_split_and_rgb_images(tmp_path):
     assert cases["ANFO_001"]["split"] == "test" and cases["ANFO_001"]["meta"]["patient"] == "ANFO"
     assert cases["MENE_002"]["meta"] == {"patient": "MENE", "label": "benign", "doppler": "1", "marks": "0"}
     assert "CC-BY-NC-4.0" in (out / "LICENSE.txt").read_text()
+    provenance = json.loads((out / "provenance.json").read_text())["files"]["masks/ANFO_001/malignant_lesion.png"]
+    assert provenance["sources"][0]["path"] == f"{ROOT}/masks/ANFO_001.png"  # inside Mendeley's bundle folder

@@ -67,3 +67,20 @@ def test_converter_on_real_totalsegmentator_nifti(tmp_path, realdata):
         mask = np.asarray(nib.load(out / f"masks/s0000/{name}.nii.gz").dataobj).astype(bool)
         assert np.array_equal(mask, labels == value), name
     assert not np.asarray(nib.load(out / "masks/s0000/brain.nii.gz").dataobj).any()  # out of view: empty mask
+
+
+def test_v2_release_with_a_top_folder_is_named_not_guessed(tmp_path):
+    """Sources disagree on whether the v2.0.1 zip has a top folder (torch-em: none; a catalogue: one); if the
+    real zip has one, the converter names where meta.csv was found instead of listing every case as absent."""
+    from omnimedseg.converters._run import collect_cases
+    from omnimedseg.errors import ConversionError
+    from tests.converters.fake._common import extract_release
+
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    fake.make_remote_files_v2(remote)
+    raw = extract_release(remote, tmp_path / "raw" / "Totalsegmentator_dataset_v201")
+    card = load_registry().get("totalsegmentator_v2")
+    with pytest.raises(ConversionError, match=r"found \['Totalsegmentator_dataset_v201/meta.csv'\]"):
+        collect_cases(card, raw.parent)
+    assert [c.case_id for c in collect_cases(card, raw)] == list(fake.CASES["v2"])

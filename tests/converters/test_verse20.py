@@ -2,7 +2,9 @@ import json
 
 import nibabel as nib
 import numpy as np
+import pytest
 
+from omnimedseg.errors import ConversionError
 from omnimedseg.registry import load_registry
 from omnimedseg.testing import check_converter
 from tests.converters.fake import verse20 as fake
@@ -11,12 +13,17 @@ from tests.converters.fake import verse20 as fake
 def test_verse20_end_to_end(tmp_path):
     out = check_converter("verse20", fake.make_remote_files, tmp_path, expected_splits={"train": 2, "val": 1, "test": 1})
     card = load_registry().get("verse20")
-    assert len(card.classes) == 28 and card.classes[28] == "vertebra_t13"
+    # sacrum/coccyx (raw 26/27) are not annotated in VerSe, so not classes; raw 28 (T13) is class 26
+    assert len(card.classes) == 26 and card.classes[26] == "vertebra_t13"
+    assert "sacrum" not in card.class_names and "coccyx" not in card.class_names
     prefix = "sub-gl003_dir-ax"
     expected = fake.labels(prefix)
     for value, name in card.classes.items():
+        raw_value = 28 if name == "vertebra_t13" else value
         mask = np.asarray(nib.load(out / f"masks/{prefix}/{name}.nii.gz").dataobj).astype(bool)
-        assert np.array_equal(mask, expected == value), name
+        assert np.array_equal(mask, expected == raw_value), name
+    t13 = np.asarray(nib.load(out / f"masks/{prefix}/vertebra_t13.nii.gz").dataobj).astype(bool)
+    assert t13.sum() == (expected == 28).sum() > 0
     # orientation kept as acquired: axial-stored and sagittal-stored images keep their affines
     assert nib.aff2axcodes(nib.load(out / f"images/{prefix}.nii.gz").affine) == nib.aff2axcodes(fake.AXIAL)
     assert nib.aff2axcodes(nib.load(out / "images/sub-verse823_dir-iso.nii.gz").affine) == \
@@ -29,3 +36,18 @@ def test_verse20_end_to_end(tmp_path):
         f"dataset-01training/derivatives/sub-gl003/{prefix}_seg-vert_msk.nii.gz"
     assert f"dataset-01training/derivatives/sub-gl003/{prefix}_seg-subreg_ctd.json" in prov["metadata_sources"]
     assert "CC-BY-SA-4.0" in (out / "LICENSE.txt").read_text()
+
+
+def test_verse20_unannotated_sacrum_value_is_an_error(tmp_path, monkeypatch):
+    """A raw 26 (sacrum, "not labeled in this dataset") must stop the conversion, naming the value."""
+    original = fake.labels
+
+    def labels_with_sacrum(prefix):
+        out = original(prefix)
+        out[1:5, 1:5, 8] = 26
+        return out
+
+    monkeypatch.setattr(fake, "labels", labels_with_sacrum)
+    with pytest.raises(ConversionError, match=r"label values \[26\]"):
+        check_converter("verse20", fake.make_remote_files, tmp_path,
+                        expected_splits={"train": 2, "val": 1, "test": 1})

@@ -215,7 +215,7 @@ def test_download_sample_reads_members_by_range_and_convert_sample_converts_them
 
     result = run_cli(*common, "verify", "totallike", "--json")
     assert result.exit_code == 0, result.output  # a sample is not a broken download ...
-    # ... nor the full release; its raw tree is a sample too (verify reports raw/<id> since the downloads work)
+    # ... nor the full release, and the raw tree is a sample too
     assert json.loads(result.output)["files"] == {path.name: "sample", "raw/totallike": "sample"}
 
     result = run_cli(*common, "convert", "totallike", "--sample", "1", "--json")

@@ -96,3 +96,19 @@ def test_empty_mask_on_the_reference_grid(tmp_path):
     Image.fromarray(np.zeros((7, 9, 3), np.uint8)).save(tmp_path / "frame.png")
     mask = read_empty_mask(tmp_path / "frame.png").array
     assert mask.dtype == bool and mask.shape == (7, 9) and not mask.any()
+
+
+def test_mask_on_side_accepts_its_half_and_refuses_the_other(tmp_path):
+    from omnimedseg.converters.formats.masks2d import read_mask_on_side
+
+    mask = np.zeros((30, 40), np.uint8)
+    mask[5:25, 24:36] = 255  # the image's right half
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    assert np.array_equal(read_mask_on_side(tmp_path / "m.png", side="image_right").array, mask > 0)
+    with pytest.raises(ConversionError, match=r"m\.png: mask centred at column 30 of 40, in the image right half; "
+                                              r"expected the image left half"):
+        read_mask_on_side(tmp_path / "m.png", side="image_left")
+    Image.fromarray(np.zeros((30, 40), np.uint8)).save(tmp_path / "empty.png")
+    assert not read_mask_on_side(tmp_path / "empty.png", side="image_left").array.any()
+    with pytest.raises(ConversionError, match="expected one of"):
+        read_mask_on_side(tmp_path / "m.png", side="patient_left")

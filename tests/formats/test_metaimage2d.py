@@ -66,3 +66,16 @@ def test_real_2d_mha_pair(tmp_path, realdata):
     assert image.array.shape == (256, 256) and image.array.dtype == np.int16 and image.spacing == (1.0, 1.0)
     assert image.array.min() == -2 and image.array.max() == 217
     assert set(np.unique(mask.array).tolist()) == {0, 1}
+
+
+def test_label_area_order_guards_undocumented_label_meanings(tmp_path):
+    labels = np.zeros(ROWS_COLS, np.uint8)
+    labels[0, 0:2] = 1  # small structure
+    labels[2:5, 1:6] = 2  # large structure
+    path = _write(labels, tmp_path / "ok.mha")
+    assert np.array_equal(read_metaimage_2d_labels(path, area_order=(2, 1)).array, labels)
+    swapped = _write(np.where(labels > 0, 3 - labels, 0).astype(np.uint8), tmp_path / "swapped.mha")
+    with pytest.raises(ConversionError, match=r"swapped\.mha: label 1 covers 15 pixels, more than label 2 \(2\)"):
+        read_metaimage_2d_labels(swapped, area_order=(2, 1))
+    only_small = _write((labels == 1).astype(np.uint8), tmp_path / "one.mha")  # one structure: nothing to compare
+    assert read_metaimage_2d_labels(only_small, area_order=(2, 1)).array.sum() == 2

@@ -72,6 +72,13 @@ def test_union_empty_and_grey_level_masks(tmp_path):
     Image.fromarray(levels).save(tmp_path / "fusion.png")
     assert read_mask_above(tmp_path / "fusion.png", above=85).array.tolist() == [[False, True, True, True]]
     assert read_mask_above(tmp_path / "fusion.png", above=170).array.tolist() == [[False, False, True, False]]
+    ring = np.zeros((9, 9), np.uint8)
+    ring[1:8, 1:8], ring[2:7, 2:7] = 255, 128  # brightest level outside: the order is the other way round
+    Image.fromarray(ring).save(tmp_path / "ring.png")
+    assert read_mask_above(tmp_path / "ring.png", above=170).array.sum() == 24  # without the check: an annulus
+    with pytest.raises(ConversionError, match=r"ring\.png: the pixels above 170 form a ring \(25 of 49 enclosed"):
+        read_mask_above(tmp_path / "ring.png", above=170, solid=True)
+    assert read_mask_above(tmp_path / "fusion.png", above=170, solid=True).array.sum() == 1
 
 
 def test_palette_png_mask_decodes_through_the_card_palette(tmp_path):

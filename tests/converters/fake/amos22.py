@@ -1,6 +1,7 @@
 """Fake AMOS22 (Zenodo 7262581): ``amos22.zip`` with ``amos22/{imagesTr,labelsTr,imagesVa,labelsVa,imagesTs,
-labelsTs}/amos_XXXX.nii.gz`` and ``amos22/dataset.json`` (label names with the release's typos), plus
-``labeled_data_meta_0000_0599.csv`` beside it. CT images are int16 and MR images float32 (mixed dtypes,
+labelsTs}/amos_XXXX.nii.gz`` and ``amos22/dataset.json`` (label names with the release's typos), the macOS
+``__MACOSX/amos22/.../._amos_XXXX.nii.gz`` AppleDouble tree the real zip carries (torch-em ``amos.py`` deletes
+``__MACOSX`` after unzipping ``amos22.zip``), plus ``labeled_data_meta_0000_0599.csv`` beside it. CT images are int16 and MR images float32 (mixed dtypes,
 as in the release); labels are uint8 label maps 0-15. ``labelsTs/`` is an empty folder. The columns of
 ``labeled_data_meta_0000_0599.csv`` are not in the evidence (the converter does not read it); the ones written
 here are placeholders.
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.converters.fake._common import nifti_bytes, zip_members
+from tests.converters.fake._common import appledouble, nifti_bytes, zip_members
 
 SHAPE = (8, 7, 4)
 # split folder suffix -> scan numbers (<= 500 CT, > 500 MR; 500 and 501 sit on the boundary)
@@ -58,6 +59,7 @@ def make_remote_files(folder: Path) -> None:
             image = (rng.integers(-1024, 1500, SHAPE).astype(np.int16) if ct
                      else rng.uniform(0, 800, SHAPE).astype(np.float32))
             members[f"amos22/images{split}/amos_{n:04d}.nii.gz"] = nifti_bytes(image)
+            members[f"__MACOSX/amos22/images{split}/._amos_{n:04d}.nii.gz"] = appledouble(f"amos_{n:04d}.nii.gz")
             if split != "Ts":
                 members[f"amos22/labels{split}/amos_{n:04d}.nii.gz"] = nifti_bytes(label_map(n))
     zip_members(folder / "amos22.zip", members)

@@ -26,8 +26,9 @@ def make_remote_files(folder: Path, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     root = folder / "_work" / "BUSBRA"
     data = ["ID,Case,Histology,Pathology,BIRADS,Device,Width,Height,Side,BBOX"]
-    five = ["ID,Pathology,kFold"]
-    ten = ["ID,Pathology,kFold"]
+    # the fold files also carry the inner train/validation flags valid_1..valid_K (the authors' seg_partitions.m)
+    five = ["ID,Pathology,kFold," + ",".join(f"valid_{k}" for k in range(1, 6))]
+    ten = ["ID,Pathology,kFold," + ",".join(f"valid_{k}" for k in range(1, 11))]
     for index, (image_id, patient, pathology, fold) in enumerate(CASES):
         save_image(rng.integers(0, 256, SHAPE, dtype=np.uint8), root / "Images" / f"{image_id}.png")
         mask = np.zeros(SHAPE, np.uint8)
@@ -35,8 +36,8 @@ def make_remote_files(folder: Path, seed: int = 0) -> None:
         save_image(mask, root / "Masks" / f"mask_{image_id[4:]}.png")
         data.append(f'{image_id},{patient},Fibroadenoma,{pathology},{3 + index % 3},GE Logiq 5,{SHAPE[1]},{SHAPE[0]},'
                     f'{"left" if image_id.endswith("-l") else "right"},"[6, {4 + index}, 14, 8]"')
-        five.append(f"{image_id},{pathology},{fold}")
-        ten.append(f"{image_id},{pathology},{2 * fold}")
+        five.append(f"{image_id},{pathology},{fold}," + ",".join("1" if k != fold else "0" for k in range(1, 6)))
+        ten.append(f"{image_id},{pathology},{2 * fold}," + ",".join("1" for _ in range(1, 11)))
     for name, lines in (("bus_data.csv", data), ("5-fold-cv.csv", five), ("10-fold-cv.csv", ten)):
         (root / name).write_text("\n".join(lines) + "\n")
     zip_tree(folder / "_work", folder / "BUSBRA.zip")

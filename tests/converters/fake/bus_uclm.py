@@ -1,4 +1,7 @@
-"""Fake BUS-UCLM release: BUS-UCLM/INFO.csv (';', BOM), images/ and RGB masks/ with the same names.
+"""Fake BUS-UCLM release: Mendeley's bundle 7fvgj4jsp7-1.zip as the authors' README downloads it.
+
+It unzips to "BUS-UCLM Breast ultrasound lesion segmentation dataset/BUS-UCLM/" holding INFO.csv
+(';', BOM), images/ and RGB masks/ with the same names.
 
 ANFO_001 is a test-split patient with a malignant (red) lesion; MENE_002 a benign (green)
 lesion on a colour Doppler frame; MENE_003 a normal image with an all-black mask and a
@@ -14,6 +17,8 @@ import numpy as np
 from tests.converters.fake._release import save_image, zip_tree
 
 SHAPE = (22, 30)
+ARCHIVE = "7fvgj4jsp7-1.zip"
+ROOT = "BUS-UCLM Breast ultrasound lesion segmentation dataset/BUS-UCLM"  # inside the extracted bundle
 CASES = {  # name: (label, benign box, malignant box)
     "ANFO_001.png": ("malignant", None, (slice(5, 12), slice(8, 20))),
     "MENE_002.png": ("benign", (slice(3, 9), slice(4, 14)), None),
@@ -23,7 +28,7 @@ CASES = {  # name: (label, benign box, malignant box)
 
 def make_remote_files(folder: Path, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
-    root = folder / "_work" / "BUS-UCLM"
+    root = folder / "_work" / ROOT
     rows = ["Image;Label;Doppler;Marks"]
     for index, (name, (label, benign, malignant)) in enumerate(CASES.items()):
         grey = rng.integers(0, 200, SHAPE, dtype=np.uint8)
@@ -41,4 +46,4 @@ def make_remote_files(folder: Path, seed: int = 0) -> None:
         save_image(mask, root / "masks" / name)
         rows.append(f"{name};{label};{int(index == 1)};{int(index == 2)}")
     (root / "INFO.csv").write_bytes(("\n".join(rows) + "\n").encode("utf-8-sig"))
-    zip_tree(folder / "_work", folder / "BUS-UCLM.zip")
+    zip_tree(folder / "_work", folder / ARCHIVE)

@@ -3,7 +3,10 @@
 Each ``N.mat`` is written as MATLAB v7.3 writes it: an HDF5 file with a 512-byte "MATLAB 7.3 MAT-file"
 user block, a group ``cjdata`` (``MATLAB_class`` "struct") whose fields are stored column-major, i.e.
 the HDF5 dataset is the transpose of the MATLAB array: ``image`` int16, ``label`` double 1x1, ``PID``
-char (uint16 codes), ``tumorBorder`` double 1x2K, ``tumorMask`` logical. ``cvind.mat`` is a v5 MAT file.
+char (uint16 codes), ``tumorBorder`` double 1x2K, ``tumorMask`` logical. ``cvind.mat`` is v7.3 too (HDF5, a
+double 3064x1 column stored as a 1x3064 HDF5 dataset): public loaders open it with ``h5py.File`` or reach it only
+in their h5py fallback after ``scipy.io.loadmat`` refuses v7.3, and its published size (5,736 B, licences.md) is
+that of a compressed HDF5 file, not of a v5 MAT file.
 The mask is an asymmetric "L" in MATLAB (row, col) coordinates so a transposed read is caught.
 """
 
@@ -14,7 +17,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import scipy.io
 
 from tests.converters.fake._common import zip_folder
 
@@ -43,6 +45,11 @@ def _field(group, name, matlab_array, matlab_class):
     ds.attrs["MATLAB_class"] = np.bytes_(matlab_class)
 
 
+def _matlab_header(path: Path) -> None:
+    with open(path, "r+b") as fh:
+        fh.write(HEADER.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02" + b"IM")
+
+
 def write_v73(path: Path, n: int, tumour_type: int, side: int) -> None:
     with h5py.File(path, "w", userblock_size=512) as f:
         group = f.create_group("cjdata")
@@ -52,8 +59,14 @@ def write_v73(path: Path, n: int, tumour_type: int, side: int) -> None:
         _field(group, "PID", np.array([[ord(c) for c in f"MR0{n:04d}"]], np.uint16), "char")
         _field(group, "tumorBorder", np.array([[3.0, 2.0, 4.0, 2.0, 4.0, 8.0]]), "double")
         _field(group, "tumorMask", mask_rows_cols(side), "logical")
-    with open(path, "r+b") as fh:
-        fh.write(HEADER.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02" + b"IM")
+    _matlab_header(path)
+
+
+def write_cvind_v73(path: Path, folds: list[int]) -> None:
+    """``cvind`` as MATLAB -v7.3 saves a double N x 1 column (HDF5 sees 1 x N)."""
+    with h5py.File(path, "w", userblock_size=512) as f:
+        _field(f, "cvind", np.array([[float(fold)] for fold in folds]), "double")
+    _matlab_header(path)
 
 
 def make_remote_files(folder: Path) -> None:
@@ -63,8 +76,7 @@ def make_remote_files(folder: Path) -> None:
         write_v73(work / part / f"{n}.mat", n, tumour_type, side)
     for part in sorted({p for p, *_ in SLICES.values()}):
         zip_folder(folder / f"brainTumorDataPublic_{part}.zip", work / part)
-    folds = np.array([[float(fold)] for _, _, fold, _ in SLICES.values()])
-    scipy.io.savemat(folder / "cvind.mat", {"cvind": folds}, do_compression=True)
+    write_cvind_v73(folder / "cvind.mat", [fold for _, _, fold, _ in SLICES.values()])
     (folder / "README 2024.txt").write_text("This brain tumor dataset containing 3064 T1-weighted contrast-inhanced "
                                             "images ... (fake README)\n")
     shutil.rmtree(work)

@@ -1,8 +1,9 @@
 """Fake FIVES release: one RAR archive (FIVES.rar, RAR 5 written by tests/rar5.py) with the real root folder.
 
-The mask folder is "Ground truth" in train and the catalogue's misspelled "Groud truth" in
-test, because the evidence disagrees on the spelling (see registry/fives.toml). Masks are
-0/255 RGB PNGs with equal channels (grey-looking), images RGB.
+The mask folder is "Ground truth" in train and test, as every public loader found reads it
+(see registry/fives.toml); ``mask_folder="Groud truth"`` writes the catalogue's unconfirmed
+misspelling instead, which the converter also accepts. Masks are 0/255 RGB PNGs with equal
+channels (grey-looking; their real encoding is not documented, the converter takes > 0), images RGB.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from tests.rar5 import rar5_of_folder
 ROOT = "FIVES A Fundus Image Dataset for AI-based Vessel Segmentation"
 SHAPE = (24, 24)  # real: 2048 x 2048
 CASES = {"train": ("1_A", "2_N"), "test": ("1_D", "3_G")}
-MASK_FOLDER = {"train": "Ground truth", "test": "Groud truth"}
+MASK_FOLDER = "Ground truth"
 
 
 def vessel(split: str, name: str) -> np.ndarray:
@@ -29,13 +30,13 @@ def vessel(split: str, name: str) -> np.ndarray:
     return mask
 
 
-def make_remote_files(folder: Path, seed: int = 0) -> None:
+def make_remote_files(folder: Path, seed: int = 0, mask_folder: str = MASK_FOLDER) -> None:
     rng = np.random.default_rng(seed)
     work = folder / "_work"
     for split, names in CASES.items():
         for name in names:
             save_image(rng.integers(0, 256, SHAPE + (3,), dtype=np.uint8), work / ROOT / split / "Original" / f"{name}.png")
             grey = vessel(split, name).astype(np.uint8) * 255
-            save_image(np.stack([grey] * 3, -1), work / ROOT / split / MASK_FOLDER[split] / f"{name}.png")
+            save_image(np.stack([grey] * 3, -1), work / ROOT / split / mask_folder / f"{name}.png")
     rar5_of_folder(folder / "FIVES.rar", work)
     shutil.rmtree(work)

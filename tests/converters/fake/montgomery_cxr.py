@@ -17,12 +17,13 @@ SHAPE = (40, 32)  # rows, cols (portrait like the real radiographs)
 LEFT, RIGHT = (slice(8, 30), slice(18, 28)), (slice(6, 32), slice(3, 13))
 
 
-def make_remote_files(folder: Path, seed: int = 0) -> None:
+def make_remote_files(folder: Path, seed: int = 0, swap_sides: bool = False) -> None:
+    """``swap_sides`` puts each lung on the other half (a release breaking the side convention)."""
     rng = np.random.default_rng(seed)
     root = folder / "_work" / "MontgomerySet"
     for name in NAMES:
         save_image(rng.integers(0, 256, SHAPE, dtype=np.uint8), root / "CXR_png" / f"{name}.png")
-        for side, where in (("leftMask", LEFT), ("rightMask", RIGHT)):
+        for side, where in (("leftMask", RIGHT if swap_sides else LEFT), ("rightMask", LEFT if swap_sides else RIGHT)):
             mask = np.zeros(SHAPE, np.uint8)
             mask[where] = 255
             save_image(mask, root / "ManualMask" / side / f"{name}.png")

@@ -26,7 +26,8 @@ def label_map(index: int) -> np.ndarray:
     return labels
 
 
-def make_remote_files(folder: Path, seed: int = 0) -> None:
+def make_remote_files(folder: Path, seed: int = 0, swap_labels: bool = False) -> None:
+    """``swap_labels`` writes 1 for the head and 2 for the symphysis (a release breaking the assumed meaning)."""
     rng = np.random.default_rng(seed)
     root = folder / "_work" / "PSFHS"
     (root / "image_mha").mkdir(parents=True)
@@ -40,7 +41,8 @@ def make_remote_files(folder: Path, seed: int = 0) -> None:
             image = sitk.GetImageFromArray(channels)  # (3, rows, cols) -> a 3D image of 3 slices
         image.SetSpacing((0.25,) * image.GetDimension())
         sitk.WriteImage(image, str(root / "image_mha" / f"{name}.mha"))
-        label = sitk.GetImageFromArray(label_map(index))
+        labels = label_map(index)
+        label = sitk.GetImageFromArray(np.where(labels > 0, 3 - labels, 0).astype(np.uint8) if swap_labels else labels)
         label.SetSpacing((0.25, 0.25))
         sitk.WriteImage(label, str(root / "label_mha" / f"{name}.mha"))
     zip_tree(folder / "_work", folder / "PSFHS.zip")
