@@ -124,3 +124,14 @@ def test_contract_refuses_unlabelled_classes_that_contradict_the_case():
     assert "not in the card's classes" in _contract_problem(
         card, Case("a", image, "train", masks={"liver": mask}, unlabelled=("kidney",)))
     assert "every class is unlabelled" in _contract_problem(card, Case("a", image, "train", unlabelled=others))
+
+
+def test_qa_counts_a_class_empty_only_over_the_cases_that_annotate_it(dsad, tmp_path):
+    """pancreas is annotated (and never shown) in the 4 multilabel frames only: QA says 4, not all 8."""
+    from omnimedseg.data.qa import run_qa
+
+    report = run_qa("dsad", tmp_path / "qa", root=dsad["root"], n_images=8, per_class=1, tile=64)
+    assert report.validation_ok
+    empty = next(f for f in report.findings if f.startswith("class(es) empty"))
+    assert empty.startswith("class(es) empty in all 4 labelled cases that annotate them:")
+    assert "pancreas" in empty and "colon" not in empty
