@@ -16,6 +16,7 @@ from omnimedseg.converters._run import COMPLETE_MARKER
 from omnimedseg.converters.formats.geometry import AFFINE_TOLERANCE_MM
 from omnimedseg.converters.formats.outputs import read_output
 from omnimedseg.files import file_hashes
+from omnimedseg.progress import SILENT, Progress
 
 FIXED_FILES = ("dataset.json", "splits.json", "provenance.json", "LICENSE.txt", "CITATION.bib", COMPLETE_MARKER)
 
@@ -35,8 +36,8 @@ class ValidationReport:
         self.problems.append(message)
 
 
-def validate_converted(folder: Path, raw: Path | None = None) -> ValidationReport:
-    """Validate ``folder``; raw source hashes are re-checked when ``raw`` exists."""
+def validate_converted(folder: Path, raw: Path | None = None, progress: Progress = SILENT) -> ValidationReport:
+    """Validate ``folder``; raw source hashes are re-checked when ``raw`` exists; ``progress`` counts files hashed."""
     report = ValidationReport(folder)
     for name in FIXED_FILES:
         path = folder / name
@@ -68,20 +69,22 @@ def validate_converted(folder: Path, raw: Path | None = None) -> ValidationRepor
         report.add(f"{folder / rel}: no provenance record in provenance.json")
     report.raw_sources_checked = raw is not None and raw.is_dir()
     raw_hashes: dict[str, str] = {}
-    for rel, record in sorted(files.items()):
-        path = folder / rel
-        if not path.is_file():
-            if rel in listed:
-                continue  # reported as missing by the case check
-            report.add(f"{path}: listed in provenance.json but missing")
-            continue
-        report.checked_files += 1
-        actual = file_hashes(path)["sha256"]
-        if actual != record["sha256"]:
-            report.add(f"{path}: sha256 {actual} differs from provenance {record['sha256']} (file changed)")
-        if report.raw_sources_checked:
-            for source in record["sources"]:
-                _check_raw(raw, source["path"], source["sha256"], raw_hashes, report)
+    with progress.task(f"validate {folder.parent.name} {folder.name}", len(files), unit="file") as advance:
+        for rel, record in sorted(files.items()):
+            advance(1)
+            path = folder / rel
+            if not path.is_file():
+                if rel in listed:
+                    continue  # reported as missing by the case check
+                report.add(f"{path}: listed in provenance.json but missing")
+                continue
+            report.checked_files += 1
+            actual = file_hashes(path)["sha256"]
+            if actual != record["sha256"]:
+                report.add(f"{path}: sha256 {actual} differs from provenance {record['sha256']} (file changed)")
+            if report.raw_sources_checked:
+                for source in record["sources"]:
+                    _check_raw(raw, source["path"], source["sha256"], raw_hashes, report)
     if report.raw_sources_checked:
         for rel, digest in provenance.get("metadata_sources", {}).items():
             _check_raw(raw, rel, digest, raw_hashes, report)

@@ -57,3 +57,16 @@ class LicenceNotAcceptedError(OmnimedsegError, PermissionError):
 
 class DatasetBusyError(OmnimedsegError):
     """Another process is writing the same dataset and the caller asked not to wait (``--no-wait``)."""
+
+
+def did_you_mean(value: str, choices, what: str) -> str:
+    """`` did you mean 'x'?`` (closest of ``choices`` by difflib, case-insensitive), else the known ``what``."""
+    import difflib
+
+    choices = sorted({str(c) for c in choices}, key=str.lower)
+    by_lower = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(str(value).lower(), list(by_lower), n=3, cutoff=0.6)
+    if close:
+        return " did you mean " + " or ".join(repr(by_lower[c]) for c in close) + "?"
+    shown = ", ".join(choices[:30]) + (f", ... ({len(choices)} in all)" if len(choices) > 30 else "")
+    return f" known {what}: {shown or '(none)'}."

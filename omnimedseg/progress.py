@@ -27,6 +27,11 @@ class Progress:
             self.stream.write(text + "\n")
             self.stream.flush()
 
+    def note(self, text: str) -> None:
+        """One line of information about the work (silenced with the rest by ``-q``)."""
+        if self.enabled:
+            self._line(text)
+
     @property
     def is_terminal(self) -> bool:
         return bool(getattr(self.stream, "isatty", lambda: False)())
@@ -60,10 +65,15 @@ class Progress:
         self._line(f"{description}: done ({_amount(done, unit)})")
 
 
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``1.5 KiB`` (binary units, up to TiB)."""
+    return _amount(n, "B")
+
+
 def _amount(n: float, unit: str) -> str:
     if unit == "B":
-        for suffix in ("B", "KiB", "MiB", "GiB"):
-            if n < 1024 or suffix == "GiB":
+        for suffix in ("B", "KiB", "MiB", "GiB", "TiB"):
+            if n < 1024 or suffix == "TiB":
                 return f"{n:.0f} {suffix}" if suffix == "B" else f"{n:.1f} {suffix}"
             n /= 1024
     return f"{n:.0f} {unit}" + ("" if n == 1 or unit == "it" else "s")

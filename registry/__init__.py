@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable
 
-from omnimedseg.errors import RegistryError
+from omnimedseg.errors import RegistryError, UsageError, did_you_mean
 from omnimedseg.registry.card import MODALITIES, TODO_MARKER, Card, RemoteFile, read_card_text
 
 __all__ = ["Card", "RemoteFile", "MODALITIES", "Registry", "load_registry", "ENV_REGISTRY_PATH", "ENTRY_POINT_GROUP",
@@ -46,19 +46,29 @@ class Registry:
         try:
             return self._cards[dataset_id]
         except KeyError:
-            known = ", ".join(self._cards) or "(none)"
             raise RegistryError(
-                f"unknown dataset {dataset_id!r}; known datasets: {known}. "
+                f"unknown dataset {dataset_id!r};{did_you_mean(dataset_id, self._cards, 'datasets')} "
                 f"Run 'omnimedseg list' to browse, or 'omnimedseg new {dataset_id}' to add it"
             ) from None
 
     def select(self, modality: str | None = None, dimensionality: int | None = None,
                licence: str | None = None, platform: str | None = None) -> list[Card]:
-        """Cards matching every given filter (case-insensitive for strings); scaffolds are left out."""
+        """Cards matching every given filter (case-insensitive for strings); a value no card could match
+        (a modality not in :data:`MODALITIES`, a licence or platform no card has) is a UsageError;
+        scaffolds are left out."""
         def same(a: str, b: str | None) -> bool:
             return b is None or a.lower() == b.lower()
 
-        return [c for c in self if c.id not in self.scaffolds and same(c.modality, modality) and same(c.license.spdx, licence)
+        for what, value, known in (("modality", modality, MODALITIES),
+                                   ("licence", licence, {c.license.spdx for c in self}),
+                                   ("platform", platform, {c.source.platform for c in self})):
+            if value is not None and value.lower() not in {k.lower() for k in known}:
+                plural = {"modality": "modalities", "licence": "licences", "platform": "platforms"}[what]
+                raise UsageError(f"no such {what} {value!r};{did_you_mean(value, known, plural)}"
+                                 f" See them all with: omnimedseg list")
+
+        return [c for c in self if c.id not in self.scaffolds and same(c.modality, modality)
+                and same(c.license.spdx, licence)
                 and same(c.source.platform, platform)
                 and (dimensionality is None or c.dimensionality == dimensionality)]
 

@@ -41,7 +41,10 @@ def test_list_table_and_json_with_filters():
     assert "hc18" in [d["id"] for d in data] and {d["modality"] for d in data} == {"ultrasound"}
     hc18 = next(d for d in data if d["id"] == "hc18")
     assert hc18["license"] == "CC-BY-4.0" and hc18["redistribution"] is True
-    assert json.loads(run_cli("list", "--json", "--platform", "no_such_platform").output) == []
+    assert json.loads(run_cli("list", "--json", "--platform", "zenodo", "--license", "no-such-licence").stdout) == {
+        "error": "no such licence 'no-such-licence'; known licences: " + ", ".join(
+            sorted({d["license"] for d in json.loads(run_cli("list", "--json").stdout)}, key=str.lower))
+        + ". See them all with: omnimedseg list", "kind": "UsageError", "exit_code": 2}
 
 
 def test_info_json_reports_files_and_local_state(tmp_path):

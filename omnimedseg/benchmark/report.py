@@ -75,8 +75,21 @@ def summary_markdown(suite, records: list[dict], names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# valid range of each metric family, for clipping bands (distances: >= 0, unbounded above)
+_BOUNDED = {"dice": (0.0, 1.0), "iou": (0.0, 1.0), "nsd": (0.0, 1.0)}
+
+
+def _metric_axis(name: str) -> tuple[str, tuple[float, float | None]]:
+    """Axis label (with unit) and valid range of a metric column such as ``dice``, ``nsd_1mm`` or ``hd95``."""
+    family = name.split("_")[0]
+    if family in _BOUNDED:
+        return f"{name} (0-1)", _BOUNDED[family]
+    return f"{name} (mm)", (0.0, None)  # surface distances, in millimetres (physical spacing)
+
+
 def plot_curves(suite, records: list[dict], names: list[str], folder: Path) -> list[Path]:
-    """One PNG per dataset and metric: mean metric vs interaction step, one line per robot user."""
+    """One PNG per dataset and metric: mean metric vs interaction step, one line per robot user, with a
+    band of +-1 standard deviation across sessions clipped to the metric's valid range; legend outside the axes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,66 +100,31 @@ def plot_curves(suite, records: list[dict], names: list[str], folder: Path) -> l
     datasets = sorted({r["dataset"] for r in records})
     for dataset in datasets:
         for name in names:
-            fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+            label, (low, high) = _metric_axis(name)
+            fig, ax = plt.subplots(figsize=(7.5, 4), dpi=100)
             for (d, user), group in _groups(records).items():
                 if d != dataset:
                     continue
                 curves = np.array([[s[name] for s in r["steps"]] for r in group], dtype=float)
                 steps = np.arange(curves.shape[1])
-                mean = curves.mean(axis=0)
-                ax.plot(steps, mean, marker="o", label=f"{user} (n={len(group)})")
-                ax.fill_between(steps, mean - curves.std(axis=0), mean + curves.std(axis=0), alpha=0.15)
-            ax.set_xlabel("interaction step")
-            ax.set_ylabel(name)
+                mean, sd = np.nanmean(curves, axis=0), np.nanstd(curves, axis=0)
+                line, = ax.plot(steps, mean, marker="o", label=f"{user} (n={len(group)})")
+                ax.fill_between(steps, np.clip(mean - sd, low, high), np.clip(mean + sd, low, high),
+                                color=line.get_color(), alpha=0.15, linewidth=0)
+            ax.fill_between([], [], [], color="grey", alpha=0.3, label="band: mean +- 1 SD over sessions")
+            if high is not None:
+                ax.set_ylim(low - 0.02, high + 0.02)
+            else:
+                ax.set_ylim(bottom=low)
+            ax.set_xlabel("interaction step (0 = first prompt)")
+            ax.set_ylabel(label)
             ax.set_title(f"{dataset}: {name} ({suite.model})")
             ax.set_xticks(range(suite.steps + 1))
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
             path = folder / f"{dataset}_{name}.png"
             fig.tight_layout()
             fig.savefig(path)
             plt.close(fig)
-            written.append(path)
-    return written
-
-
-def write_interaction_sheets(suite, tasks, out: Path, root, registry_dirs) -> list[Path]:
-    """Contact sheets of every robot user's interactions on the first cases, on the image."""
-    from omnimedseg.benchmark.runner import _open_dataset
-    from omnimedseg.interactive import get_robot_user, run_robot_session
-    from omnimedseg.interactive.contact_sheet import contact_sheet
-
-    folder = out / "sheets"
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    seen: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    for task in tasks:
-        key = (task.index, task.class_name)
-        if key not in seen[task.dataset.id] and len(seen[task.dataset.id]) < suite.sheets:
-            seen[task.dataset.id].append(key)
-    for task_dataset_id, keys in seen.items():
-        selection = next(t.dataset for t in tasks if t.dataset.id == task_dataset_id)
-        dataset = _open_dataset(selection, root, registry_dirs)
-        for index, class_name in keys:
-            case, image, masks, _ = dataset.raw_item(index)
-            label = masks[dataset.class_names.index(class_name)]
-            if not label.any():
-                continue
-            grey = image.mean(axis=-1) if image.ndim == label.ndim + 1 else image
-            panels = {}
-            for user_name in suite.robot_users:
-                # prompts as the user would give them against a model that never improves:
-                # the full interaction budget is visible on one image.
-                session = run_robot_session(get_robot_user(user_name), label,
-                                            lambda prompts, previous: np.zeros_like(label), suite.steps,
-                                            seed=suite.seed, case_id=case["case_id"], class_name=class_name)
-                panels[user_name] = [s.interaction for s in session if hasattr(s.interaction, "positive")]
-            slice_kw = {}
-            if label.ndim == 3:
-                axis = 2
-                slice_kw = {"slice_axis": axis,
-                            "slice_index": int(np.argmax(label.reshape(-1, label.shape[2]).sum(0)))}
-            path = folder / f"{task_dataset_id}_{case['case_id']}_{class_name}.png"
-            contact_sheet(grey, label, panels, path, columns=min(4, len(panels)), **slice_kw)
             written.append(path)
     return written

@@ -76,9 +76,12 @@ def plan(suite: Suite, root: str | None = None, registry_dirs: tuple[str, ...] =
     return tasks
 
 
-def run_task(suite: Suite, task: Task, root: str | None, registry_dirs: tuple[str, ...]) -> dict:
-    """One interactive session, scored after every step; returns its record."""
+def run_task(suite: Suite, task: Task, root: str | None, registry_dirs: tuple[str, ...],
+             sheet: Path | None = None) -> dict:
+    """One interactive session, scored after every step; returns its record (with every prompt
+    given, in full, per step). With ``sheet``, also draws the session there from that record."""
     from omnimedseg.interactive import get_robot_user, run_robot_session
+    from omnimedseg.interactive.prompts import prompt_to_dict
     from omnimedseg.metrics import InteractiveMetric, get_metric
 
     dataset = _open_dataset(task.dataset, root, registry_dirs)
@@ -111,22 +114,52 @@ def run_task(suite: Suite, task: Task, root: str | None, registry_dirs: tuple[st
             [s[m.name] for s in record["steps"]])
         record[f"{m.name}_auc"] = score.auc_normalised
         record[f"{m.name}_final"] = score.final
-    record["prompts"] = [_describe(s.interaction) for s in session]
+    record["prompts"] = [prompt_to_dict(s.interaction) for s in session]
+    if sheet is not None:
+        draw_session(suite, record, image, reference, [s.prediction for s in session], ignore, sheet)
     return record
 
 
-def _describe(prompt) -> dict:
-    """A JSON-friendly summary of one interaction (kind, polarity, where)."""
-    out = {"kind": type(prompt).__name__}
-    for attr in ("positive", "coord", "lo", "hi"):
-        if hasattr(prompt, attr):
-            value = getattr(prompt, attr)
-            out[attr] = list(value) if isinstance(value, tuple) else value
-    if hasattr(prompt, "coords"):
-        out["n_voxels"] = int(len(prompt.coords))
-    if hasattr(prompt, "vertices"):
-        out["n_vertices"] = int(len(prompt.vertices))
-    return out
+def draw_session(suite: Suite, record: dict, image, reference, predictions, ignore, path: Path):
+    """The interaction sheet of one session, drawn from its record: the prompts are those recorded
+    (so those that were scored), one panel per step with the prediction it was scored on and Dice.
+    Returns :func:`~omnimedseg.interactive.contact_sheet.session_sheet`'s ``(path, panel placements)``."""
+    import numpy as np
+
+    from omnimedseg.interactive.contact_sheet import SessionPanel, session_sheet
+    from omnimedseg.interactive.prompts import NoInteraction, prompt_from_dict
+    from omnimedseg.metrics import get_metric
+
+    interactions = [prompt_from_dict(p) for p in record["prompts"]]
+    panels = []
+    for step, (interaction, prediction) in enumerate(zip(interactions, predictions)):
+        given = tuple(p for p in interactions[:step + 1] if not isinstance(p, NoInteraction))
+        value = record["steps"][step].get("dice")
+        if value is None:  # the suite does not score Dice: computed for the picture only
+            value = float(get_metric("dice")(prediction, reference, ignore=ignore))
+        panels.append(SessionPanel(step, given, interaction, prediction, value))
+    image = np.asarray(image)
+    grey = image.mean(axis=-1) if image.ndim == reference.ndim + 1 else image
+    heading = (f"{record['dataset']} {record['case_id']} {record['class_name']} - user {record['robot_user']}, "
+               f"model {suite.model}: prompts and predictions as scored")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return session_sheet(grey, reference, panels, path, heading=heading)
+
+
+def sheet_tasks(suite: Suite, tasks: list[Task]) -> set[Task]:
+    """Sessions drawn as interaction sheets: every user on the first ``suite.sheets`` (case, class) per dataset."""
+    chosen: dict[str, list[tuple[int, str]]] = {}
+    for task in tasks:
+        keys = chosen.setdefault(task.dataset.id, [])
+        if (task.index, task.class_name) not in keys and len(keys) < suite.sheets:
+            keys.append((task.index, task.class_name))
+    return {t for t in tasks if (t.index, t.class_name) in chosen[t.dataset.id]}
+
+
+def sheet_path(out: Path, task: Task) -> Path:
+    slug = "".join(c if c.isalnum() or c in "._-" else "_"
+                   for c in f"{task.dataset.id}_{task.case_id}_{task.class_name}_{task.user}")
+    return out / "sheets" / f"{slug}.png"
 
 
 def run_benchmark(suite: Suite, out: Path, root: str | None = None, registry_dirs: tuple[str, ...] = (),
@@ -146,28 +179,40 @@ def run_benchmark(suite: Suite, out: Path, root: str | None = None, registry_dir
     tasks = plan(suite, root, registry_dirs)  # first: a suite without data fails before any folder is made
     records_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(config_path, json.dumps(config, indent=2) + "\n")
-    todo = [t for t in tasks if not (records_dir / f"{t.key}.json").is_file()]
+    drawn = sheet_tasks(suite, tasks)
+    sheets = {t: sheet_path(out, t) if t in drawn else None for t in tasks}
+    # a session whose sheet is missing (``sheets`` is not part of the configuration) runs again:
+    # it is deterministic, so its record comes out the same
+    todo = [t for t in tasks if not (records_dir / f"{t.key}.json").is_file()
+            or (sheets[t] is not None and not sheets[t].is_file() and _scored(records_dir, t))]
+    reused = len(tasks) - len(todo)
+    if reused:
+        progress.note(f"resuming {out}: {reused} of {len(tasks)} session(s) reused from {records_dir}, "
+                      f"{len(todo)} to run")
     with progress.task(f"benchmark {suite.name}", len(tasks), unit="task") as advance:
-        advance(len(tasks) - len(todo))
+        advance(reused)
         if workers <= 1:
             for task in todo:
-                _save(records_dir, task, run_task(suite, task, root, registry_dirs))
+                _save(records_dir, task, run_task(suite, task, root, registry_dirs, sheets[task]))
                 advance(1)
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = {pool.submit(run_task, suite, t, root, registry_dirs): t for t in todo}
+                futures = {pool.submit(run_task, suite, t, root, registry_dirs, sheets[t]): t for t in todo}
                 for future, task in futures.items():
                     _save(records_dir, task, future.result())
                     advance(1)
     records = [json.loads((records_dir / f"{t.key}.json").read_text()) for t in tasks]
     report.write_reports(suite, records, out)
-    if suite.sheets:
-        report.write_interaction_sheets(suite, tasks, out, root, registry_dirs)
     return out
+
+
+def _scored(records_dir: Path, task: Task) -> bool:
+    """Whether the session's record has steps (sessions of an absent class have no sheet)."""
+    return bool(json.loads((records_dir / f"{task.key}.json").read_text())["steps"])
 
 
 def _save(records_dir: Path, task: Task, record: dict) -> None:
     atomic_write_text(records_dir / f"{task.key}.json", json.dumps(record) + "\n")
 
 
-__all__ = ["Task", "plan", "run_task", "run_benchmark"]
+__all__ = ["Task", "plan", "run_task", "run_benchmark", "draw_session"]

@@ -6,6 +6,12 @@ disk full, read-only folder) and any other library error reaching this layer is 
 one line naming the file and the cause, without a traceback (``--debug`` shows it).
 Exit codes: 0 ok, 1 failure, 2 usage error.
 
+Conventions shared by every command: the global options ``-q``, ``-v``, ``--json``, ``--root``,
+``--registry`` and ``--debug`` may come before or after the sub-command
+(:func:`hoist_global_options`); ``--json`` makes the output JSON, errors included
+(``{"error": ..., "kind": ..., "exit_code": ...}`` on stdout); ``-j/--jobs`` is the one spelling
+of "how many in parallel" (:func:`omnimedseg.cli.options.jobs_option`).
+
 Commands that write a dataset's folders (:data:`DATASET_WRITERS`) run under its lock
 (:func:`omnimedseg.files.dataset_lock`): a second one waits, saying so, or with
 ``--no-wait`` refuses in one line.
@@ -58,6 +64,7 @@ class Env:
     registry_dirs: tuple[str, ...] = ()
     verbosity: int = 0
     debug: bool = False
+    json: bool = False
     _registry: object = field(default=None, repr=False)
 
     def registry(self):
@@ -95,7 +102,28 @@ class LazyGroup(click.Group):
         command = getattr(importlib.import_module(module), attr)
         if name in DATASET_WRITERS and not getattr(command, "_holds_dataset_lock", False):
             _hold_dataset_lock(command)
+        _take_global_json(command)
         return command
+
+
+def _take_global_json(command: click.Command) -> None:
+    """A command's ``--json`` output is on when the global ``--json`` is (it may be given anywhere)."""
+    if getattr(command, "_takes_global_json", False):
+        return
+    command._takes_global_json = True
+    for sub in getattr(command, "commands", {}).values():
+        _take_global_json(sub)
+    if command.callback is None or not any(p.name == "as_json" for p in command.params):
+        return
+    callback = command.callback
+
+    @functools.wraps(callback)
+    def with_global_json(*args, **kwargs):
+        env = click.get_current_context().find_object(Env)
+        if env is not None and env.json:
+            kwargs["as_json"] = True
+        return callback(*args, **kwargs)
+    command.callback = with_global_json
 
 
 def _hold_dataset_lock(command: click.Command) -> None:
@@ -124,37 +152,106 @@ def _hold_dataset_lock(command: click.Command) -> None:
 @click.option("--registry", "registry_dirs", multiple=True, type=click.Path(file_okay=False),
               help="Extra folder of <id>.toml cards (repeatable; also $OMNIMEDSEG_REGISTRY_PATH).")
 @click.option("-q", "--quiet", count=True, help="Less output (no progress).")
-@click.option("-v", "--verbose", count=True, help="More output.")
+@click.option("-v", "--verbose", count=True, help="More output (detail every command adds).")
+@click.option("--json", "as_json", is_flag=True, help="JSON output, errors included.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.pass_context
-def cli(ctx, root, registry_dirs, quiet, verbose, debug):
-    """Standardized, traceable medical image segmentation datasets and benchmarks."""
-    ctx.obj = Env(root=root, registry_dirs=tuple(registry_dirs), verbosity=verbose - quiet, debug=debug)
+def cli(ctx, root, registry_dirs, quiet, verbose, as_json, debug):
+    """Standardized, traceable medical image segmentation datasets and benchmarks.
+
+    Global options (-q, -v, --json, --root, --registry, --debug) go before or after the command."""
+    ctx.obj = Env(root=root, registry_dirs=tuple(registry_dirs), verbosity=verbose - quiet, debug=debug,
+                  json=as_json)
 
 
 pass_env = click.make_pass_decorator(Env)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI, turning every error into one line and an exit code."""
-    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+# global options: flags, and options taking one value (``--root DIR`` or ``--root=DIR``)
+GLOBAL_FLAGS = frozenset({"-q", "--quiet", "-v", "--verbose", "--json", "--debug"})
+GLOBAL_VALUED = frozenset({"--root", "--registry"})
+
+
+def _is_global_flag(token: str) -> bool:
+    return token in GLOBAL_FLAGS or (len(token) > 1 and token[0] == "-" and set(token[1:]) <= {"q", "v"})
+
+
+def hoist_global_options(args: list[str], own_options=lambda command: frozenset()) -> list[str]:
+    """Move global options given after the sub-command in front of it (``omnimedseg convert hc18 -v
+    --root D`` == ``omnimedseg -v --root D convert hc18``); everything after ``--`` stays where it is, and
+    so does an option the sub-command defines itself (``own_options(name)``, e.g. ``demo --root``)."""
+    front, rest, i, own = [], [], 0, frozenset()
+    while i < len(args) and args[i].startswith("-"):  # options already before the command
+        take = 2 if args[i] in GLOBAL_VALUED else 1
+        front += args[i:i + take]
+        i += take
+    command_seen = False
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            rest += args[i:]
+            break
+        name = token.split("=", 1)[0]
+        if not command_seen or name in own:
+            rest.append(token)
+            if not command_seen:
+                own = frozenset(own_options(token))
+            command_seen = True
+        elif _is_global_flag(token):
+            front.append(token)
+        elif token in GLOBAL_VALUED and i + 1 < len(args):
+            front += [token, args[i + 1]]
+            i += 1
+        elif name in GLOBAL_VALUED:
+            front.append(token)
+        else:
+            rest.append(token)
+        i += 1
+    return front + rest
+
+
+def _own_options(name: str) -> frozenset[str]:
+    """Option spellings the sub-command ``name`` defines itself (empty for an unknown name)."""
     try:
-        status = cli.main(args=argv, prog_name="omnimedseg", standalone_mode=False)
+        command = cli.get_command(None, name)
+    except Exception:  # noqa: BLE001 - a broken plugin command is reported when it runs, not here
+        return frozenset()
+    return frozenset(o for p in getattr(command, "params", []) for o in (*p.opts, *p.secondary_opts))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning every error into one line (JSON with ``--json``) and an exit code."""
+    args = hoist_global_options(list(sys.argv[1:] if argv is None else argv), _own_options)
+    ours = args[:args.index("--")] if "--" in args else args
+    debug, as_json = "--debug" in ours, "--json" in ours
+    try:
+        status = cli.main(args=args, prog_name="omnimedseg", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(1)
+        _fail("Aborted.", "Abort", 1, as_json)
     except click.ClickException as exc:  # usage errors: click's own message, exit 2
-        exc.show()
-        sys.exit(exc.exit_code)
+        if not as_json:
+            exc.show()
+            sys.exit(exc.exit_code)
+        _fail(exc.format_message(), "UsageError", exc.exit_code, as_json)
     except KeyboardInterrupt:
-        click.echo("Interrupted; partial files were kept and a rerun resumes.", err=True)
-        sys.exit(130)
+        _fail("Interrupted; partial files were kept and a rerun resumes.", "KeyboardInterrupt", 130, as_json)
     except Exception as exc:  # noqa: BLE001 - the layer boundary: nothing reaches the user as a traceback
         if debug:
             raise
-        click.echo(f"Error: {error_line(exc)}", err=True)
-        sys.exit(2 if isinstance(exc, UsageError) else 1)
+        _fail(f"Error: {error_line(exc)}", type(exc).__name__, 2 if isinstance(exc, UsageError) else 1, as_json)
     sys.exit(status if isinstance(status, int) else 0)
+
+
+def _fail(line: str, kind: str, code: int, as_json: bool) -> None:
+    """Report an error as one line on stderr, or as one JSON object on stdout with ``--json``; exit ``code``."""
+    if as_json:
+        import json
+
+        message = line[len("Error: "):] if line.startswith("Error: ") else line
+        click.echo(json.dumps({"error": _one_line(message), "kind": kind, "exit_code": code}))
+    else:
+        click.echo(line, err=True)
+    sys.exit(code)
 
 
 def error_line(exc: BaseException) -> str:

@@ -7,13 +7,13 @@ import json
 import click
 
 from omnimedseg.cli import Env, pass_env
+from omnimedseg.cli.options import jobs_option
 
 
 @click.command()
 @click.argument("dataset_id")
 @click.option("--force", is_flag=True, help="Convert again even if a complete output exists.")
-@click.option("-j", "--workers", default=1, show_default=True, type=click.IntRange(1),
-              help="Worker processes for converting cases in parallel.")
+@jobs_option(1, "Worker processes converting cases in parallel.", old="--workers")
 @click.option("--raw", "raw_dir", type=click.Path(file_okay=False, exists=True),
               help="Convert this extracted release folder instead of the downloaded one (not verified).")
 @click.option("--keep-going", is_flag=True, help="List broken cases as failed (in dataset.json) and convert the rest.")
@@ -24,7 +24,7 @@ from omnimedseg.cli import Env, pass_env
 @click.option("--sample", type=click.IntRange(1), default=None,
               help="Convert only the first N cases of each split (what 'download --sample N' fetched).")
 @pass_env
-def convert(env: Env, dataset_id: str, force: bool, workers: int, raw_dir: str | None, keep_going: bool,
+def convert(env: Env, dataset_id: str, force: bool, jobs: int, raw_dir: str | None, keep_going: bool,
             scheduler: str | None, as_json: bool, accept_licence: bool, sample: int | None) -> None:
     """Convert DATASET_ID's raw files into <root>/converted/DATASET_ID/<converter version>."""
     from omnimedseg import paths
@@ -35,7 +35,7 @@ def convert(env: Env, dataset_id: str, force: bool, workers: int, raw_dir: str |
     require_licence_acceptance(card, accept_licence, "convert")
     out = paths.converted_dir(card.id, card.converter_version, env.root)
     already = is_complete(out, sample) and not force
-    out = convert_dataset(card, env.root, force=force, workers=workers, progress=env.progress, raw=raw_dir,
+    out = convert_dataset(card, env.root, force=force, workers=jobs, progress=env.progress, raw=raw_dir,
                           keep_going=keep_going, scheduler=scheduler, sample=sample)
     dataset = json.loads((out / "dataset.json").read_text())
     cases, absent, failed = dataset["cases"], dataset.get("absent", []), dataset.get("failed", [])
@@ -54,4 +54,9 @@ def convert(env: Env, dataset_id: str, force: bool, workers: int, raw_dir: str |
         env.echo(f"FAILED {failure['case_id']}: {failure['error']}")
     if failed:
         env.echo(f"{len(failed)} cases failed (listed in dataset.json 'failed'); fix them and rerun with --force")
+    splits: dict[str, int] = {}
+    for case in cases:
+        splits[case.get("split") or "-"] = splits.get(case.get("split") or "-", 0) + 1
+    env.echo("  cases per split: " + ", ".join(f"{k} {v}" for k, v in sorted(splits.items())), level=1)
+    env.echo(f"  dataset.json, provenance.json and LICENSE.txt in {out}", level=1)
     env.echo(f"next: omnimedseg validate {card.id}")

@@ -8,7 +8,9 @@ from pathlib import Path
 import click
 
 from omnimedseg.cli import Env, pass_env
+from omnimedseg.cli.options import jobs_option
 from omnimedseg.errors import DatasetNotFoundError, UsageError
+from omnimedseg.progress import human_bytes
 
 
 @click.command()
@@ -16,7 +18,7 @@ from omnimedseg.errors import DatasetNotFoundError, UsageError
 @click.option("--from", "sources", multiple=True, type=click.Path(exists=True, path_type=Path),
               help="Take the files from this folder or file instead of the platform (repeatable).")
 @click.option("--offline", is_flag=True, help="Fetch nothing; verify the files on disk against the lock.")
-@click.option("--jobs", default=4, show_default=True, help="Files fetched in parallel (each host also has its own limit).")
+@jobs_option(4, "Files fetched in parallel (each host also has its own limit).")
 @click.option("--engine", type=click.Choice(["default", "zenodo-get"]), default="default", show_default=True,
               help="Transfer engine; zenodo-get (optional extra, AGPL-3.0) works for Zenodo only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -55,4 +57,6 @@ def download(env: Env, dataset_id: str, sources: tuple[Path, ...], offline: bool
     else:
         env.echo(f"{card.id}: raw files verified in {raw}" + (f" (a sample: {sample} case(s) per split)"
                                                                if sample else ""))
+        for f in card.source.files:
+            env.echo(f"  {f.name}" + (f" ({human_bytes(f.size)})" if f.size is not None else ""), level=1)
         env.echo(f"next: omnimedseg convert {card.id}" + (f" --sample {sample}" if sample else ""))

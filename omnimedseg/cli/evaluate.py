@@ -39,4 +39,6 @@ def evaluate(env: Env, out_dir, preset, sam_checkpoint, medsegx_checkpoint, rand
         return
     for name, values in summary.items():
         env.echo(f"{name}: {values['files']} files, DSC {values['DSC']:.4f}, HD95 {values['HD']:.2f} px")
+    for path in result.files:
+        env.echo(f"  {path}", level=1)
     env.echo(f"results in {out_dir}")

@@ -35,3 +35,5 @@ def export(env: Env, dataset_id, fmt, out, overlap, nnunet_id, axis, link, force
                                "files": result.files, **result.notes}))
     else:
         env.echo(f"{dataset_id}: {fmt} export verified, {result.files} files in {result.folder}")
+        for key, value in result.notes.items():
+            env.echo(f"  {key}: {value}", level=1)

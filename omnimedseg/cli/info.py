@@ -9,6 +9,7 @@ import click
 from omnimedseg import paths
 from omnimedseg.cli import Env, pass_env
 from omnimedseg.cli.list_cmd import card_summary
+from omnimedseg.progress import human_bytes
 
 
 @click.command()
@@ -19,9 +20,12 @@ def info(env: Env, dataset_id: str, as_json: bool) -> None:
     """Show DATASET_ID's card: source, files, licence, citation, classes, local folders."""
     card = env.card(dataset_id)
     converted = paths.converted_dir(card.id, card.converter_version, env.root)
+    total = sum(f.size or 0 for f in card.source.files)
+    unknown = sum(f.size is None for f in card.source.files)
     data = {**card_summary(card), "description": card.description.strip(), "homepage": card.homepage,
             "version": card.source.version, "doi": card.source.doi,
             "files": [{"name": f.name, "size": f.size, "hashes": f.hashes} for f in card.source.files],
+            "total_size": total, "total_size_complete": unknown == 0,
             "citation": {"doi": card.citation.doi, "bibtex": card.citation.bibtex},
             "license_url": card.license.url, "converter": card.converter,
             "converter_version": card.converter_version,
@@ -37,8 +41,14 @@ def info(env: Env, dataset_id: str, as_json: bool) -> None:
                 "converter_version", "downloads", "raw", "converted",
                 "converted_complete"):
         click.echo(f"  {key:<18} {data[key]}")
-    click.echo("  files:")
+    more = f" + {unknown} file(s) of unknown size" if unknown else ""
+    click.echo(f"  files: {len(card.source.files)}, {human_bytes(total)} in all{more}")
     for f in card.source.files:
-        size = f"{f.size} B" if f.size is not None else "size unknown"
-        click.echo(f"    {f.name}  ({size}; {', '.join(f'{a}:{h}' for a, h in f.hashes.items())})")
+        click.echo(f"    {f.name}  ({human_bytes(f.size) if f.size is not None else 'size unknown'})")
+        if f.size is not None:
+            env.echo(f"      size {f.size} B", level=1)
+        for algorithm, digest in f.hashes.items():
+            env.echo(f"      {algorithm} {digest}", level=1)
+    if env.verbosity <= 0 and any(f.hashes for f in card.source.files):
+        click.echo("  (exact sizes and hashes: omnimedseg info -v " + card.id + ")")
     click.echo(f"  cite: doi:{card.citation.doi}")

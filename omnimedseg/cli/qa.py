@@ -28,7 +28,7 @@ def qa(env: Env, dataset_id, out, seed, n_images, per_class, tile, as_json) -> N
     from omnimedseg.data.qa import run_qa
 
     report = run_qa(dataset_id, out, root=env.root, registry_dirs=env.registry_dirs, seed=seed, n_images=n_images,
-                    per_class=per_class, tile=tile)
+                    per_class=per_class, tile=tile, progress=env.progress)
     if as_json:
         click.echo(json.dumps({"dataset": report.dataset_id, "index": str(report.index_html), "seed": seed,
                                "cases": len(report.sample), "sheets": [str(p) for p in report.sheets],
@@ -39,6 +39,10 @@ def qa(env: Env, dataset_id, out, seed, n_images, per_class, tile, as_json) -> N
             click.echo(f"FAIL {problem}")
         for finding in report.findings:
             click.echo(f"NOTE {finding}")
+        for case in report.sample:
+            env.echo(f"  {case['split']:<6} {case['case_id']}: {', '.join(case['classes']) or '(no class)'}", level=1)
+        for sheet in report.sheets:
+            env.echo(f"  sheet {sheet}", level=1)
         env.echo(f"{report.dataset_id}: {len(report.sample)} cases on {len(report.sheets)} sheet(s); "
                  f"open {report.index_html}")
     if not report.validation_ok:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from omnimedseg.cli import Env, pass_env
+from omnimedseg.cli.options import jobs_option
 from omnimedseg.errors import UsageError
 
 
@@ -75,7 +76,7 @@ def open_data(env: Env, data, dataset_ids, split, axis):
 @click.option("--subset", type=click.FloatRange(0, 100, min_open=True), default=100, show_default=True,
               help="Percent of the cases to train on (5, 15, 25, 50, 100; nested for one seed).")
 @click.option("--seed", type=int, default=2025, show_default=True)
-@click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="DataLoader workers.")
+@jobs_option(0, "DataLoader worker processes.", minimum=0, old="--workers")
 @click.option("--save-every", type=click.IntRange(0), default=0, show_default=True,
               help="Write model_latest.pth every N optimizer steps (0: at each epoch end).")
 @click.option("--resume", default=None, help="Checkpoint to resume, or 'auto' (OUT_DIR/model_latest.pth if present).")
@@ -84,7 +85,7 @@ def open_data(env: Env, data, dataset_ids, split, axis):
 @pass_env
 def train(env: Env, out_dir, preset, sam_checkpoint, medsegx_checkpoint, random_init, data, dataset_ids, split, axis,
           device, amp, recipe, lr, weight_decay, batch_size, accumulate, epochs, max_steps, schedule, warmup_steps,
-          grad_clip, subset, seed, workers, save_every, resume, use_compile, as_json) -> None:
+          grad_clip, subset, seed, jobs, save_every, resume, use_compile, as_json) -> None:
     """Train adapters, embeddings and mask decoder into OUT_DIR (model_latest.pth, train_log.jsonl).
 
     Multi-GPU / multi-node: torchrun --nproc-per-node N -m omnimedseg train ...
@@ -96,7 +97,7 @@ def train(env: Env, out_dir, preset, sam_checkpoint, medsegx_checkpoint, random_
                if v is not None}
     config = TrainConfig.recipe(recipe, accumulate=accumulate, max_steps=max_steps, schedule=schedule,
                                 warmup_steps=warmup_steps, grad_clip=grad_clip, amp=None if amp == "none" else amp,
-                                subset_percent=subset, seed=seed, num_workers=workers, save_every=save_every,
+                                subset_percent=subset, seed=seed, num_workers=jobs, save_every=save_every,
                                 compile=use_compile, **changes)
     torch_device = init_distributed(device)
     rank, world = distributed_info()

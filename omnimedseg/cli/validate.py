@@ -28,7 +28,7 @@ def validate(env: Env, dataset_id: str, as_json: bool, raw_dir: str | None) -> N
     if not folder.is_dir():
         raise DatasetNotFoundError(f"{card.id}: no converted data in {folder}; run: omnimedseg convert {card.id}")
     raw = Path(raw_dir) if raw_dir else recorded_raw(folder, paths.raw_dir(card.id, env.root))
-    report = validate_converted(folder, raw)
+    report = validate_converted(folder, raw, progress=env.progress)
     if as_json:
         click.echo(json.dumps({"dataset": card.id, "folder": str(folder), "ok": report.ok,
                                "checked_files": report.checked_files,
@@ -39,6 +39,8 @@ def validate(env: Env, dataset_id: str, as_json: bool, raw_dir: str | None) -> N
         if report.ok:
             raw_note = "" if report.raw_sources_checked else " (raw sources not present, not re-hashed)"
             env.echo(f"{card.id}: OK, {report.checked_files} files match their provenance{raw_note}")
+        env.echo(f"  folder {folder}; raw sources {'re-hashed in ' + str(raw) if report.raw_sources_checked else 'not checked'}",
+                 level=1)
     if not report.ok:
         raise ValidationError(f"{card.id}: {len(report.problems)} problem(s) in {folder}; "
                               f"fix the converter, then run: omnimedseg convert {card.id} --force")

@@ -7,6 +7,7 @@ import json
 import click
 
 from omnimedseg.cli import Env, pass_env
+from omnimedseg.cli.options import jobs_option
 from omnimedseg.errors import ChecksumMismatchError
 
 
@@ -14,7 +15,7 @@ from omnimedseg.errors import ChecksumMismatchError
 @click.argument("dataset_id")
 @click.option("--repair", is_flag=True, help="Fetch missing or corrupt files again (bad files are kept as *.corrupt) "
                                              "and rebuild a damaged raw/ tree.")
-@click.option("--jobs", default=4, show_default=True, help="Files fetched in parallel when repairing.")
+@jobs_option(4, "Files fetched in parallel when repairing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the per-file status as JSON.")
 @pass_env
 def verify(env: Env, dataset_id: str, repair: bool, jobs: int, as_json: bool) -> None:

@@ -28,6 +28,7 @@ import numpy as np
 
 from omnimedseg import paths
 from omnimedseg.errors import UsageError
+from omnimedseg.progress import SILENT, Progress
 
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
@@ -128,27 +129,41 @@ def render_tile(image: np.ndarray, masks: np.ndarray, class_indices: Sequence[in
         colour_c = np.asarray(colour(c, len(masks)), np.float32)
         px[mask] = 0.7 * px[mask] + 0.3 * colour_c
         px[inner_boundary(mask)] = colour_c
-    tile = Image.new("RGB", (size, size + 14), (20, 20, 20))
-    tile.paste(Image.fromarray(px.astype(np.uint8)), ((size - out_w) // 2, 14 + (size - out_h) // 2))
+    tile = Image.new("RGB", (size, out_h + 14), (20, 20, 20))  # as tall as the image: no letterbox bands
+    tile.paste(Image.fromarray(px.astype(np.uint8)), ((size - out_w) // 2, 14))
     ImageDraw.Draw(tile).text((2, 1), title[: size // 6], fill=(255, 255, 255))
     return tile
 
 
+TILE_GAP = 6  # pixels between tiles, so neighbouring images do not read as one
+
+
 def _sheet(tiles: list, columns: int, legend: list[tuple[str, tuple[int, int, int]]], heading: str):
+    """Tiles on a grid of cells as large as the largest tile, separated by gaps; a sheet with fewer tiles
+    than ``columns`` is only as wide as its tiles (no empty half page); the legend wraps under the heading."""
     from PIL import Image, ImageDraw
 
-    w, h = tiles[0].size
+    w, h = max(t.size[0] for t in tiles), max(t.size[1] for t in tiles)
+    columns = max(1, min(columns, len(tiles)))
     rows = -(-len(tiles) // columns)
-    top = 18 + 14 * (-(-len(legend) // 4))
-    sheet = Image.new("RGB", (columns * w, top + rows * h), (40, 40, 40))
+    width = max(columns * (w + TILE_GAP) + TILE_GAP, 6 * len(heading) + 2 * TILE_GAP)
+    places, x, y = [], TILE_GAP, 18
+    for name, _ in legend:
+        item = 14 + 6 * len(name) + 16
+        if x > TILE_GAP and x + item > width:
+            x, y = TILE_GAP, y + 14
+        places.append((x, y))
+        x += item
+    top = (y + 14 if legend else y) + 2
+    sheet = Image.new("RGB", (width, top + rows * (h + TILE_GAP)), (40, 40, 40))
     draw = ImageDraw.Draw(sheet)
-    draw.text((4, 2), heading, fill=(255, 255, 255))
-    for n, (name, rgb) in enumerate(legend):
-        x, y = 4 + (n % 4) * (columns * w // 4), 18 + 14 * (n // 4)
+    draw.text((TILE_GAP, 2), heading, fill=(255, 255, 255))
+    for (name, rgb), (x, y) in zip(legend, places):
         draw.rectangle([x, y + 2, x + 10, y + 11], fill=rgb)
         draw.text((x + 14, y + 1), name, fill=(255, 255, 255))
     for n, t in enumerate(tiles):
-        sheet.paste(t, ((n % columns) * w, top + (n // columns) * h))
+        cell_x, cell_y = TILE_GAP + (n % columns) * (w + TILE_GAP), top + (n // columns) * (h + TILE_GAP)
+        sheet.paste(t, (cell_x + (w - t.size[0]) // 2, cell_y))
     return sheet
 
 
@@ -203,8 +218,10 @@ def _instance_tiles(dataset, index: int, size: int) -> list:
 
 
 def run_qa(dataset_id: str, out: str | os.PathLike | None = None, *, root=None, registry_dirs: Sequence[str] = (),
-           seed: int = 0, n_images: int = 20, per_class: int = 5, tile: int = 256, force: bool = True) -> QAReport:
-    """Write contact sheets and ``index.html`` for ``dataset_id`` into ``out`` (default ``<root>/qa/<id>/<version>``)."""
+           seed: int = 0, n_images: int = 20, per_class: int = 5, tile: int = 256, force: bool = True,
+           progress: Progress = SILENT) -> QAReport:
+    """Write contact sheets and ``index.html`` for ``dataset_id`` into ``out`` (default ``<root>/qa/<id>/<version>``);
+    ``progress`` reports the validation, the cases sampled and the sheets drawn."""
     from omnimedseg.converters._validate import recorded_raw, validate_converted
     from omnimedseg.data.datasets import ConvertedDataset
     from omnimedseg.data.exports import staged
@@ -214,7 +231,8 @@ def run_qa(dataset_id: str, out: str | os.PathLike | None = None, *, root=None, 
     dataset = ConvertedDataset(dataset_id, root=root, registry_dirs=registry_dirs, labelled_only=True)
     version = dataset.folder.name
     out = Path(out) if out is not None else paths.data_root(root) / "qa" / dataset.dataset_id / version
-    report = validate_converted(dataset.folder, recorded_raw(dataset.folder, paths.raw_dir(dataset.dataset_id, root)))
+    report = validate_converted(dataset.folder, recorded_raw(dataset.folder, paths.raw_dir(dataset.dataset_id, root)),
+                                progress)
     names = dataset.class_names
     if not dataset.cases:  # nothing labelled: show images only
         dataset = ConvertedDataset(dataset_id, root=root, registry_dirs=registry_dirs, labelled_only=False)
@@ -223,7 +241,13 @@ def run_qa(dataset_id: str, out: str | os.PathLike | None = None, *, root=None, 
         masks = dataset.load_case(i)[1]
         return {c for c, m in zip(names, masks) if m.any()}
 
-    chosen, seen = stratified_sample(len(dataset), names, presence, n_images, per_class, seed)
+    with progress.task(f"qa {dataset.dataset_id}: sampling cases", len(dataset), unit="case") as advance:
+        def counted(i: int) -> set[str]:
+            advance(1)
+            return presence(i)
+
+        chosen, seen = stratified_sample(len(dataset), names, counted, n_images, per_class, seed)
+    chosen = sorted(chosen, key=lambda i: (dataset.cases[i]["split"], dataset.cases[i]["case_id"]))  # findable
     findings = []
     exhausted = len(seen) == len(dataset)
     labelled = any(case["masks"] for case in dataset.cases)
@@ -249,11 +273,13 @@ def run_qa(dataset_id: str, out: str | os.PathLike | None = None, *, root=None, 
         legend.append(("ignore (greyed)", IGNORE_GREY))
     columns = 3 if dataset.dimensionality == 3 else 5
     per_sheet = 18 if dataset.dimensionality == 3 else 20
-    with staged(out, force, f"omnimedseg qa {dataset_id}") as staging:
+    with staged(out, force, f"omnimedseg qa {dataset_id}") as staging, \
+            progress.task(f"qa {dataset.dataset_id}: drawing sheets", None, unit="sheet") as drawn:
         sheets: list[Path] = []
 
         def write(prefix: str, tiles: list, heading: str, legend_items) -> None:
             for page, start in enumerate(range(0, len(tiles), per_sheet), 1):
+                drawn(1)
                 path = staging / f"{prefix}_{page:02d}.png"
                 _sheet(tiles[start:start + per_sheet], columns, legend_items,
                        f"{dataset.dataset_id} {version} - {heading} (seed {seed}, page {page})").save(path)
@@ -262,7 +288,7 @@ def run_qa(dataset_id: str, out: str | os.PathLike | None = None, *, root=None, 
         everything = list(range(len(names)))
         write("overview", [t for i in chosen for t in _case_tiles(dataset, i, everything, tile, None)],
               f"{len(chosen)} sampled cases, all classes", legend)
-        for c, name in enumerate(names):
+        for c, name in enumerate(names if len(names) > 1 else []):  # one class: the overview is its sheet
             with_c = [i for i in chosen if name in seen[i]][: max(per_class, 1)]
             if with_c:
                 write(f"class_{c + 1:03d}_{name}", [t for i in with_c for t in _case_tiles(dataset, i, [c], tile, c)],
@@ -298,6 +324,16 @@ def run_qa(dataset_id: str, out: str | os.PathLike | None = None, *, root=None, 
     return qa
 
 
+def _view_note(dataset) -> str:
+    """How the tiles are displayed, for this dataset's dimensionality."""
+    if dataset.dimensionality == 3:
+        return ("Volumes are reoriented to RAS and shown in radiological view (patient right on the image's left), "
+                "axial, coronal and sagittal planes at the largest cross-section of the shown classes, with the "
+                "voxel spacing's aspect ratio.")
+    return ("Images are shown as stored (first row at the top), scaled to the tile with the pixel spacing's "
+            "aspect ratio; masks are outlined with a light fill in their class colour.")
+
+
 def _html(qa: QAReport, dataset, version: str) -> str:
     e = html.escape
     status = "OK" if qa.validation_ok else f"{len(qa.validation_problems)} problem(s)"
@@ -312,8 +348,8 @@ def _html(qa: QAReport, dataset, version: str) -> str:
 <body style="font-family:sans-serif">
 <h1>QA: {e(qa.dataset_id)} {e(version)}</h1>
 <p>{e(dataset.modality)}, {dataset.dimensionality}D, {len(dataset.cases)} cases, classes: {e(', '.join(dataset.class_names))}.
-Folder: <code>{e(str(dataset.folder))}</code>. Sample seed {qa.seed}; rerun with <code>omnimedseg qa {e(qa.dataset_id)} --seed {qa.seed}</code>.
-3D: RAS, radiological view (patient right on the left), largest cross-section per plane.</p>
+Folder: <code>{e(str(dataset.folder))}</code>. Sample seed {qa.seed} (cases sorted by split and id); rerun with <code>omnimedseg qa {e(qa.dataset_id)} --seed {qa.seed}</code>.
+{e(_view_note(dataset))}</p>
 <h2>Automated checks (validate): {e(status)}</h2><ul>{problems}</ul>
 <h2>QA findings</h2><ul>{findings}</ul>
 <h2>Sample ({len(qa.sample)} cases)</h2>

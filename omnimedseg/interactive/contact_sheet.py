@@ -1,10 +1,12 @@
 """Draw prompts over a 2D image (or one slice of a volume) with Pillow, for eyeballing robot
-users. Pillow takes ``(x, y)`` = ``(col, row)``; all conversions from array-index order happen
-here, in one place, so an x/y swap shows up immediately on a non-square image.
+users and benchmark sessions. Pillow takes ``(x, y)`` = ``(col, row)``; all conversions from
+array-index order happen here, in one place, so an x/y swap shows up immediately on a
+non-square image.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -13,13 +15,18 @@ from PIL import Image, ImageDraw
 
 from omnimedseg.errors import UsageError
 from omnimedseg.interactive.clicks import inner_boundary
-from omnimedseg.interactive.prompts import Box, Click, Polygon, Prompt, Scribble
+from omnimedseg.interactive.prompts import Box, Click, NoInteraction, Polygon, Prompt, Scribble
 
-__all__ = ["draw_prompts", "contact_sheet"]
+__all__ = ["draw_prompts", "contact_sheet", "SessionPanel", "session_sheet", "prompt_slice", "LEGEND"]
 
 POSITIVE = (40, 220, 60)
 NEGATIVE = (235, 50, 50)
 OUTLINE = (255, 215, 0)
+PREDICTION = (0, 150, 255)
+NEWEST = (255, 255, 255)
+LEGEND = [("positive prompt", POSITIVE), ("negative prompt", NEGATIVE), ("reference outline", OUTLINE),
+          ("prediction (filled)", PREDICTION), ("this step's prompt (white ring)", NEWEST)]
+TITLE_HEIGHT = 16
 
 
 def _to_rgb(image: np.ndarray) -> Image.Image:
@@ -36,56 +43,84 @@ def _plane(prompt_coords: np.ndarray, axis: int | None, index: int | None):
     return np.delete(prompt_coords[keep], axis, axis=1)
 
 
+def _resized_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.NEAREST)) > 0
+
+
+def prompt_slice(prompt, axis: int) -> int | None:
+    """The slice along ``axis`` a prompt of a volume lies on (its centre for a box or a volume scribble)."""
+    if isinstance(prompt, Click):
+        return prompt.coord[axis]
+    if getattr(prompt, "slice_axis", None) == axis and prompt.slice_index is not None:
+        return int(prompt.slice_index)
+    if isinstance(prompt, Box):
+        return (prompt.lo[axis] + prompt.hi[axis]) // 2
+    if isinstance(prompt, Scribble) and len(prompt):
+        return int(np.median(prompt.coords[:, axis]))
+    return None
+
+
 def draw_prompts(image, prompts: Sequence[Prompt], label=None, *, slice_axis: int | None = None,
-                 slice_index: int | None = None, zoom: int = 1, title: str | None = None) -> Image.Image:
-    """Render ``prompts`` on ``image`` (2D, or the given slice of a 3D volume)."""
+                 slice_index: int | None = None, zoom: float = 1, title: str | None = None, prediction=None,
+                 newest: Prompt | None = None) -> Image.Image:
+    """Render ``prompts`` on ``image`` (2D, or the given slice of a 3D volume), with the outline of
+    ``label`` and a light fill of ``prediction``; ``newest`` gets a white ring. ``zoom`` may be < 1."""
     img = np.asarray(image)
     lab = None if label is None else np.asarray(label, dtype=bool)
+    pred = None if prediction is None else np.asarray(prediction, dtype=bool)
     if img.ndim == 3:
         if slice_axis is None or slice_index is None:
             raise UsageError("draw_prompts: expected slice_axis and slice_index for a 3D volume, found None")
         img = np.take(img, slice_index, axis=slice_axis)
         lab = None if lab is None else np.take(lab, slice_index, axis=slice_axis)
+        pred = None if pred is None else np.take(pred, slice_index, axis=slice_axis)
     elif img.ndim != 2:
         raise UsageError(f"draw_prompts: expected a 2D image or 3D volume, found shape {img.shape}")
     canvas = _to_rgb(img)
-    if zoom != 1:
-        canvas = canvas.resize((canvas.width * zoom, canvas.height * zoom), Image.NEAREST)
-    px = np.asarray(canvas).copy()
-    z = zoom
-
-    def paint(rc: np.ndarray, color):
-        for dr in range(z):
-            for dc in range(z):
-                rr, cc = rc[:, 0] * z + dr, rc[:, 1] * z + dc
-                ok = (rr >= 0) & (rr < px.shape[0]) & (cc >= 0) & (cc < px.shape[1])
-                px[rr[ok], cc[ok]] = color
-
+    z = float(zoom)
+    size = (max(1, round(canvas.width * z)), max(1, round(canvas.height * z)))
+    if size != canvas.size:
+        canvas = canvas.resize(size, Image.NEAREST if z >= 1 else Image.BILINEAR)
+    px = np.asarray(canvas).astype(np.float32)
+    if pred is not None:
+        m = _resized_mask(pred, size)
+        px[m] = 0.55 * px[m] + 0.45 * np.asarray(PREDICTION, np.float32)
     if lab is not None:
-        paint(np.argwhere(inner_boundary(lab)), OUTLINE)
-    for p in prompts:
-        if isinstance(p, Scribble):
-            paint(_plane(p.coords, slice_axis, slice_index), POSITIVE if p.positive else NEGATIVE)
-    canvas = Image.fromarray(px)
+        px[inner_boundary(_resized_mask(lab, size))] = OUTLINE
+    canvas = Image.fromarray(px.astype(np.uint8))
     draw = ImageDraw.Draw(canvas)
     c = lambda v: (v + 0.5) * z  # pixel-centre position on the zoomed canvas
+    r = 4 + min(max(z, 1), 6)
     for p in prompts:
         color = POSITIVE if p.positive else NEGATIVE
-        if isinstance(p, Click):
+        ring = p is newest
+        if isinstance(p, Scribble):
+            half = max(z, 1) / 2
+            for row, col in _plane(p.coords, slice_axis, slice_index):
+                x0, y0 = c(col) - half, c(row) - half
+                draw.rectangle([x0, y0, max(x0, x0 + 2 * half - 1), max(y0, y0 + 2 * half - 1)], fill=color)
+        elif isinstance(p, Click):
             rc = _plane(np.asarray([p.coord]), slice_axis, slice_index)
             if len(rc):
                 y, x = c(rc[0][0]), c(rc[0][1])  # (row, col) -> (y, x)
-                r = 4 + z
+                if ring:
+                    draw.ellipse([x - r - 3, y - r - 3, x + r + 3, y + r + 3], outline=NEWEST, width=2)
                 draw.ellipse([x - r, y - r, x + r, y + r], outline=color, width=2)
                 draw.line([x - r, y, x + r, y], fill=color)
                 draw.line([x, y - r, x, y + r], fill=color)
+            continue
         elif isinstance(p, Box):
             lo, hi = np.asarray(p.lo), np.asarray(p.hi)
             if slice_axis is not None:
                 if not lo[slice_axis] <= slice_index <= hi[slice_axis]:
                     continue
                 lo, hi = np.delete(lo, slice_axis), np.delete(hi, slice_axis)
-            draw.rectangle([lo[1] * z, lo[0] * z, (hi[1] + 1) * z - 1, (hi[0] + 1) * z - 1], outline=color, width=2)
+            x0, y0 = lo[1] * z, lo[0] * z  # inclusive corners: the far edge is the last pixel's far side
+            corners = [x0, y0, max(x0, (hi[1] + 1) * z - 1), max(y0, (hi[0] + 1) * z - 1)]
+            if ring:
+                draw.rectangle([corners[0] - 3, corners[1] - 3, corners[2] + 3, corners[3] + 3], outline=NEWEST)
+            draw.rectangle(corners, outline=color, width=2)
+            continue
         elif isinstance(p, Polygon):
             if p.slice_axis is not None and (p.slice_axis, p.slice_index) != (slice_axis, slice_index):
                 continue
@@ -94,9 +129,16 @@ def draw_prompts(image, prompts: Sequence[Prompt], label=None, *, slice_axis: in
                 draw.line(pts + pts[:1], fill=color, width=2)
             for x, y in pts:
                 draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=color)
-    if title:
-        draw.rectangle([0, 0, 8 * len(title) + 6, 14], fill=(0, 0, 0))
-        draw.text((3, 1), title, fill=(255, 255, 255))
+        if ring:  # scribble or polygon: ring around its extent on this plane
+            pts = (_plane(p.coords, slice_axis, slice_index) if isinstance(p, Scribble) else np.asarray(p.vertices))
+            if len(pts):
+                (r0, c0), (r1, c1) = pts.min(0), pts.max(0)
+                draw.rectangle([c(c0) - r, c(r0) - r, c(c1) + r, c(r1) + r], outline=NEWEST)
+    if title:  # above the image, never over it (prompts near the top edge stay visible)
+        titled = Image.new("RGB", (canvas.width, canvas.height + TITLE_HEIGHT), (0, 0, 0))
+        titled.paste(canvas, (0, TITLE_HEIGHT))
+        ImageDraw.Draw(titled).text((3, 2), title, fill=(255, 255, 255))
+        return titled
     return canvas
 
 
@@ -114,3 +156,73 @@ def contact_sheet(image, label, panels: Mapping[str, Sequence[Prompt]], path, *,
     path = Path(path)
     sheet.save(path)
     return path
+
+
+@dataclass(frozen=True)
+class SessionPanel:
+    """One scored step of a session: every prompt given so far (the last one is this step's, or
+    ``NoInteraction``), the prediction the metrics were computed on, and its Dice."""
+
+    step: int
+    prompts: tuple[Prompt, ...]
+    interaction: Prompt | NoInteraction
+    prediction: np.ndarray
+    dice: float
+
+
+def _panel_slice(panels: Sequence[SessionPanel], reference: np.ndarray, axis: int) -> list[int]:
+    """Per panel, the slice of a volume shown: where this step's prompt lies (else the previous panel's,
+    else the reference's largest cross-section)."""
+    area = reference.sum(axis=tuple(a for a in range(reference.ndim) if a != axis))
+    current, out = int(area.argmax()), []
+    for p in panels:
+        k = prompt_slice(p.interaction, axis) if not isinstance(p.interaction, NoInteraction) else None
+        current = current if k is None else int(k)
+        out.append(current)
+    return out
+
+
+def session_sheet(image, reference, panels: Sequence[SessionPanel], path, *, heading: str, columns: int = 6,
+                  panel_size: int = 240, slice_axis: int = 2) -> tuple[Path, list[tuple[int, int, float, int | None]]]:
+    """A PNG of one benchmark session: one panel per step with the scored prompts, the prediction,
+    the reference outline and Dice, a heading and a legend. Returns the path and, per panel, its
+    ``(x, y, zoom, slice)`` on the sheet: array pixel (r, c) is drawn at ``(x + (c + .5) * zoom, y + (r + .5) * zoom)``."""
+    if not panels:
+        raise UsageError("session_sheet: expected at least one step, found none")
+    image = np.asarray(image)
+    reference = np.asarray(reference, dtype=bool)
+    volume = reference.ndim == 3
+    slices = _panel_slice(panels, reference, slice_axis) if volume else [None] * len(panels)
+    plane = [s for a, s in enumerate(reference.shape) if not (volume and a == slice_axis)]
+    zoom = panel_size / max(plane)
+    tiles = []
+    for p, k in zip(panels, slices):
+        what = "no prompt" if isinstance(p.interaction, NoInteraction) else (
+            f"{'+' if p.interaction.positive else '-'}{type(p.interaction).__name__.lower()}")
+        where = f" k={k}" if volume else ""
+        tiles.append(draw_prompts(image, p.prompts, reference, prediction=p.prediction, zoom=zoom,
+                                  slice_axis=slice_axis if volume else None, slice_index=k,
+                                  newest=None if isinstance(p.interaction, NoInteraction) else p.interaction,
+                                  title=f"step {p.step}: {what}{where} Dice {p.dice:.3f}"))
+    columns = max(1, min(columns, len(tiles)))
+    w, h = tiles[0].size
+    gap, rows = 4, -(-len(tiles) // columns)
+    legend_w = sum(28 + 6 * len(name) for name, _ in LEGEND)
+    width = max(columns * (w + gap) + gap, legend_w + gap, 6 * len(heading) + 2 * gap)
+    top, legend_h = 18, 18
+    sheet = Image.new("RGB", (width, top + rows * (h + gap) + legend_h + gap), (30, 30, 30))
+    draw = ImageDraw.Draw(sheet)
+    draw.text((gap, 3), heading, fill=(255, 255, 255))
+    placed = []
+    for i, t in enumerate(tiles):
+        x, y = gap + (i % columns) * (w + gap), top + (i // columns) * (h + gap)
+        sheet.paste(t, (x, y))
+        placed.append((x, y + TITLE_HEIGHT, zoom, slices[i]))
+    x, y = gap, top + rows * (h + gap) + 2
+    for name, rgb in LEGEND:
+        draw.rectangle([x, y + 2, x + 10, y + 11], fill=rgb)
+        draw.text((x + 14, y + 1), name, fill=(255, 255, 255))
+        x += 14 + 6 * len(name) + 14
+    path = Path(path)
+    sheet.save(path)
+    return path, placed

@@ -29,6 +29,8 @@ __all__ = [
     "index_to_xy",
     "xy_to_index",
     "polygon_to_mask",
+    "prompt_to_dict",
+    "prompt_from_dict",
 ]
 
 
@@ -239,6 +241,46 @@ class NoInteraction:
     loop carries the previous prediction (and its metrics) forward so curves keep their length."""
 
     reason: str = "empty_eligibility"
+
+
+def prompt_to_dict(prompt: Prompt | NoInteraction) -> dict:
+    """JSON-friendly record of one interaction with all its geometry, so what was scored can be
+    drawn later exactly (:func:`prompt_from_dict` is the inverse)."""
+    if isinstance(prompt, NoInteraction):
+        return {"kind": "NoInteraction", "reason": prompt.reason}
+    out = {"kind": type(prompt).__name__, "positive": bool(prompt.positive),
+           "component_id": int(prompt.component_id)}
+    if isinstance(prompt, Click):
+        out["coord"] = list(prompt.coord)
+    elif isinstance(prompt, Box):
+        out.update(lo=list(prompt.lo), hi=list(prompt.hi), style=prompt.style)
+    elif isinstance(prompt, Scribble):
+        out.update(coords=prompt.coords.tolist(), shape=list(prompt.shape), n_voxels=len(prompt))
+    elif isinstance(prompt, Polygon):
+        out.update(vertices=prompt.vertices.tolist(), n_vertices=len(prompt))
+    for attr in ("slice_axis", "slice_index"):
+        if getattr(prompt, attr, None) is not None:
+            out[attr] = int(getattr(prompt, attr))
+    return out
+
+
+def prompt_from_dict(data: dict) -> Prompt | NoInteraction:
+    """The interaction recorded by :func:`prompt_to_dict`."""
+    kind = data.get("kind")
+    if kind == "NoInteraction":
+        return NoInteraction(data.get("reason", "empty_eligibility"))
+    common = {"positive": data["positive"], "component_id": data.get("component_id", 0)}
+    plane = {k: data[k] for k in ("slice_axis", "slice_index") if k in data}
+    if kind == "Click":
+        return Click(coord=tuple(data["coord"]), **common)
+    if kind == "Box":
+        return Box(lo=tuple(data["lo"]), hi=tuple(data["hi"]), style=data.get("style", "3d"), **common, **plane)
+    if kind == "Scribble":
+        return Scribble(coords=np.asarray(data["coords"], dtype=np.int64).reshape(-1, len(data["shape"])),
+                        shape=tuple(data["shape"]), **common, **plane)
+    if kind == "Polygon":
+        return Polygon(vertices=np.asarray(data["vertices"], dtype=np.float64).reshape(-1, 2), **common, **plane)
+    raise UsageError(f"prompt record: expected kind Click, Box, Scribble, Polygon or NoInteraction, found {kind!r}")
 
 
 def index_to_xy(coord: Sequence) -> tuple:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from omnimedseg.benchmark import Suite, get_model, run_benchmark
 from omnimedseg.benchmark.models import OracleNoiseModel, RegionGrowingModel
 from omnimedseg.errors import PluginError, UsageError
 from omnimedseg.interactive import Box, Click, get_robot_user
+from omnimedseg.progress import Progress
 from tests.helpers import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,7 +69,9 @@ def test_oracle_run_writes_everything_and_curves_rise(hc18, tmp_path):
     assert "over 4 integrated steps (including step 0), divided by 4 - 1 = 3" in summary
     for name in ("dice", "nsd_1mm", "hd95"):
         assert (out / "plots" / f"hc18_{name}.png").stat().st_size > 1000
-    assert len(list((out / "sheets").glob("*.png"))) == 1
+    # one sheet per session of the first (case, class): one per robot user
+    assert sorted(p.name for p in (out / "sheets").glob("*.png")) == [
+        "hc18_train_000_HC_fetal_head_box_careful.png", "hc18_train_000_HC_fetal_head_click_largest_center.png"]
     assert json.loads((out / "config.json").read_text())["config_hash"] == suite.config_hash
 
 
@@ -78,7 +82,9 @@ def test_resume_recomputes_only_missing_sessions_and_refuses_other_configs(hc18,
     stamps = {p: p.stat().st_mtime_ns for p in records}
     first = (out / "results.csv").read_text()
     records[0].unlink()
-    run_benchmark(suite, out, root=hc18["root"])
+    progress = Progress(stream=io.StringIO())
+    run_benchmark(suite, out, root=hc18["root"], progress=progress)
+    assert f"{len(records) - 1} of {len(records)} session(s) reused" in progress.stream.getvalue()
     assert records[0].is_file()
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if p != records[0])
     assert (out / "results.csv").read_text() == first
@@ -104,6 +110,46 @@ def test_region_growing_on_volumes_and_slices(organs, tmp_path):
     records = json.loads((slices / "results.json").read_text())["records"]
     assert [r["case_id"] for r in records] == ["organs_001_s4", "organs_002_s4"]
     assert list((slices / "sheets").glob("*.png"))
+    volume_sheets = sorted((volumes / "sheets").glob("*.png"))
+    assert [p.name for p in volume_sheets] == ["organs3d_organs_001_liver_click_largest_center.png"]
+
+
+def test_interaction_sheet_draws_the_prompts_that_were_scored(hc18, tmp_path):
+    """The sheet shows, per step, the recorded prompts (negative ones included) on the prediction that was
+    scored; a recorded click's centre pixel has its polarity's colour on the runner's PNG."""
+    from PIL import Image
+
+    from omnimedseg.benchmark.runner import _model, _open_dataset, draw_session, plan, sheet_path
+    from omnimedseg.interactive import run_robot_session
+    from omnimedseg.interactive.contact_sheet import NEGATIVE, POSITIVE
+    from omnimedseg.interactive.prompts import Click, prompt_from_dict
+
+    suite = _suite(robot_users=["click_ritm"], steps=5, metrics=["dice"],
+                   model={"name": "oracle_noise", "params": {"noise": 0.6, "radius": 3}})
+    out = run_benchmark(suite, tmp_path / "out", root=hc18["root"])
+    task = plan(suite, hc18["root"])[0]
+    record = json.loads((out / "records" / f"{task.key}.json").read_text())
+    clicks = [prompt_from_dict(p) for p in record["prompts"]]
+    assert all(isinstance(c, Click) for c in clicks)
+    assert {c.positive for c in clicks} == {True, False}  # corrections include negative clicks
+    # the recorded prompts are those of the scored session (same model, same seeds)
+    case, image, masks, _ = _open_dataset(task.dataset, hc18["root"], ()).raw_item(task.index)
+    model = _model(suite.model, json.dumps(suite.model_params, sort_keys=True))
+    model.set_image(image, {**case, "class_name": task.class_name})
+    session = run_robot_session(get_robot_user("click_ritm"), masks[0],
+                                lambda prompts, previous: model.predict(prompts, previous, masks[0]), 5, seed=1,
+                                case_id=task.case_id, class_name=task.class_name, spacing=tuple(case["spacing"]))
+    assert [s.interaction for s in session] == clicks
+    # where each panel lies (layout of the same drawing), then the runner's own PNG is read there
+    _, placed = draw_session(suite, record, image, masks[0], [s.prediction for s in session], None,
+                             tmp_path / "again.png")
+    sheet = np.asarray(Image.open(sheet_path(out, task)).convert("RGB"))
+    for step, (click, (x, y, zoom, _)) in enumerate(zip(clicks, placed)):
+        row, col = click.coord
+        pixel = sheet[int(y + (row + 0.5) * zoom), int(x + (col + 0.5) * zoom)].tolist()
+        assert pixel == list(POSITIVE if click.positive else NEGATIVE), (step, click)
+        assert record["steps"][step]["dice"] == pytest.approx(
+            2 * (session[step].prediction & masks[0]).sum() / (session[step].prediction.sum() + masks[0].sum()))
 
 
 def test_benchmark_cli(hc18, tmp_path):

@@ -53,8 +53,8 @@ def test_bad_release_is_one_clear_error(tmp_path, dataset_id, damage, message):
     damage(raw)
     result = _convert(tmp_path, dataset_id, raw)
     assert result.exit_code == 1, result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == 1 and re.search(message, errors[0]), result.output
+    error = json.loads(result.stdout)  # with --json the error is one JSON object on stdout
+    assert error["exit_code"] == 1 and re.search(message, error["error"]), result.output
 
 
 def _recolour(path):

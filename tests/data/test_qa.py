@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from omnimedseg.data.qa import display_plane, run_qa, stratified_sample, to_ras
+from omnimedseg.data.qa import TILE_GAP, display_plane, run_qa, stratified_sample, to_ras
 from tests.helpers import run_cli
 
 
@@ -46,13 +46,28 @@ def test_qa_writes_sheets_html_and_checks(organs, tmp_path):
     assert report.validation_ok and {s["case_id"] for s in report.sample} == {"organs_001", "organs_002"}
     assert report.sample[0]["classes"] == ["liver", "spleen"]
     sheet = np.asarray(Image.open(tmp_path / "qa" / "class_002_spleen_01.png"))
-    assert sheet.shape[1] == 3 * 256 and (sheet == (60, 180, 75)).all(-1).any()  # spleen outline in its colour
+    assert sheet.shape[1] == 3 * (256 + TILE_GAP) + TILE_GAP and (sheet == (60, 180, 75)).all(-1).any()  # spleen outline in its colour
     page = (tmp_path / "qa" / "index.html").read_text()
     assert "Automated checks (validate): OK" in page and 'src="overview_01.png"' in page and "seed 3" in page
     assert "fewer than 20" in " ".join(report.findings)
+    assert "radiological view" in page
     again = run_qa("organs3d", tmp_path / "qa2", seed=3, **organs)
     assert [s["case_id"] for s in again.sample] == [s["case_id"] for s in report.sample]
     assert (tmp_path / "qa2" / "overview_01.png").read_bytes() == (tmp_path / "qa" / "overview_01.png").read_bytes()
+
+
+def test_qa_of_a_small_2d_dataset_with_one_class(hc18, tmp_path):
+    """Sorted sample, one sheet for the one class, as wide as its tiles with gaps between them, a 2D note."""
+    report = run_qa("hc18", tmp_path / "qa", seed=0, root=hc18["root"])
+    assert [s["case_id"] for s in report.sample] == sorted(s["case_id"] for s in report.sample)
+    assert [p.name for p in report.sheets] == ["overview_01.png"]
+    sheet = np.asarray(Image.open(report.sheets[0]).convert("RGB"))
+    assert sheet.shape[1] == 3 * (256 + TILE_GAP) + TILE_GAP  # 3 cases: 3 columns, no empty half page
+    tiles_top = sheet.shape[0] - 256 * 54 // 80 - 14 - TILE_GAP  # one row of tiles as tall as the 54x80 images
+    gap_column = sheet[tiles_top:, 256 + TILE_GAP: 256 + 2 * TILE_GAP]
+    assert (gap_column == (40, 40, 40)).all()  # background between tiles 1 and 2
+    page = (tmp_path / "qa" / "index.html").read_text()
+    assert "RAS" not in page and "radiological" not in page and "shown as stored" in page
 
 
 def test_cli_qa_reports_validation_failure(hc18):

@@ -3,6 +3,7 @@ determinism, order independence, empty and one-voxel regions."""
 
 from __future__ import annotations
 
+import json
 import random
 from concurrent.futures import ThreadPoolExecutor
 
@@ -761,3 +762,16 @@ def test_volume_mode_scribbles_inside(shape_):
     label = mask_3d()
     s = ScribbleUser(shape_, mode="3d").next_prompt(label, None, rng_for("v"))
     assert s.slice_axis is None and label[tuple(s.coords.T)].all() and len(s) > 0
+
+
+def test_prompt_records_round_trip_with_all_their_geometry():
+    from omnimedseg.interactive.prompts import NoInteraction, Polygon, Scribble, prompt_from_dict, prompt_to_dict
+
+    prompts = [Click(coord=(3, 4, 5), positive=False, component_id=2),
+               Box(lo=(1, 2, 3), hi=(4, 5, 6), positive=True, style="cvpr25", slice_axis=0, slice_index=2),
+               Scribble(coords=[[1, 2], [1, 3], [2, 3]], shape=(8, 9), positive=False),
+               Polygon(vertices=[[0.5, 1.0], [4.0, 1.5], [3.0, 6.25]], positive=True, slice_axis=2, slice_index=1)]
+    for p in prompts:
+        back = prompt_from_dict(json.loads(json.dumps(prompt_to_dict(p))))
+        assert back == p and back.positive == p.positive and back.component_id == p.component_id
+    assert isinstance(prompt_from_dict(prompt_to_dict(NoInteraction())), NoInteraction)
