@@ -5,10 +5,12 @@ realistic series (default 300 slices, 2 mm apart; pixel data copied as stored), 
 uncompressed copy of it (Explicit VR Little Endian). Every tool writes .nii.gz. Reported:
 wall time (best of --repeats), slices/s and MB/s of raw input, single process and two
 conversions at once in 2 worker processes (aggregate throughput), then the gzip level table
-(size vs time) that chose ``nifti.DEFAULT_COMPRESSION_LEVEL``. No assertions: it prints.
+(size vs time) that chose ``nifti.DEFAULT_COMPRESSION_LEVEL``, and the peak resident memory of
+each tool (a fresh process each, ru_maxrss). No assertions: it prints.
 
     python benchmarks/bench_dicom.py            # 300 slices, 3 repeats
     python benchmarks/bench_dicom.py --quick    # 60 slices, 1 repeat
+    python benchmarks/bench_dicom.py --memory-only   # peak RSS table only
 """
 
 from __future__ import annotations
@@ -63,6 +65,12 @@ def run_ours(src: str, out: str) -> None:
     dicom_to_nifti(src, Path(out) / "ours.nii.gz")
 
 
+def run_ours_j2(src: str, out: str) -> None:
+    from omnimedseg.converters.formats.dicom import dicom_to_nifti
+
+    dicom_to_nifti(src, Path(out) / "ours.nii.gz", workers=2)
+
+
 def run_dicom2nifti(src: str, out: str) -> None:
     import logging
 
@@ -83,7 +91,7 @@ def run_dcm2niix_6(src: str, out: str) -> None:
 
 
 # dcm2niix-1: gzip level 1 like ours; dcm2niix-6: its default level
-TOOLS = {"omnimedseg": run_ours, "dicom2nifti": run_dicom2nifti, "dcm2niix-1": run_dcm2niix,
+TOOLS = {"omnimedseg": run_ours, "omnimedseg -j 2": run_ours_j2, "dicom2nifti": run_dicom2nifti, "dcm2niix-1": run_dcm2niix,
          "dcm2niix-6": run_dcm2niix_6}
 
 
@@ -116,6 +124,38 @@ def time_two_workers(tool, src: Path, base: Path, repeats: int, pool: ProcessPoo
         for o in outs:
             shutil.rmtree(o)
     return best
+
+
+# A minimal launcher: ru_maxrss of a forked child starts from its parent's RSS, so the tool is
+# started from this small process (a few MiB), never from the benchmark (which holds volumes).
+_LAUNCHER = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def _peak_of(cmd: list[str]) -> int:
+    res = subprocess.run([sys.executable, "-c", _LAUNCHER, *cmd], capture_output=True, text=True)
+    if res.returncode:
+        raise RuntimeError(f"{cmd[0]} failed: {res.stderr.strip()[-500:]}")
+    return int(res.stdout.split()[-1]) * 1024  # kB on Linux
+
+
+def peak_rss(name: str, src: Path, base: Path) -> int:
+    """Peak resident memory (bytes) of one conversion by ``name`` in a fresh process."""
+    out = _fresh(base)
+    if name.startswith("dcm2niix"):
+        cmd = ["dcm2niix", "-z", "y", f"-{name.split('-')[1]}", "-f", "dcm2niix", "-o", out, str(src)]
+    else:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--run-one", name, str(src), out]
+    try:
+        return _peak_of(cmd)
+    finally:
+        shutil.rmtree(out)
+
+
+def baseline_rss() -> int:
+    """Peak RSS of a process that only imports what our conversion imports (the interpreter floor)."""
+    return _peak_of([sys.executable, "-c", "import numpy, pydicom, nibabel; "
+                     "import omnimedseg.converters.formats.dicom, omnimedseg.converters.formats.nifti"])
 
 
 def affine_check(src: Path, base: Path) -> str:
@@ -155,7 +195,12 @@ def main(argv=None) -> int:
     parser.add_argument("--slices", type=int, default=None, help="series length (default 300, quick 60)")
     parser.add_argument("--repeats", type=int, default=None, help="best of N (default 3, quick 1)")
     parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset of: " + ", ".join(TOOLS))
+    parser.add_argument("--memory-only", action="store_true", help="only the peak-RSS table")
+    parser.add_argument("--run-one", nargs=3, metavar=("TOOL", "SRC", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.run_one:  # child process of peak_rss
+        TOOLS[args.run_one[0]](args.run_one[1], args.run_one[2])
+        return 0
     n = args.slices or (60 if args.quick else 300)
     repeats = args.repeats or (1 if args.quick else 3)
     tools = {name: TOOLS[name] for name in args.tools.split(",") if name}
@@ -180,6 +225,14 @@ def main(argv=None) -> int:
                 size = replicate(SOURCE, src, n, uncompressed)
                 mb = size / 1e6
                 print(f"\n## {variant}: {mb:.1f} MB input; {affine_check(src, base)}")
+                volume = n * 512 * 512 * 2  # the int16 output volume
+                print(f"peak RSS (fresh process per tool; output volume {volume / 2**20:.0f} MiB, "
+                      f"python+imports alone {baseline_rss() / 2**20:.0f} MiB):")
+                for name in tools:
+                    rss = peak_rss(name, src, base)
+                    print(f"  {name:22s} {rss / 2**20:7.0f} MiB  {rss / volume:5.2f}x the volume", flush=True)
+                if args.memory_only:
+                    continue
                 print(f"{'tool':24s} {'1 proc s':>9s} {'slices/s':>9s} {'MB/s':>7s} | "
                       f"{'2 workers s':>11s} {'slices/s':>9s} {'MB/s':>7s}")
                 for name, tool in tools.items():
@@ -194,6 +247,8 @@ def main(argv=None) -> int:
                         if (variant, ref) in results:
                             r = results[(variant, ref)]
                             print(f"  time ours / {ref}: 1 proc {ours[0] / r[0]:.2f}x, 2 workers {ours[1] / r[1]:.2f}x")
+        if args.memory_only:
+            return 0
         print("\n## gzip level for .nii.gz (our writer, the uncompressed variant's volume; level on zlib's scale)")
         print(f"{'backend':14s} {'level':>5s} {'write s':>8s} {'MB':>7s} {'ratio':>6s}")
         for backend, level, seconds, size in compression_table(base / "raw", base):

@@ -3,7 +3,9 @@
 Images/s and peak memory at batch 1 and 32, box prompt + task context, 256-px inputs,
 through :func:`omnimedseg.models.predict`. Weights are random (speed does not depend on them),
 so no checkpoint is needed. Each case runs in its own process so peak memory is its own:
-peak RSS on CPU, peak allocated tensor memory on CUDA.
+peak RSS on CPU, peak allocated tensor memory on CUDA; the speed-up to report is the last line
+per batch size, where both paths alternate on one model in one process (medians), so varying
+machine load hits both alike.
 
     python benchmarks/bench_models.py [--quick] [--device cpu|cuda] [--dtype fp32|bf16|fp16]
                                       [--batch-sizes 1 32] [--repeat N] [--threads N]
@@ -145,6 +147,40 @@ def run_case(args: argparse.Namespace) -> dict:
             "ms_per_batch": best * 1000, "peak_mib": peak_mib}
 
 
+def run_interleaved(args: argparse.Namespace) -> dict:
+    """sdpa and explicit alternately on one model in one process (medians): machine load
+    that varies during the run hits both alike, unlike the per-process table."""
+    import statistics
+
+    import torch
+
+    from omnimedseg.models import ModelConfig, Sam, predict
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = Sam(ModelConfig.preset(args.config)).eval().to(device)
+    size = model.config.image_size
+    images = torch.rand(args.batch, 3, size, size, device=device) * 255
+    boxes = torch.tensor([[size * 0.2, size * 0.25, size * 0.7, size * 0.8]], device=device).repeat(args.batch, 1)
+    context = torch.tensor([[2, 1, 4, 17, 59]], device=device).repeat(args.batch, 1)
+    dtype = None if args.dtype == "fp32" else args.dtype
+    times: dict[str, list[float]] = {"sdpa": [], "explicit": []}
+    for i in range(args.repeat + 1):
+        for impl in times:
+            model.set_attention_implementation(impl)
+            start = time.perf_counter()
+            predict(model, images, boxes=boxes, context=context, autocast_dtype=dtype)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i:  # the first round is warm-up
+                times[impl].append(time.perf_counter() - start)
+    med = {impl: statistics.median(v) for impl, v in times.items()}
+    return {"batch": args.batch, "sdpa_ms": med["sdpa"] * 1000, "explicit_ms": med["explicit"] * 1000,
+            "speedup": med["explicit"] / med["sdpa"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny MedSegX config (seconds, for smoke tests)")
@@ -159,12 +195,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     parser.add_argument("--impls", nargs="+", default=["sdpa", "explicit"], choices=["sdpa", "explicit"])
     parser.add_argument("--_case", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--_interleaved", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--config", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--impl", default="sdpa", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._case:
-        print(json.dumps(run_train_case(args) if args._train else run_case(args)))
+        case = run_interleaved if args._interleaved else run_train_case if args._train else run_case
+        print(json.dumps(case(args)))
         return
 
     import torch
@@ -203,6 +241,13 @@ def main() -> None:
                 speedup = f"{r['images_per_s'] / results['explicit']['images_per_s']:.2f}x"
             print(f"{impl:>9} {batch:>5} {r['images_per_s']:>9.2f} {r['ms_per_batch']:>9.1f} "
                   f"{r['peak_mib']:>18.0f} {speedup:>13}")
+        command = [sys.executable, __file__, "--_case", "--_interleaved", "--config", config, "--batch", str(batch),
+                   "--device", device, "--dtype", args.dtype, "--repeat", str(repeat), "--threads", str(args.threads)]
+        done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
+        if done.returncode == 0:
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            print(f"  interleaved in one process, medians of {repeat}: sdpa {r['sdpa_ms']:.1f} ms, explicit "
+                  f"{r['explicit_ms']:.1f} ms per batch: sdpa speed-up {r['speedup']:.2f}x", flush=True)
 
 
 if __name__ == "__main__":

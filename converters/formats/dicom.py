@@ -516,36 +516,113 @@ def series_geometry(series: DicomSeries, on_irregular: str = "error") -> SeriesG
 
 # --------------------------------------------------------------------------- pixels
 
-def _decode_all(series: DicomSeries, geom: SeriesGeometry) -> np.ndarray:
-    """Stored values as a (k, reversed row, col) stack in geometry order, one decode per file.
+def _decode_plane(path: Path, frame: int | None) -> np.ndarray:
+    """Stored values of one plane read from its file (only that frame of a multi-frame file).
+
+    Decoding from the path, not from the scanned dataset, leaves nothing cached on the dataset
+    (pydicom keeps a deferred Pixel Data element once read: the whole series again in memory).
+    """
+    return decode_pixels(path, index=frame)
+
+
+def _decode_chunk(items: list[tuple[int, Path, int | None]]) -> list[tuple[int, np.ndarray | str]]:
+    """Worker task: decode a few planes; a failure comes back as its message (re-raised with context)."""
+    out = []
+    for k, path, frame in items:
+        try:
+            out.append((k, _decode_plane(path, frame)))
+        except Exception as exc:  # decoder plugins raise many types
+            out.append((k, _one_line(exc)))
+    return out
+
+
+# Planes per task when decoding in worker processes (small: results wait in memory until copied).
+_DECODE_CHUNK = 8
+
+
+def _planes(series: DicomSeries, geom: SeriesGeometry, workers: int):
+    """``(k, plane or error message)`` for every slice, in geometry order; decoded in ``workers``
+    processes when the transfer syntax is compressed (JPEG-2000 decoding holds the GIL, threads
+    would not help), with at most ``2 * workers`` tasks of decoded planes waiting in memory."""
+    items = [(k, s.path, s.frame) for k, s in enumerate(geom.slices)]
+    ds0 = series.datasets[geom.slices[0].path]
+    syntax = UID(str(ds0.file_meta.get("TransferSyntaxUID", "")))
+    if workers > 1 and len(items) > _DECODE_CHUNK and syntax.is_compressed:
+        from collections import deque
+        from concurrent.futures import ProcessPoolExecutor
+
+        chunks = deque(items[i:i + _DECODE_CHUNK] for i in range(0, len(items), _DECODE_CHUNK))
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            running: deque = deque()
+            while chunks or running:
+                while chunks and len(running) < 2 * workers:
+                    running.append(pool.submit(_decode_chunk, chunks.popleft()))
+                yield from running.popleft().result()
+        return
+    for item in items:  # one plane at a time
+        yield from _decode_chunk([item])
+
+
+def _checked_planes(series: DicomSeries, geom: SeriesGeometry, workers: int):
+    """:func:`_planes` with decoding failures and wrong sizes turned into one-line errors."""
+    for k, plane in _planes(series, geom, workers):
+        s = geom.slices[k]
+        if isinstance(plane, str):
+            ds = series.datasets[s.path]
+            raise ConversionError(f"{s.path}: cannot decode pixel data ({plane}) [transfer syntax "
+                                  f"{ds.file_meta.get('TransferSyntaxUID', '?')}]; re-download the file, or install the "
+                                  f"decoder pydicom names (pip install pylibjpeg pylibjpeg-openjpeg pyjpegls)")
+        if plane.shape != (s.rows, s.cols):
+            raise ConversionError(f"{s.path}: decoded {plane.shape} pixels; expected {(s.rows, s.cols)}")
+        yield k, plane
+
+
+def _decode_all(series: DicomSeries, geom: SeriesGeometry, workers: int = 1) -> np.ndarray:
+    """Stored values as a (k, reversed row, col) stack in geometry order, decoded plane by plane
+    into one preallocated array (the only volume-sized allocation; see :func:`_rescaled`).
 
     Rows are reversed while copying so that ``out.transpose(2, 1, 0)`` is already the
     F-contiguous (i, j, k) volume NIfTI stores: no extra pass over the data.
     """
     out = None
-    frames_cache: dict[Path, np.ndarray] = {}
-    for k, s in enumerate(geom.slices):
-        ds = series.datasets[s.path]
-        try:
-            if s.frame is None:
-                plane = decode_pixels(ds)  # no copy cached on the dataset (memory for long series)
-            else:
-                if s.path not in frames_cache:
-                    arr = decode_pixels(ds)
-                    frames_cache[s.path] = arr.reshape((-1,) + arr.shape[-2:])
-                plane = frames_cache[s.path][s.frame]
-        except Exception as exc:
-            raise ConversionError(f"{s.path}: cannot decode pixel data ({_one_line(exc)}) [transfer syntax "
-                                  f"{ds.file_meta.get('TransferSyntaxUID', '?')}]; re-download the file, or install the "
-                                  f"decoder pydicom names (pip install pylibjpeg pylibjpeg-openjpeg pyjpegls)") from None
-        if plane.shape != (s.rows, s.cols):
-            raise ConversionError(f"{s.path}: decoded {plane.shape} pixels; expected {(s.rows, s.cols)}")
+    for k, plane in _checked_planes(series, geom, workers):
+        s = geom.slices[k]
         if out is None:
             out = np.empty((len(geom.slices), s.rows, s.cols), dtype=plane.dtype)
-        elif plane.dtype != out.dtype:
+        elif plane.dtype != out.dtype:  # result_type is order-free: parallel decoding gives the same dtype
             out = out.astype(np.result_type(out.dtype, plane.dtype))
         out[k] = plane[::-1]
     return out
+
+
+def _range_decides_dtype(slices: list[SliceRef], stored) -> bool:
+    """Whether the output dtype depends on the stored values' range (integral rescale of integers)."""
+    slopes = np.array([s.slope for s in slices])
+    inters = np.array([s.intercept for s in slices])
+    rescaled = not (np.all(slopes == 1) and np.all(inters == 0))
+    integral = np.all(slopes == np.round(slopes)) and np.all(inters == np.round(inters))
+    return bool(rescaled and integral and np.dtype(stored).kind in "iu")
+
+
+def _rescale_plan(slices: list[SliceRef], stored, value_range: tuple[int, int] | None):
+    """``(output dtype or None when there is no rescale, rescale info)`` for stored values of
+    dtype ``stored`` within ``value_range`` (needed when :func:`_range_decides_dtype`)."""
+    slopes = np.array([s.slope for s in slices])
+    inters = np.array([s.intercept for s in slices])
+    if np.all(slopes == 1) and np.all(inters == 0):
+        return None, {"slope": 1.0, "intercept": 0.0}
+    info = {"slope": float(slopes[0]), "intercept": float(inters[0])} if \
+        np.all(slopes == slopes[0]) and np.all(inters == inters[0]) else \
+        {"slope": slopes.tolist(), "intercept": inters.tolist()}
+    if not _range_decides_dtype(slices, stored):
+        return np.dtype(np.float32), info
+    lo, hi = value_range
+    ends = [lo * a + b for a in (slopes.min(), slopes.max()) for b in (inters.min(), inters.max())] + \
+           [hi * a + b for a in (slopes.min(), slopes.max()) for b in (inters.min(), inters.max())]
+    for dtype in (np.int16, np.int32):
+        if np.iinfo(dtype).min <= min(ends) and max(ends) <= np.iinfo(dtype).max:
+            return np.dtype(dtype), info
+    return np.dtype(np.float32), info
 
 
 def _rescaled(raw: np.ndarray, slices: list[SliceRef]) -> tuple[np.ndarray, dict]:
@@ -553,31 +630,21 @@ def _rescaled(raw: np.ndarray, slices: list[SliceRef]) -> tuple[np.ndarray, dict
 
     Output dtype: the stored dtype when there is no rescale; int16 (or int32) when every
     slope and intercept is an integer (CT HU); float32 otherwise (PET SUV scales, MR fractions).
+    When the output dtype is as wide as the stored one (uint16 -> int16 CT), the values are
+    rescaled in ``raw``'s own memory, which is then no longer valid: one volume in memory.
     """
     slopes = np.array([s.slope for s in slices])
     inters = np.array([s.intercept for s in slices])
-    if np.all(slopes == 1) and np.all(inters == 0):
-        return raw, {"slope": 1.0, "intercept": 0.0}
-    info = {"slope": float(slopes[0]), "intercept": float(inters[0])} if \
-        np.all(slopes == slopes[0]) and np.all(inters == inters[0]) else \
-        {"slope": slopes.tolist(), "intercept": inters.tolist()}
-    integral = np.all(slopes == np.round(slopes)) and np.all(inters == np.round(inters))
-    if integral and raw.dtype.kind in "iu":
-        lo, hi = int(raw.min()), int(raw.max())
-        ends = [lo * a + b for a in (slopes.min(), slopes.max()) for b in (inters.min(), inters.max())] + \
-               [hi * a + b for a in (slopes.min(), slopes.max()) for b in (inters.min(), inters.max())]
-        for dtype in (np.int16, np.int32):
-            if np.iinfo(dtype).min <= min(ends) and max(ends) <= np.iinfo(dtype).max:
-                break
-        else:
-            dtype = np.float32
-    else:
-        dtype = np.float32
+    ranged = _range_decides_dtype(slices, raw.dtype)
+    dtype, info = _rescale_plan(slices, raw.dtype, (int(raw.min()), int(raw.max())) if ranged else None)
+    if dtype is None:
+        return raw, info
     # Per slice, through a wide type, so no intermediate overflows and temporaries stay small.
     wide = np.float64 if dtype == np.float32 else np.int64
-    out = np.empty(raw.shape, dtype=dtype)
+    same_width = np.dtype(dtype).itemsize == raw.dtype.itemsize and raw.flags.c_contiguous
+    out = raw.view(dtype) if same_width else np.empty(raw.shape, dtype=dtype)
     for k in range(len(slices)):
-        out[k] = raw[k].astype(wide) * wide(slopes[k]) + wide(inters[k])
+        out[k] = raw[k].astype(wide) * wide(slopes[k]) + wide(inters[k])  # reads raw[k] before writing
     return out, info
 
 
@@ -624,26 +691,36 @@ def _apply_resample(vol: np.ndarray, geom: SeriesGeometry) -> np.ndarray:
 
 
 def read_series(src: str | os.PathLike | Iterable | DicomSeries, series_uid: str | None = None,
-                on_irregular: str = "error") -> ImageData:
+                on_irregular: str = "error", workers: int = 1) -> ImageData:
     """Read one DICOM series into ``ImageData`` (rescaled values, dcm2niix layout and affine).
 
     ``src`` is a folder, file list or a :class:`DicomSeries` from :func:`find_series`;
     ``series_uid`` picks one when the folder holds several. See :func:`series_geometry`
     for ``on_irregular``. A series whose positions repeat (fMRI, DCE, multi-phase) is read as
-    4D, ``(i, j, k, t)``, in the order :func:`split_time_points` finds.
+    4D, ``(i, j, k, t)``, in the order :func:`split_time_points` finds. ``workers`` > 1 decodes
+    compressed (JPEG-2000 ...) slices in that many processes; the result does not depend on it.
     """
+    _check_workers(workers)
     series = src if isinstance(src, DicomSeries) else select_series(find_series(src), series_uid, src)
     time_points = split_time_points(series)
     if time_points is not None:  # repeated positions: a 4D series (see "4D series" below)
-        return _read_time_points(series, time_points, on_irregular)
+        return _read_time_points(series, time_points, on_irregular, workers)
     geom = series_geometry(series, on_irregular)
-    raw = _decode_all(series, geom)
-    vol, rescale = _rescaled(raw, geom.slices)
+    vol, rescale = _rescaled(_decode_all(series, geom, workers), geom.slices)
     if geom.resample:
         vol = _apply_resample(vol, geom)
-    array = vol.transpose(2, 1, 0)
+    return ImageData(vol.transpose(2, 1, 0), geom.affine, meta=_series_meta(series, geom, rescale))
+
+
+def _check_workers(workers) -> None:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"workers: expected an int >= 1, found {workers!r}")
+
+
+def _series_meta(series: DicomSeries, geom: SeriesGeometry, rescale: dict) -> dict:
+    """Provenance of a read series (``ImageData.meta``)."""
     ds0 = series.datasets[geom.slices[0].path]
-    meta = {
+    return {
         "source": _where(series),
         "series_uid": "" if series.uid_missing else series.uid,
         "series_key": series.uid,
@@ -660,22 +737,112 @@ def read_series(src: str | os.PathLike | Iterable | DicomSeries, series_uid: str
         "resampled": None if not geom.resample else {k: v for k, v in geom.resample.items()
                                                      if k != "target_positions"},
     }
-    return ImageData(array, geom.affine, meta=meta)
+
+
+class _NotStreamable(Exception):
+    """A plane broke the assumption the streamed output dtype rests on: read the whole series."""
+
+
+def _stored_range(series: DicomSeries, geom: SeriesGeometry) -> tuple[int, int] | None:
+    """Range every stored value lies in by the headers (BitsStored, PixelRepresentation), when
+    all files agree; ``None`` otherwise."""
+    found = set()
+    for path in dict.fromkeys(s.path for s in geom.slices):
+        ds = series.datasets[path]
+        found.add((int(ds.get("BitsStored", 0) or 0), int(ds.get("PixelRepresentation", 0) or 0)))
+    if len(found) != 1:
+        return None
+    bits, signed = found.pop()
+    if not 1 <= bits <= 32:
+        return None
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+
+
+def _stream_series(series: DicomSeries, geom: SeriesGeometry, target: Path, level: int,
+                   workers: int) -> tuple[np.dtype, dict] | None:
+    """Write the series to ``target`` plane by plane (memory: a few planes, not the volume), when
+    the output dtype can be fixed before decoding: same bytes as ``read_series`` + ``write_nifti``.
+
+    Returns ``(dtype, rescale info)``, or ``None`` when the series needs the whole volume
+    (resampling, or an integral rescale whose int16/int32 choice depends on the values: int16
+    is fixed up front only when every value BitsStored allows fits it after rescaling).
+    """
+    from omnimedseg.converters.formats.nifti import write_nifti_planes
+
+    if geom.resample:
+        return None
+    bounds = _stored_range(series, geom)
+    first: dict = {}
+
+    def plan(stored) -> tuple[np.dtype | None, dict]:
+        if _range_decides_dtype(geom.slices, stored):
+            dtype, info = _rescale_plan(geom.slices, stored, bounds) if bounds else (None, {})
+            if dtype != np.int16:
+                raise _NotStreamable  # int32 / float32 by the bound, the values may still fit int16
+            return dtype, info
+        return _rescale_plan(geom.slices, stored, None)
+
+    def planes():
+        for k, plane in _checked_planes(series, geom, workers):
+            if not first:
+                first["stored"] = plane.dtype
+                first["dtype"], first["info"] = plan(plane.dtype)
+            if plane.dtype != first["stored"]:
+                raise _NotStreamable  # mixed stored types: the volume's result_type decides
+            dtype = first["dtype"]
+            if dtype is not None and _range_decides_dtype(geom.slices, plane.dtype) and plane.size and \
+                    (int(plane.min()) < bounds[0] or int(plane.max()) > bounds[1]):
+                raise _NotStreamable  # values outside BitsStored
+            if dtype is not None:  # as _rescaled, through a wide type
+                wide = np.float64 if dtype == np.float32 else np.int64
+                s = geom.slices[k]
+                plane = (plane.astype(wide) * wide(s.slope) + wide(s.intercept)).astype(dtype)
+            yield plane[::-1].T  # (i = column, j = reversed row) of NIfTI plane k
+
+    try:
+        # the dtype is known after the first plane: peek it, then write everything
+        stream = planes()
+        head = next(stream)
+        dtype = first["dtype"] or first["stored"]
+
+        def chained():
+            yield head
+            yield from stream
+
+        write_nifti_planes(target, geom.shape, dtype, geom.affine, chained(), level)
+    except _NotStreamable:
+        return None
+    return np.dtype(dtype), first["info"]
+
+
+def _summary(target: Path, series: DicomSeries, shape, dtype, affine: np.ndarray, meta: dict,
+             skipped: int) -> dict:
+    """What ``dicom_to_nifti`` reports for one written file."""
+    return {
+        "file": str(target), "series_uid": meta["series_uid"], "series_number": series.number,
+        "series_description": series.description, "modality": series.modality, "shape": list(shape),
+        "dtype": str(dtype), "spacing_mm": [round(float(v), 6) for v in np.linalg.norm(affine[:3, :3], axis=0)],
+        "affine": np.round(affine, 6).tolist(), "n_files": len(meta["files"]),
+        "transfer_syntax": meta["transfer_syntax"], "rescale": meta["rescale"],
+        "resampled": meta["resampled"], "skipped_files": skipped, "time_points": meta.get("time_points"),
+    }
 
 
 def dicom_to_nifti(src: str | os.PathLike | Iterable, out: str | os.PathLike, series_uid: str | None = None,
                    on_irregular: str = "error", compression_level: int | None = None,
-                   split: bool = False) -> list[dict]:
+                   split: bool = False, workers: int = 1) -> list[dict]:
     """Convert DICOM series to NIfTI; return one summary dict per written file.
 
     ``out`` ending in ``.nii``/``.nii.gz`` is the file for the one series (``series_uid`` picks it
     when there are several); any other ``out`` is a folder that receives every series as
     ``<SeriesNumber>_<SeriesDescription>.nii.gz``. A 4D series is one 4D file, or with
     ``split=True`` one 3D file per time point, ``<name>_t001.nii.gz``, ``<name>_t002.nii.gz``...
+    ``workers``: see :func:`read_series`.
     """
     from omnimedseg.converters.formats.nifti import DEFAULT_COMPRESSION_LEVEL, write_nifti
 
     level = DEFAULT_COMPRESSION_LEVEL if compression_level is None else compression_level
+    _check_workers(workers)
     out = Path(out)
     found = scan(src)
     as_file = out.name.lower().endswith((".nii", ".nii.gz"))
@@ -701,18 +868,23 @@ def dicom_to_nifti(src: str | os.PathLike | Iterable, out: str | os.PathLike, se
         check_series_geometry(s, on_irregular)
     summaries = []
     for s, series_target in zip(chosen, targets):
-        series_image = read_series(s, on_irregular=on_irregular)
-        for image, target in time_point_outputs(series_image, series_target, split):
-            write_nifti(image, target, level)
-            summaries.append({
-                "file": str(target), "series_uid": image.meta["series_uid"], "series_number": s.number,
-                "series_description": s.description, "modality": s.modality, "shape": list(image.array.shape),
-                "dtype": str(image.array.dtype), "spacing_mm": [round(v, 6) for v in image.spacing],
-                "affine": np.round(image.affine, 6).tolist(), "n_files": len(image.meta["files"]),
-                "transfer_syntax": image.meta["transfer_syntax"], "rescale": image.meta["rescale"],
-                "resampled": image.meta["resampled"], "skipped_files": len(found.skipped),
-                "time_points": image.meta.get("time_points"),
-            })
+        if split_time_points(s) is not None:  # 4D: read whole, written as one 4D file or one per time point
+            series_image = read_series(s, on_irregular=on_irregular, workers=workers)
+            for image, target in time_point_outputs(series_image, series_target, split):
+                write_nifti(image, target, level)
+                summaries.append(_summary(target, s, image.array.shape, image.array.dtype, image.affine,
+                                          image.meta, len(found.skipped)))
+            continue
+        geom = series_geometry(s, on_irregular)
+        streamed = _stream_series(s, geom, series_target, level, workers)
+        if streamed is None:  # the whole volume in memory (resampling, value-dependent dtype)
+            image = read_series(s, on_irregular=on_irregular, workers=workers)
+            write_nifti(image, series_target, level)
+            shape, dtype, meta = image.array.shape, image.array.dtype, image.meta
+        else:
+            shape, (dtype, rescale) = geom.shape, streamed
+            meta = _series_meta(s, geom, rescale)
+        summaries.append(_summary(series_target, s, shape, dtype, geom.affine, meta, len(found.skipped)))
     return summaries
 
 
@@ -859,10 +1031,11 @@ def _time_point_geometries(time_points: TimePoints, on_irregular: str) -> list[S
     return geometries
 
 
-def _read_time_points(series: DicomSeries, time_points: TimePoints, on_irregular: str) -> ImageData:
+def _read_time_points(series: DicomSeries, time_points: TimePoints, on_irregular: str,
+                      workers: int = 1) -> ImageData:
     """The time points read as 3D volumes and stacked along a 4th axis ``(i, j, k, t)``."""
     _time_point_geometries(time_points, on_irregular)
-    volumes = [read_series(part, on_irregular=on_irregular) for part in time_points.series]
+    volumes = [read_series(part, on_irregular=on_irregular, workers=workers) for part in time_points.series]
     dtype = np.result_type(*[v.array.dtype for v in volumes])
     array = np.empty(volumes[0].array.shape + (len(volumes),), dtype=dtype, order="F")
     for t, volume in enumerate(volumes):

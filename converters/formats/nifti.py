@@ -80,7 +80,9 @@ class _ParallelGzip(io.IOBase):
         self._crc, self._size = 0, 0
         self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
         self._pending: deque = deque()
-        self._limit = 2 * threads
+        # chunks waiting or deflating: one per thread keeps every thread busy; more only costs
+        # memory (4 MiB in + ~2 MiB out each), which counts against the per-volume budget
+        self._limit = threads
         xfl = 4 if level == 1 else 2 if level == 9 else 0
         raw.write(b"\x1f\x8b\x08\x00" + struct.pack("<I", 0) + bytes([xfl, 255]))  # mtime 0, OS unknown
 
@@ -106,7 +108,7 @@ class _ParallelGzip(io.IOBase):
             self._buf += view[:pos]
             if len(self._buf) < GZIP_CHUNK:
                 return len(view)
-            self._submit(bytes(self._buf), False)
+            self._submit(self._buf, False)  # handed over, not copied: a new buffer follows
             self._buf = bytearray()
         while len(view) - pos >= GZIP_CHUNK:
             self._submit(bytes(view[pos:pos + GZIP_CHUNK]), False)
@@ -158,14 +160,9 @@ def write_nifti(image: ImageData, path: str | os.PathLike,
     is written to a temporary name and renamed, so a crash never leaves a half file.
     int64/float64 arrays are narrowed (only when the values survive unchanged).
     """
-    path = Path(path)
-    name = path.name.lower()
-    if not (name.endswith(".nii") or name.endswith(".nii.gz")):
-        raise ConversionError(f"{path}: expected a .nii or .nii.gz file name, found {path.suffix or 'no suffix'}")
+    path = _check_target(path, compression_level)
     if image.affine is None:
         raise ConversionError(f"{path}: image has no affine (2D data); expected a 3D ImageData for NIfTI")
-    if not 0 <= int(compression_level) <= 9:
-        raise ConversionError(f"{path}: compression level {compression_level} out of range; expected 0..9")
     array = np.asarray(image.array)
     stored = _STORED.get(array.dtype)
     if stored is not None:
@@ -175,25 +172,75 @@ def write_nifti(image: ImageData, path: str | os.PathLike,
                 raise ConversionError(f"{path}: {array.dtype} values do not fit {np.dtype(stored)}; "
                                       f"expected data that NIfTI readers support")
         array = narrowed
-    img = nib.Nifti1Image(array, image.affine)
-    img.set_data_dtype(array.dtype)
+    planes = (array[(slice(None), slice(None)) + index] for index in _plane_indices(array.shape))
+    return write_nifti_planes(path, array.shape, array.dtype, image.affine, planes, compression_level)
+
+
+def _check_target(path, compression_level) -> Path:
+    path = Path(path)
+    name = path.name.lower()
+    if not (name.endswith(".nii") or name.endswith(".nii.gz")):
+        raise ConversionError(f"{path}: expected a .nii or .nii.gz file name, found {path.suffix or 'no suffix'}")
+    if not 0 <= int(compression_level) <= 9:
+        raise ConversionError(f"{path}: compression level {compression_level} out of range; expected 0..9")
+    return path
+
+
+def _plane_indices(shape) -> list[tuple[int, ...]]:
+    """Indices over the axes after the first two, in NIfTI's (Fortran) order: k fastest, then t."""
+    rest = tuple(shape[2:])
+    return [tuple(reversed(i)) for i in np.ndindex(*reversed(rest))] if rest else [()]
+
+
+def write_nifti_planes(path: str | os.PathLike, shape: tuple[int, ...], dtype, affine: np.ndarray,
+                       planes, compression_level: int = DEFAULT_COMPRESSION_LEVEL) -> Path:
+    """Write a NIfTI-1 file whose voxels arrive as 2D planes ``array[:, :, k(, t)]`` in file
+    order, so a volume never has to be in memory at once (DICOM series are streamed this way;
+    :func:`write_nifti` uses it too: one writer, the same bytes).
+
+    The header is nibabel's for an unscaled array of ``shape`` / ``dtype`` / ``affine`` (what
+    ``Nifti1Image.to_filename`` writes: sform and qform code 1, mm, slope 1 intercept 0).
+    """
+    path = _check_target(path, compression_level)
+    dtype = np.dtype(dtype)
+    # a zero-strided stand-in lends nibabel the shape and dtype without allocating the volume
+    img = nib.Nifti1Image(np.broadcast_to(np.zeros((), dtype=dtype), tuple(shape)), affine)
+    img.set_data_dtype(dtype)
     img.header.set_xyzt_units("mm", "sec")
-    img.set_sform(image.affine, code=1)
-    img.set_qform(image.affine, code=1)
+    img.set_sform(affine, code=1)
+    img.set_qform(affine, code=1)
+    img.update_header()
+    header = img.header
+    header.set_slope_inter(1.0, 0.0)  # what nibabel's array writer sets for an unscaled array
+    plane_shape, count = tuple(shape[:2]), len(_plane_indices(shape))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+    def write(fh) -> None:
+        header.write_to(fh)
+        fh.write(bytes(int(header.get_data_offset()) - fh.tell()))
+        written = 0
+        for plane in planes:
+            plane = np.asarray(plane)
+            if plane.shape != plane_shape or plane.dtype != dtype:
+                raise ConversionError(f"{path}: plane {written} is {plane.shape} {plane.dtype}; expected "
+                                      f"{plane_shape} {dtype}")
+            fh.write(plane.tobytes(order="F"))
+            written += 1
+        if written != count:
+            raise ConversionError(f"{path}: {written} planes written; expected {count}")
+
     try:
-        if name.endswith(".gz"):
-            with open(tmp, "wb") as raw:
+        with open(tmp, "wb") as raw:
+            if path.name.lower().endswith(".gz"):
                 gz = _ParallelGzip(raw, int(compression_level))
                 try:
-                    img.to_stream(gz)
+                    write(gz)
                     gz.finish()
                 finally:
                     gz.shutdown()
-        else:
-            with open(tmp, "wb") as raw:
-                img.to_stream(raw)
+            else:
+                write(raw)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -214,4 +261,4 @@ def read_nifti(path: str | os.PathLike) -> ImageData:
     return ImageData(array, img.affine, meta={"source": str(path)})
 
 
-__all__ = ["DEFAULT_COMPRESSION_LEVEL", "deflate_backend", "read_nifti", "write_nifti"]
+__all__ = ["DEFAULT_COMPRESSION_LEVEL", "deflate_backend", "read_nifti", "write_nifti", "write_nifti_planes"]

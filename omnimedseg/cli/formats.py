@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from omnimedseg.cli.options import jobs_option
+
 _LEVEL = click.option("--compression-level", type=click.IntRange(0, 9), default=None,
                       help="gzip level for .nii.gz (default: the measured default in formats.nifti).")
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON summary.")
@@ -33,10 +35,11 @@ def formats() -> None:
 @click.option("--split", is_flag=True,
               help="Write a 4D series (positions repeated per time point: fMRI, DCE, multi-phase) as one 3D "
                    "file per time point, <name>_t001.nii.gz ... (default: one 4D file).")
+@jobs_option(1, "Processes decoding compressed (JPEG-2000, JPEG-LS, RLE) slices in parallel.")
 @_LEVEL
 @_JSON
 def dicom_to_nifti_command(series_dir: Path, out: Path, series_uid: str | None, resample: bool, split: bool,
-                           compression_level: int | None, as_json: bool) -> None:
+                           jobs: int, compression_level: int | None, as_json: bool) -> None:
     """Convert the DICOM series in SERIES_DIR to OUT.
 
     OUT ending in .nii/.nii.gz receives the one series (use --series when there are several);
@@ -48,7 +51,7 @@ def dicom_to_nifti_command(series_dir: Path, out: Path, series_uid: str | None, 
 
     written = dicom_to_nifti(series_dir, out, series_uid=series_uid,
                              on_irregular="resample" if resample else "error", compression_level=compression_level,
-                             split=split)
+                             split=split, workers=jobs)
     if as_json:
         click.echo(json.dumps({"source": str(series_dir), "outputs": written}))
         return

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from omnimedseg.errors import UsageError
+from omnimedseg.interactive.distance import PEAK_RTOL, edt_peak
 from omnimedseg.interactive.eligibility import (
     TARGETS,
     Component,
@@ -28,7 +28,7 @@ from omnimedseg.interactive.prompts import Click, Prompt
 from omnimedseg.interactive.seeding import check_rng
 
 __all__ = ["RobotUser", "COMPONENT_STRATEGIES", "FN_FP_POLICIES", "TIE_BREAKS", "EDT_UNITS",
-           "component_edt", "choose"]
+           "component_edt_peak", "choose"]
 
 COMPONENT_STRATEGIES = ("largest", "random", "deepest")
 FN_FP_POLICIES = ("pooled", "largest_edt", "area_random")
@@ -44,14 +44,15 @@ def choose(name: str, value, allowed: Sequence) -> str:
     return value
 
 
-def component_edt(comp: Component, sampling: tuple[float, ...] | None) -> np.ndarray:
-    """EDT of one component over its bounding box, zero-padded by 1 voxel first (float64;
-    0 outside the component). Cached on the component per sampling."""
-    key = ("edt", sampling)
+def component_edt_peak(comp: Component, sampling: tuple[float, ...] | None,
+                       excluded: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """Largest EDT value of the component (EDT over its bounding box zero-padded by 1 voxel,
+    ``excluded`` global coords left out) and the local flat indices (raster order) of the
+    voxels attaining it (see :func:`~omnimedseg.interactive.distance.edt_peak`). Cached."""
+    ex = _local_excluded(comp, excluded)
+    key = ("edt_peak", sampling, None if ex is None else np.flatnonzero(ex).tobytes())
     if key not in comp._cache:
-        padded = np.pad(comp.mask(), 1)
-        d = ndimage.distance_transform_edt(padded, sampling=sampling)
-        comp._cache[key] = d[(slice(1, -1),) * padded.ndim]
+        comp._cache[key] = edt_peak(comp.mask(), sampling, ex)
     return comp._cache[key]
 
 
@@ -163,11 +164,7 @@ class RobotUser:
         return None if self.edt_units == "voxel" else tuple(spacing)
 
     def _edt_max(self, comp: Component, sampling, clicked) -> float:
-        d = component_edt(comp, sampling)
-        ex = _local_excluded(comp, clicked)
-        if ex is not None:
-            d = np.where(ex, -1.0, d)
-        return float(d.max())
+        return component_edt_peak(comp, sampling, clicked)[0]
 
     def _apply_policy(self, comps, rng, sampling, clicked) -> list[Component]:
         pos = [c for c in comps if c.positive]
@@ -177,7 +174,9 @@ class RobotUser:
         if self.fn_fp_policy == "largest_edt":
             best_pos = max(self._edt_max(c, sampling, clicked) for c in pos)
             best_neg = max(self._edt_max(c, sampling, clicked) for c in neg)
-            return pos if best_pos > best_neg else neg  # ties -> negative (RITM)
+            # ties -> negative (RITM); a tie is equality up to PEAK_RTOL, as for the arg-max voxels
+            return pos if best_pos > best_neg and not np.isclose(best_pos, best_neg, rtol=PEAK_RTOL, atol=0) \
+                else neg
         n_pos = sum(c.size for c in pos)
         n_neg = sum(c.size for c in neg)
         return pos if rng.random() < n_pos / (n_pos + n_neg) else neg
@@ -204,7 +203,7 @@ class RobotUser:
             return tied[int(rng.integers(len(tied)))]
         # deepest: the component holding the deepest voxel
         score = np.array([self._edt_max(c, sampling, clicked) for c in cands])
-        tied = [c for c, s in zip(cands, score) if np.isclose(s, score.max(), rtol=1e-12, atol=0)]
+        tied = [c for c, s in zip(cands, score) if np.isclose(s, score.max(), rtol=PEAK_RTOL, atol=0)]
         if len(tied) == 1:
             return tied[0]
         if self.component_tie_break == "random":
@@ -215,11 +214,8 @@ class RobotUser:
 
 def _first_argmax_flat(comp: Component, sampling, clicked) -> tuple[int, ...]:
     """Global index of the component's raster-first EDT arg-max (tuples compare in raster order)."""
-    d = component_edt(comp, sampling)
-    ex = _local_excluded(comp, clicked)
-    if ex is not None:
-        d = np.where(ex, -1.0, d)
-    local = np.unravel_index(int(np.argmax(d)), d.shape)
+    top, flat = component_edt_peak(comp, sampling, clicked)
+    local = np.unravel_index(int(flat[0]), comp.mask().shape) if len(flat) else (0,) * len(comp.lo)
     return tuple(int(a) + b for a, b in zip(local, comp.lo))
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from omnimedseg.interactive.base import TIE_BREAKS, RobotUser, _local_excluded, choose, component_edt
+from omnimedseg.interactive.base import TIE_BREAKS, RobotUser, _local_excluded, choose, component_edt_peak
 from omnimedseg.interactive.prompts import Click
 
 __all__ = ["ClickUser", "PLACEMENTS", "inner_boundary"]
@@ -53,14 +53,7 @@ class ClickUser(RobotUser):
         """Flat local indices (raster order) of the voxels this placement may click."""
         mask = comp.mask()
         if self.placement == "center":
-            d = component_edt(comp, sampling)
-            ex = _local_excluded(comp, clicked) if self.avoid_repeats else None
-            if ex is not None:
-                d = np.where(ex, -1.0, d)
-            top = d.max()
-            if top <= 0:
-                return np.zeros(0, dtype=np.int64)
-            return np.flatnonzero(d >= top * (1 - 1e-12))
+            return component_edt_peak(comp, sampling, clicked if self.avoid_repeats else None)[1]
         region = inner_boundary(mask) if self.placement == "boundary" else mask
         if self.avoid_repeats:
             ex = _local_excluded(comp, clicked)

@@ -22,25 +22,14 @@ CONTEXT_COLUMNS = ("modality", "organ_level1", "organ_level2", "organ_level3", "
 
 
 # -- windows -----------------------------------------------------------------------------
-def window_partition(x: torch.Tensor, window_size: int,
-                     pad_value: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
-    """(B, H, W, C) -> (B * windows, ws, ws, C) plus the padded grid size.
-
-    The grid is padded bottom/right with zeros, or with the per-channel ``pad_value``.
-    """
+def window_partition(x: torch.Tensor, window_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(B, H, W, C) -> (B * windows, ws, ws, C) plus the padded grid size (zero padding
+    bottom/right, as SAM)."""
     b, h, w, c = x.shape
     pad_h = (window_size - h % window_size) % window_size
     pad_w = (window_size - w % window_size) % window_size
     if pad_h or pad_w:
-        if pad_value is None:
-            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
-        else:
-            padded = x.new_empty(b, h + pad_h, w + pad_w, c)
-            padded[:, :h, :w] = x
-            fill = pad_value.to(x.dtype)
-            padded[:, h:] = fill
-            padded[:, :h, w:] = fill
-            x = padded
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
     hp, wp = h + pad_h, w + pad_w
     x = x.view(b, hp // window_size, window_size, wp // window_size, window_size, c)
     windows = x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window_size, window_size, c)
@@ -78,10 +67,18 @@ def relative_position_terms(q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w:
                             q_hw: tuple[int, int], k_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """SAM's per-axis relative-position logits from the unscaled query (..., q_h * q_w, d):
     (..., q_h*q_w, k_h) and (..., q_h*q_w, k_w), contiguous."""
+    table_h = relative_position_table(rel_pos_h, q_hw[0], k_hw[0])
+    table_w = relative_position_table(rel_pos_w, q_hw[1], k_hw[1])
+    return relative_position_terms_from_tables(q, table_h, table_w, q_hw)
+
+
+def relative_position_terms_from_tables(q: torch.Tensor, table_h: torch.Tensor, table_w: torch.Tensor,
+                                        q_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`relative_position_terms` from (q_h, k_h, d) / (q_w, k_w, d) offset tables (rows of
+    a larger table when the queries are the top-left part of a window, see ``Attention``)."""
     q_h, q_w = q_hw
-    k_h, k_w = k_hw
-    table_h = relative_position_table(rel_pos_h, q_h, k_h).to(q.dtype)
-    table_w = relative_position_table(rel_pos_w, q_w, k_w).to(q.dtype)
+    k_h, k_w = table_h.shape[1], table_w.shape[1]
+    table_h, table_w = table_h.to(q.dtype), table_w.to(q.dtype)
     lead = q.shape[:-2]
     r_q = q.reshape(*lead, q_h, q_w, q.shape[-1])
     # einsum returns permuted strides; contiguous() here keeps the N x N bias built from
@@ -155,18 +152,58 @@ class Attention(nn.Module):
         """Windowed attention over a (B, H, W, C) grid that SAM zero-pads to whole windows.
 
         A zero-padded token's q/k/v is just the qkv bias, so the "sdpa" path projects only the
-        real tokens and pads q/k/v with the bias, and applies ``proj`` after dropping the
-        padding: the same result with far fewer FLOPs when the grid is small (a 16x16 grid
-        pads to 28x28 with 14-token windows). "explicit" keeps the reference order.
+        real tokens, lets only them be queries (:meth:`_attend_windows`) and applies ``proj``
+        to real tokens only: the same result with far fewer FLOPs when the grid is small (a
+        16x16 grid pads to 28x28 with 14-token windows). "explicit" keeps the reference order.
         """
         hw = (x.shape[1], x.shape[2])
         if self.attn_impl == "explicit":
             windows, padded_hw = window_partition(x, window_size)
             return window_unpartition(self.forward(windows), window_size, padded_hw, hw)
-        qkv = self.qkv(x)
-        windows, padded_hw = window_partition(qkv, window_size, pad_value=self.qkv.bias)
-        out = window_unpartition(self._attend(windows), window_size, padded_hw, hw)
-        return self.proj(out)
+        return self.proj(self._attend_windows(self.qkv(x), window_size))
+
+    def _attend_windows(self, qkv: torch.Tensor, ws: int) -> torch.Tensor:
+        """Windowed attention from the real tokens' (B, H, W, 3C) q/k/v -> (B, H, W, C).
+
+        Only real tokens are queries (a padded query's output is cropped away anyway: at 256 px
+        the 16x16 grid pads to 4 windows of 14x14, so two thirds of SAM's queries are padding);
+        keys are the whole window, the padded ones carrying the qkv bias. Windows are grouped
+        by their real extent (full, cut by the right or bottom edge, corner): one SDPA call per
+        group, no padded (B * windows, ws, ws, 3C) copy of q.
+        """
+        b, h, w, c3 = qkv.shape
+        groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for y0 in range(0, h, ws):
+            for x0 in range(0, w, ws):
+                groups.setdefault((min(ws, h - y0), min(ws, w - x0)), []).append((y0, x0))
+        if list(groups) == [(h, w)] and (h, w) == (ws, ws):
+            return self._attend(qkv)  # the grid is one whole window
+        out = qkv.new_empty(b, h, w, c3 // 3)
+        for (rh, rw), origins in groups.items():
+            part = torch.cat([qkv[:, y0:y0 + rh, x0:x0 + rw] for y0, x0 in origins])
+            res = self._attend_window_part(part, ws)
+            for i, (y0, x0) in enumerate(origins):
+                out[:, y0:y0 + rh, x0:x0 + rw] = res[i * b:(i + 1) * b]
+        return out
+
+    def _attend_window_part(self, part: torch.Tensor, ws: int) -> torch.Tensor:
+        """(N, rh, rw, 3C) real tokens at the top-left of N windows of ws x ws -> (N, rh, rw, C)."""
+        n, rh, rw, c3 = part.shape
+        c, heads, d = c3 // 3, self.num_heads, self.head_dim
+        q, k, v = part.reshape(n, rh * rw, 3, heads, d).permute(2, 0, 3, 1, 4).unbind(0)
+        if (rh, rw) != (ws, ws):  # keys / values of the whole window: padding = the qkv bias
+            kv = part.new_empty(n, ws, ws, 2 * c)
+            kv[:] = self.qkv.bias[c:].to(part.dtype)
+            kv[:, :rh, :rw] = part[..., c:]
+            k, v = kv.reshape(n, ws * ws, 2, heads, d).permute(2, 0, 3, 1, 4).unbind(0)
+        bias = None
+        if self.use_rel_pos:
+            table_h = relative_position_table(self.rel_pos_h, ws, ws)[:rh]
+            table_w = relative_position_table(self.rel_pos_w, ws, ws)[:rw]
+            rel_h, rel_w = relative_position_terms_from_tables(q, table_h, table_w, (rh, rw))
+            bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(n, heads, rh * rw, ws * ws)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        return out.transpose(1, 2).reshape(n, rh, rw, c)
 
     def _attend(self, qkv: torch.Tensor) -> torch.Tensor:
         """Projected (B, H, W, 3C) q/k/v -> attention output (B, H, W, C) before ``proj``."""

@@ -494,6 +494,37 @@ def test_write_nifti_roundtrip_and_reproducible(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))
 
 
+@pytest.mark.parametrize("dtype, shape", [(np.int16, (9, 8, 7)), (np.uint8, (5, 6, 4)), (np.float32, (4, 3, 5)),
+                                          (np.int32, (6, 5, 1)), (np.float64, (3, 4, 2)), (bool, (7, 5, 3)),
+                                          (np.int16, (4, 5, 3, 2))])
+def test_nifti_written_plane_by_plane_is_what_nibabel_writes(tmp_path, dtype, shape):
+    """The streaming writer (used for every NIfTI) gives nibabel's own bytes for the same image,
+    header included, for 3D and 4D arrays of every stored dtype."""
+    affine = np.array([[-0.7, 0.1, 0, 10], [0, 0.7, 0, -5], [0, 0, 2.5, 3], [0, 0, 0, 1]])
+    values = np.random.default_rng(1).normal(0, 300, size=shape)
+    array = np.asfortranarray(values > 0 if dtype is bool else values.astype(dtype))
+    stored = {np.dtype(bool): np.uint8, np.dtype(np.float64): np.float32}.get(np.dtype(dtype), dtype)
+    ref = nib.Nifti1Image(array.astype(stored), affine)
+    ref.set_data_dtype(stored)
+    ref.header.set_xyzt_units("mm", "sec")
+    ref.set_sform(affine, code=1)
+    ref.set_qform(affine, code=1)
+    out = write_nifti(ImageData(array, affine), tmp_path / "a.nii.gz")
+    assert gzip.decompress(out.read_bytes()) == ref.to_bytes()
+    assert write_nifti(ImageData(array, affine), tmp_path / "a.nii").read_bytes() == ref.to_bytes()
+
+
+def test_nifti_planes_are_checked(tmp_path):
+    from omnimedseg.converters.formats.nifti import write_nifti_planes
+
+    planes = [np.zeros((3, 4), np.int16)] * 2
+    with pytest.raises(ConversionError, match="2 planes written; expected 3"):
+        write_nifti_planes(tmp_path / "a.nii.gz", (3, 4, 3), np.int16, np.eye(4), iter(planes))
+    with pytest.raises(ConversionError, match="plane 0 is"):
+        write_nifti_planes(tmp_path / "a.nii.gz", (3, 4, 2), np.float32, np.eye(4), iter(planes))
+    assert not list(tmp_path.iterdir())  # nothing left behind
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("isal", [False, True])
 def test_parallel_gzip_is_one_standard_member(monkeypatch, threads, isal):
@@ -520,3 +551,97 @@ def test_parallel_gzip_is_one_standard_member(monkeypatch, threads, isal):
     assert outputs[0] == outputs[1]
     assert gzip.decompress(outputs[0]) == data
     assert zlib.decompressobj(31).decompress(outputs[0]) == data  # a single member: zlib's own reader
+
+
+# --------------------------------------------------------------------------- memory and workers
+
+def test_series_is_decoded_and_rescaled_in_one_volume(tmp_path):
+    """uint16 CT with intercept -1024: decoded into one array and rescaled to int16 in place,
+    so the allocation peak stays near one volume (tracemalloc sees numpy's buffers)."""
+    import tracemalloc
+
+    n, shape = 48, (192, 200)
+    pix = (np.arange(n * shape[0] * shape[1]).reshape(n, *shape) * 7) % 3000
+    write_series(tmp_path / "ct", AXIAL, [[0, 0, 1.5 * k] for k in range(n)], shape=shape, pixels=pix,
+                 slope=1, intercept=-1024, dtype=np.uint16)
+    series = find_series(tmp_path / "ct")[0]
+    tracemalloc.start()
+    try:
+        image = read_series(series)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert image.array.dtype == np.int16
+    assert np.array_equal(image.array[:, ::-1, :].transpose(2, 1, 0), pix - 1024)
+    assert peak < 1.3 * image.array.nbytes, (peak, image.array.nbytes)
+
+
+def test_workers_decode_compressed_series_identically(tmp_path):
+    """-j: RLE slices decoded in 2 processes give the same volume and the same NIfTI bytes."""
+    from pydicom.uid import RLELossless
+
+    n = 2 * dicom._DECODE_CHUNK + 3  # several tasks, the last one partial
+    files = write_series(tmp_path / "raw", AXIAL, [[0, 0, 2 * k] for k in range(n)], slope=0.5, intercept=3)
+    (tmp_path / "rle").mkdir()
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.compress(RLELossless)
+        ds.save_as(tmp_path / "rle" / f.name)
+    one = read_series(tmp_path / "rle")
+    two = read_series(tmp_path / "rle", workers=2)
+    assert two.array.dtype == np.float32 and np.array_equal(one.array, two.array)
+    a = dicom_to_nifti(tmp_path / "rle", tmp_path / "a.nii.gz")
+    b = dicom_to_nifti(tmp_path / "rle", tmp_path / "b.nii.gz", workers=2)
+    assert (tmp_path / "a.nii.gz").read_bytes() == (tmp_path / "b.nii.gz").read_bytes()
+    assert a[0]["shape"] == b[0]["shape"] == [50, 40, n]
+    with pytest.raises(UsageError, match="workers"):
+        read_series(tmp_path / "rle", workers=0)
+
+
+@pytest.mark.parametrize("case", ["ct12", "float", "plain", "u16-wide", "u16-int32"])
+def test_dicom_to_nifti_streams_the_same_bytes_as_read_then_write(tmp_path, case):
+    """Series whose output dtype the headers fix (12-bit CT -> int16, fractional rescale ->
+    float32, no rescale) are written plane by plane; the others (16-bit with an intercept: int16
+    or int32 depends on the values) read the whole volume. Both give read_series + write_nifti."""
+    n, shape = 12, (32, 40)
+    pix = (np.arange(n * shape[0] * shape[1]).reshape(n, *shape) * 5) % 4000
+    kw = {"ct12": dict(slope=1, intercept=-1024, dtype=np.uint16), "float": dict(slope=0.5, intercept=2.0),
+          "plain": dict(slope=1, intercept=0), "u16-wide": dict(slope=1, intercept=-1024, dtype=np.uint16),
+          "u16-int32": dict(slope=1, intercept=-1000, dtype=np.uint16)}[case]
+    if case == "u16-int32":
+        pix = pix + 40000
+    files = write_series(tmp_path / "in", AXIAL, [[0, 0, 2 * k] for k in range(n)], shape=shape, pixels=pix, **kw)
+    if case == "ct12":
+        for f in files:  # a 12-bit scanner: BitsStored bounds the values
+            ds = pydicom.dcmread(f)
+            ds.BitsStored, ds.HighBit = 12, 11
+            ds.save_as(f)
+    streamed = []
+    original = dicom._stream_series
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dicom, "_stream_series", lambda *a: streamed.append(original(*a)) or streamed[-1])
+        summary = dicom_to_nifti(tmp_path / "in", tmp_path / "a.nii.gz")
+    assert (streamed[0] is not None) == (case in ("ct12", "float", "plain"))
+    image = read_series(tmp_path / "in")
+    write_nifti(image, tmp_path / "b.nii.gz")
+    assert (tmp_path / "a.nii.gz").read_bytes() == (tmp_path / "b.nii.gz").read_bytes()
+    assert summary[0]["dtype"] == str(image.array.dtype) and summary[0]["shape"] == list(image.array.shape)
+    assert summary[0]["rescale"] == image.meta["rescale"]
+    assert summary[0]["spacing_mm"] == [round(v, 6) for v in image.spacing]
+
+
+def test_streamed_conversion_holds_a_few_planes_not_the_volume(tmp_path):
+    import tracemalloc
+
+    n, shape = 40, (160, 192)
+    write_series(tmp_path / "in", AXIAL, [[0, 0, 2 * k] for k in range(n)], shape=shape, slope=0.5, intercept=1)
+    volume = n * shape[0] * shape[1] * 4  # float32 output
+    dicom_to_nifti(tmp_path / "in", tmp_path / "warm.nii.gz")  # imports, caches
+    tracemalloc.start()
+    try:  # .nii: the gzip writer's fixed 4 MiB chunks would dwarf this small volume
+        dicom_to_nifti(tmp_path / "in", tmp_path / "a.nii")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.5 * volume, (peak, volume)  # the whole-volume path needs > 1.5x
+    assert np.array_equal(nib.load(tmp_path / "a.nii").get_fdata(dtype=np.float32), read_series(tmp_path / "in").array)

@@ -35,6 +35,10 @@ def test_dicom_to_nifti_real_series_json(realdata, tmp_path):
     assert item["transfer_syntax"] == "1.2.840.10008.1.2.4.90" and item["skipped_files"] == 2  # SOURCE.md, label
     img = nib.load(tmp_path / "ct.nii.gz")
     assert np.array_equal(np.asanyarray(img.dataobj), read_series(src).array)
+    # -j 2: the JPEG-2000 slices decoded in 2 processes, same bytes
+    result = run("dicom-to-nifti", src, tmp_path / "ct2.nii.gz", "-j", "2", "--compression-level", "3")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "ct2.nii.gz").read_bytes() == (tmp_path / "ct.nii.gz").read_bytes()
 
 
 def test_dicom_to_nifti_folder_of_series_and_series_option(tmp_path):

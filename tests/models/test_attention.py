@@ -113,9 +113,7 @@ def test_window_partition_round_trips_with_padding():
     assert windows.shape == (2 * 2 * 2, 4, 4, 3) and padded == (8, 8)
     assert torch.equal(windows[0], x[0, :4, :4])
     assert torch.equal(window_unpartition(windows, 4, padded, (6, 7)), x)
-    filled, _ = window_partition(x, 4, pad_value=torch.tensor([1.0, 2.0, 3.0]))
-    assert torch.equal(filled[-1, -1, -1], torch.tensor([1.0, 2.0, 3.0]))  # padding carries the value
-    assert torch.equal(filled[0], windows[0])
+    assert torch.equal(windows[-1, -1, -1], torch.zeros(3))  # zero padding, as SAM
 
 
 def test_whole_model_sdpa_equals_explicit():
@@ -136,3 +134,23 @@ def test_whole_model_sdpa_equals_explicit():
     assert logits_sdpa.shape == (2, 3, 96, 96)
     assert torch.allclose(logits_sdpa, logits_explicit, atol=1e-4)
     assert torch.allclose(iou_sdpa, iou_explicit, atol=1e-5)
+
+
+@pytest.mark.parametrize("grid, window", [((16, 16), 14), ((8, 8), 4), ((4, 4), 4), ((9, 5), 4)])
+def test_windowed_sdpa_with_real_queries_only_equals_explicit(grid, window):
+    """MedSegX's 16x16 grid in 14-token windows (full, right, bottom and corner windows), whole
+    windows only, one window, and a grid narrower than a window: the sdpa path (real tokens
+    as queries, bias-padded keys) equals SAM's zero-pad-attend-crop order."""
+    torch.manual_seed(7)
+    attn = Attention(48, 3, input_size=(window, window))
+    with torch.no_grad():
+        attn.rel_pos_h.normal_(0, 0.5)
+        attn.rel_pos_w.normal_(0, 0.5)
+        attn.qkv.bias.normal_(0, 1.0)
+    x = torch.randn(2, *grid, 48)
+    out_sdpa = attn.forward_windowed(x, window)
+    attn.attn_impl = "explicit"
+    out_explicit = attn.forward_windowed(x, window)
+    assert out_sdpa.shape == x.shape
+    assert torch.allclose(out_sdpa, out_explicit, atol=1e-5)
+    assert not torch.allclose(out_sdpa, attn.forward_windowed(x.flip(1), window), atol=1e-3)

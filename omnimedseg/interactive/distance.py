@@ -1,0 +1,237 @@
+"""Exact maximum of a component's Euclidean distance transform without the whole transform.
+
+Center clicks, the ``deepest`` component strategy and the ``largest_edt`` FN/FP policy only
+need the largest EDT value of a component and the voxels attaining it. On a near-full 256^3
+mask the full transform (scipy) takes seconds; this module finds the same voxels exactly from
+a coarse transform plus exact distances for a few candidate voxels:
+
+1. Blocks of ``k^ndim`` voxels: ``D(b)`` = EDT of the coarse grid whose zeros are the blocks
+   holding a background voxel. For every voxel ``p`` of block ``b`` the distance ``dI(p)`` to
+   the background inside the box lies in ``[D(b) - 2h, D(b) + 2h]`` (``h``: largest distance
+   from a block centre to one of its voxel centres). The one-voxel zero padding (image border
+   counts as background) is exact and analytic: ``border(p) = min_i s_i * min(p_i + 1, n_i - p_i)``.
+2. ``LB*`` = the best lower bound over blocks made only of eligible voxels; every block whose
+   upper bound is below ``LB*`` cannot hold the maximum.
+3. Exact distances of the voxels of the remaining blocks: nearest background voxel by a k-d
+   tree over the background voxels that have a foreground face neighbour (a nearest
+   background voxel always has one: its neighbour towards ``p`` is closer to ``p``), plus the
+   analytic border term.
+
+Hand-written because neither scipy nor the ``edt`` package offer an arg-max-only transform;
+the result is the same set of voxels as ``distance_transform_edt`` of the zero-padded mask
+(tested against it), small or thin components simply use that full transform.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["edt_peak", "PEAK_RTOL"]
+
+#: voxels within this relative tolerance of the maximum are tied (as the full-EDT path always did)
+PEAK_RTOL = 1e-12
+#: below this many voxels the full transform is cheaper than the bounds
+_FULL_BELOW = 32_768
+_BLOCK = {2: 4, 3: 4}
+#: largest per-row distance table (elements; 32 MB in float64) before the full transform is used
+_TABLE_LIMIT = 4_000_000
+
+
+def edt_peak(mask: np.ndarray, sampling=None, excluded: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """``(top, flat)``: the largest EDT value over ``mask & ~excluded`` (EDT of ``mask`` padded
+    by one background voxel, in ``sampling`` units) and the C-order flat indices, ascending, of
+    the voxels within ``PEAK_RTOL`` of it. ``(0.0, [])`` when no voxel is eligible."""
+    mask = np.asarray(mask, dtype=bool)
+    s = np.ones(mask.ndim) if sampling is None else np.asarray(sampling, dtype=np.float64)
+    k = _BLOCK.get(mask.ndim)
+    if k is None or mask.size < _FULL_BELOW or min(mask.shape) < 2 * k:
+        return _full_peak(mask, sampling, excluded)
+    found = _bounded_peak(mask, s, excluded, k)
+    return _full_peak(mask, sampling, excluded) if found is None else found
+
+
+def _full_peak(mask, sampling, excluded):
+    d = ndimage.distance_transform_edt(np.pad(mask, 1), sampling=sampling)[(slice(1, -1),) * mask.ndim]
+    if excluded is not None:
+        d = np.where(excluded, -1.0, d)
+    top = float(d.max()) if d.size else 0.0
+    if top <= 0:
+        return 0.0, np.zeros(0, dtype=np.int64)
+    return top, np.flatnonzero(d >= top * (1 - PEAK_RTOL))
+
+
+def _block_reduce(a: np.ndarray, k: int, fill: bool, how) -> np.ndarray:
+    """``how`` (np.all / np.any) over blocks of ``k`` voxels per axis; the partial last block is
+    padded with ``fill``. (Measured faster than one uint8 block sum.)"""
+    for axis in range(a.ndim):
+        n = a.shape[axis]
+        nb = -(-n // k)
+        if nb * k != n:
+            pad = [(0, 0)] * a.ndim
+            pad[axis] = (0, nb * k - n)
+            a = np.pad(a, pad, constant_values=fill)
+        a = how(a.reshape(a.shape[:axis] + (nb, k) + a.shape[axis + 1:]), axis=axis + 1)
+    return a
+
+
+def _border_bounds(n: int, s: float, k: int, nb: int):
+    """Per block along one axis: min and max over its voxels of ``s * min(i + 1, n - i)``."""
+    lo = np.arange(nb) * k
+    hi = np.minimum(lo + k, n) - 1
+    f = lambda i: s * np.minimum(i + 1, n - i)  # noqa: E731
+    peak = np.clip((n - 1) // 2, lo, hi), np.clip(n // 2, lo, hi)
+    return np.minimum(f(lo), f(hi)), np.maximum.reduce([f(lo), f(hi), f(peak[0]), f(peak[1])])
+
+
+def _block_voxels(blocks: np.ndarray, k: int, shape) -> np.ndarray:
+    """Voxel coordinates ``(m, ndim)`` of the given block coordinates, inside ``shape``."""
+    ndim = len(shape)
+    offsets = np.indices((k,) * ndim).reshape(ndim, -1).T
+    coords = (blocks[:, None, :] * k + offsets[None]).reshape(-1, ndim)
+    return coords[np.all(coords < np.asarray(shape), axis=1)]
+
+
+def _row_distances(rows: np.ndarray, z0: int, z1: int) -> np.ndarray:
+    """Distance (in voxels) along each row to its nearest background voxel, for z in ``[z0, z1]``;
+    the padding at -1 and ``len(row)`` counts as background."""
+    nz = rows.shape[1]
+    bg_left = ~rows[:, z0::-1]
+    left = np.where(bg_left.any(axis=1), z0 - bg_left.argmax(axis=1), -1)
+    bg_right = ~rows[:, z1:]
+    right = np.where(bg_right.any(axis=1), z1 + bg_right.argmax(axis=1), nz)
+    lefts = np.empty((rows.shape[0], z1 - z0 + 1), dtype=np.int64)
+    rights = np.empty_like(lefts)
+    for j, z in enumerate(range(z0, z1 + 1)):
+        if z > z0:
+            left = np.where(rows[:, z], left, z)
+        lefts[:, j] = left
+    for j in range(z1 - z0, -1, -1):
+        z = z0 + j
+        if z < z1:
+            right = np.where(rows[:, z], right, z)
+        rights[:, j] = right
+    zs = np.arange(z0, z1 + 1)
+    return np.minimum(zs - lefts, rights - zs)
+
+
+def _exact_sq(mask: np.ndarray, s: np.ndarray, lo, hi, budget: float = 4e7) -> np.ndarray | None:
+    """Exact squared EDT (one voxel of zero padding) on the box ``[lo, hi]`` (inclusive) of a
+    C-contiguous ``mask``, or ``None`` when it would cost more than ``budget`` operations.
+
+    The transform is separable: 1D distances along the last axis, then a min-plus pass per
+    axis. Two ways to evaluate it at the box only, the cheaper is used: (a) every pass
+    restricted to the box's coordinates on the axes already passed; (b) only rows (lines along
+    the last axis) holding background, by brute force (rows without any have the border as
+    their nearest background, which the analytic border term covers)."""
+    ndim, shape = mask.ndim, mask.shape
+    lo, hi = np.asarray(lo), np.asarray(hi)
+    box = hi - lo + 1
+    rows = mask.reshape(-1, shape[-1])
+    z0, z1 = int(lo[-1]), int(hi[-1])
+    n_rows = rows.shape[0]
+    # staged: 1D pass on every row, then per axis a (full axis) x (box side) min-plus
+    cost_staged, size = n_rows * box[-1], n_rows * box[-1]
+    for axis in range(ndim - 2, -1, -1):
+        cost_staged += size * box[axis]
+        size = size // shape[axis] * box[axis]
+    bg_rows = np.flatnonzero(~rows.all(axis=1))
+    cost_rows = len(bg_rows) * int(np.prod(box))
+    # memory: the per-row distance tables are (rows, box side) int64/float64 arrays
+    if n_rows * box[-1] > _TABLE_LIMIT:
+        cost_staged = np.inf
+    if len(bg_rows) * box[-1] > _TABLE_LIMIT:
+        cost_rows = np.inf
+    if min(cost_staged, cost_rows) > budget:
+        return None
+    if cost_rows <= cost_staged:
+        g = (_row_distances(rows[bg_rows], z0, z1) * s[-1]) ** 2  # (R, box[-1])
+        where = np.stack(np.unravel_index(bg_rows, shape[:-1]), axis=1)  # (R, ndim - 1)
+        pts = np.indices(box[:-1]).reshape(ndim - 1, -1).T + lo[:-1]  # (P, ndim - 1)
+        # border term: distance to the padding along each axis
+        sq = np.full(tuple(box), np.inf)
+        for axis in range(ndim):
+            c = np.arange(lo[axis], hi[axis] + 1)
+            b = (s[axis] * np.minimum(c + 1, shape[axis] - c)) ** 2
+            sq = np.minimum(sq, b.reshape((-1,) + (1,) * (ndim - 1 - axis)))
+        flat = sq.reshape(-1, box[-1])
+        chunk = max(1, int(4e6 // max(len(bg_rows) * box[-1], 1)))
+        for start in range(0, len(pts) if len(bg_rows) else 0, chunk):
+            p = pts[start:start + chunk]
+            plane = np.sum(((p[:, None, :] - where[None, :, :]) * s[:-1]) ** 2, axis=2)  # (p, R)
+            part = flat[start:start + len(p)]
+            np.minimum(part, (plane[:, :, None] + g[None]).min(axis=1), out=part)
+        return sq
+    sq = (s[-1] * _row_distances(rows, z0, z1)) ** 2
+    sq = sq.reshape(shape[:-1] + (z1 - z0 + 1,))
+    for axis in range(ndim - 2, -1, -1):
+        n = shape[axis]
+        ys = np.arange(int(lo[axis]), int(hi[axis]) + 1)
+        w = (s[axis] * (ys[:, None] - np.arange(n)[None, :])) ** 2  # (box side, n)
+        pad = (s[axis] * np.minimum(ys + 1, n - ys)) ** 2
+        moved = np.moveaxis(sq, axis, 0)  # (n, rest...)
+        rest = moved.shape[1:]
+        moved = moved.reshape(n, -1)
+        out = np.empty((len(ys), moved.shape[1]))
+        step = max(1, int(4e6 // max(n * moved.shape[1], 1)))
+        for a in range(0, len(ys), step):
+            out[a:a + step] = (moved[None] + w[a:a + step, :, None]).min(axis=1)
+        out = np.minimum(out, pad[:, None])
+        sq = np.moveaxis(out.reshape((len(ys),) + rest), 0, axis)
+    return sq
+
+
+def _bounded_peak(mask, s, excluded, k):
+    ndim, shape = mask.ndim, mask.shape
+    mask = np.ascontiguousarray(mask)
+    if excluded is not None:
+        excluded = np.asarray(excluded, dtype=bool)
+        if not excluded.any():
+            excluded = None
+    has_bg = ~_block_reduce(mask, k, True, np.all)
+    has_fg = _block_reduce(mask, k, False, np.any)
+    nb = has_bg.shape
+    h = 0.5 * (k - 1) * float(np.sqrt(np.sum(s ** 2)))
+    if has_bg.any():
+        D = ndimage.distance_transform_edt(~has_bg, sampling=k * s)
+    else:
+        D = np.full(nb, np.inf)
+    bmin, bmax = None, None
+    for axis in range(ndim):
+        lo, hi = _border_bounds(shape[axis], float(s[axis]), k, nb[axis])
+        view = [None] * ndim
+        view[axis] = slice(None)
+        bmin = lo[tuple(view)] if bmin is None else np.minimum(bmin, lo[tuple(view)])
+        # max over a box of min_i f_i(p_i) is min_i max f_i: the axes vary independently
+        bmax = hi[tuple(view)] if bmax is None else np.minimum(bmax, hi[tuple(view)])
+    lower = np.minimum(bmin, D - 2 * h)
+    upper = np.minimum(bmax, D + 2 * h)
+    full = ~has_bg  # blocks whose real voxels are all in the mask (a partial block has some)
+    if excluded is not None:
+        full &= ~_block_reduce(excluded, k, False, np.any)
+    if not full.any():
+        return None
+    lower = np.where(full, lower, -np.inf)
+    b0 = np.unravel_index(int(np.argmax(lower)), nb)
+    # raise the bound with the exact distance of one voxel of the best block
+    p0 = np.minimum(np.asarray(b0) * k + k // 2, np.asarray(shape) - 1)
+    sq0 = _exact_sq(mask, s, p0, p0)
+    if sq0 is None:
+        return None
+    best = max(float(lower[b0]), float(np.sqrt(sq0.max())))
+    if best <= 0:
+        return None
+    cand_blocks = np.argwhere(has_fg & (upper >= best * (1 - 1e-9)))
+    lo = cand_blocks.min(axis=0) * k
+    hi = np.minimum(cand_blocks.max(axis=0) * k + k, shape) - 1
+    sq = _exact_sq(mask, s, lo, hi)
+    if sq is None:
+        return None  # wide plateau (e.g. a long ridge): the full transform is cheaper
+    d = np.sqrt(sq)
+    window = tuple(slice(a, b + 1) for a, b in zip(lo, hi))
+    eligible = mask[window] if excluded is None else mask[window] & ~excluded[window]
+    d = np.where(eligible, d, -1.0)
+    top = float(d.max())
+    local = np.nonzero(d >= top * (1 - PEAK_RTOL))
+    flat = np.ravel_multi_index(tuple(a + o for a, o in zip(local, lo)), shape)
+    return top, np.sort(flat)

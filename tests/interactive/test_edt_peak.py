@@ -1,0 +1,139 @@
+"""The arg-max-only EDT (omnimedseg.interactive.distance) against scipy's full transform.
+
+Identity is on the set of arg-max voxels (what a center click draws from) and the maximum
+value (to 1e-12, the tie tolerance every user applies), on masks that exercise each path:
+near-full volumes (bounded path), masks filling their whole box (no background inside),
+masks touching borders, holes, anisotropic spacing, excluded (already clicked) voxels and
+memory layouts other than C order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from omnimedseg.interactive import get_robot_user, make_rng
+from omnimedseg.interactive.distance import edt_peak
+
+
+def scipy_peak(mask, sampling=None, excluded=None):
+    d = ndimage.distance_transform_edt(np.pad(mask, 1), sampling=sampling)[(slice(1, -1),) * mask.ndim]
+    if excluded is not None:
+        d = np.where(excluded, -1.0, d)
+    top = d.max()
+    return (float(top), np.flatnonzero(d >= top * (1 - 1e-12))) if top > 0 else (0.0, np.zeros(0, np.int64))
+
+
+def assert_same_peak(mask, sampling=None, excluded=None):
+    top, flat = edt_peak(mask, sampling, excluded)
+    ref_top, ref_flat = scipy_peak(np.ascontiguousarray(mask), sampling,
+                                   None if excluded is None else np.ascontiguousarray(excluded))
+    np.testing.assert_array_equal(flat, ref_flat)
+    assert np.isclose(top, ref_top, rtol=1e-12, atol=0)
+
+
+def ellipsoid(shape, center, radii):
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+    return sum(((g - c) / r) ** 2 for g, c, r in zip(grids, center, radii)) <= 1.0
+
+
+def random_masks(seed, n):
+    """Large blobs (often cut by the box), near-full boxes with holes, full boxes, speckle."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        ndim = 2 + i % 2
+        shape = tuple(int(v) for v in rng.integers(34, 56, size=ndim)) if ndim == 3 else \
+            tuple(int(v) for v in rng.integers(190, 260, size=ndim))
+        kind = i % 4
+        if kind == 0:  # large ellipsoid, usually cut by the borders
+            m = ellipsoid(shape, [rng.uniform(0, s) for s in shape], [rng.uniform(s / 3, s) for s in shape])
+        elif kind == 1:  # near-full with a few holes
+            m = np.ones(shape, bool)
+            for _ in range(int(rng.integers(1, 4))):
+                lo = [int(rng.integers(0, s - 3)) for s in shape]
+                m[tuple(slice(a, a + int(rng.integers(1, 8))) for a in lo)] = False
+        elif kind == 2:  # the whole box: no background inside, only the padding
+            m = np.ones(shape, bool)
+        else:  # near-full with sparse single-voxel background
+            m = rng.random(shape) > 0.0005
+        sampling = None if i % 3 == 0 else tuple(float(v) for v in rng.choice([0.5, 0.7, 1.0, 2.5, 3.0], size=ndim))
+        excluded = None
+        if i % 5 == 0:
+            excluded = np.zeros(shape, bool)
+            excluded[tuple(rng.integers(0, s, size=40) for s in shape)] = True
+        yield m, sampling, excluded
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_peak_equals_full_transform_on_large_masks(seed):
+    for m, sampling, excluded in random_masks(seed, 12):
+        assert_same_peak(m, sampling, excluded)
+
+
+def test_peak_on_near_full_volume_with_hole_and_on_plateaus():
+    m = np.ones((64, 60, 48), bool)
+    m[20:26, 10:14, 30:33] = False
+    assert_same_peak(m)
+    assert_same_peak(m, (1.0, 0.7, 2.5))  # anisotropic: a wide plateau of tied voxels
+    full = np.ones((300, 240), bool)
+    assert_same_peak(full)  # even sizes: tied centre voxels
+    assert_same_peak(full, (0.5, 0.8))
+
+
+def test_peak_when_everything_is_excluded_or_empty():
+    m = np.ones((40, 40, 40), bool)
+    assert edt_peak(m, None, np.ones_like(m))[1].size == 0
+    assert edt_peak(np.zeros((40, 40, 40), bool))[1].size == 0
+
+
+@pytest.mark.parametrize("layout", ["F", "transposed", "flipped", "strided"])
+def test_peak_does_not_depend_on_memory_layout(layout):
+    base = np.ones((80, 70, 60), bool)
+    base[5:15, 40:52, 10:20] = False
+    base = base & ~ellipsoid(base.shape, (0, 0, 0), (30, 30, 30))
+    view = {"F": np.asfortranarray(base), "transposed": base.T.copy().T,
+            "flipped": base[::-1].copy()[::-1], "strided": np.repeat(base, 2, axis=2)[:, :, ::2]}[layout]
+    assert not view.flags.c_contiguous
+    np.testing.assert_array_equal(view, base)
+    assert_same_peak(view, (0.8, 1.0, 1.5))
+    np.testing.assert_array_equal(edt_peak(view, (0.8, 1.0, 1.5))[1], edt_peak(base, (0.8, 1.0, 1.5))[1])
+
+
+@pytest.mark.parametrize("shape", [(220, 230), (48, 50, 52)])
+def test_center_click_on_near_full_mask_is_the_naive_click(shape):
+    """The robot user draws the same voxel as the naive full-EDT click with the same generator."""
+    user = get_robot_user("click_largest_center")
+    label = np.ones(shape, bool)
+    label[(slice(3, 9),) * len(shape)] = False
+    label[(slice(-5, None),) + (slice(None),) * (len(shape) - 1)] = False
+    for case in range(4):
+        got = user.next_prompt(label, None, make_rng(0, case, "fg", 0, user.name))
+        top, flat = scipy_peak(label)
+        pick = flat[int(make_rng(0, case, "fg", 0, user.name).integers(flat.size))]
+        assert got.coord == tuple(int(v) for v in np.unravel_index(int(pick), shape))
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_components_partition_equals_scipy_label(ndim):
+    """find_components (cc3d inside) gives scipy's components for every connectivity, on
+    C, Fortran and flipped inputs; cc3d 4.1 mislabels 2D bool images at 8-connectivity."""
+    from omnimedseg.interactive import eligibility, find_components
+
+    rng = np.random.default_rng(ndim)
+    for trial in range(40):
+        shape = tuple(int(v) for v in rng.integers(3, 30, size=ndim))
+        m = ndimage.gaussian_filter(rng.random(shape), rng.uniform(0.5, 3)) > rng.uniform(0.4, 0.6)
+        m = [m, np.asfortranarray(m), m[::-1].copy()[::-1]][trial % 3]
+        for rank in range(1, ndim + 1):
+            ref, n = ndimage.label(m, structure=ndimage.generate_binary_structure(ndim, rank))
+            comps = find_components(eligibility(m), rank)
+            assert len(comps) == n
+            got = np.zeros(m.shape, dtype=np.int64)
+            for c in comps:
+                got[c.slices] += c.mask() * c.id
+                assert c.size == c.mask().sum()
+            assert np.array_equal(got > 0, m)
+            assert len(set(zip(got[m].tolist(), ref[m].tolist()))) == n  # same partition
+            firsts = [c.first_voxel for c in comps]
+            assert firsts == sorted(firsts) and all(m.ravel()[f] for f in firsts)
