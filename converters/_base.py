@@ -73,6 +73,11 @@ class Case:
             the class's semantic mask is derived from it (id != 0) when ``masks`` lacks it.
         ignore: bool mask source, True where the image is unlabelled or outside the field
             of view (metrics and robot users can exclude it).
+        unlabelled: classes of the card NOT annotated in this case (e.g. a subset that labels
+            one organ per frame and leaves the others unknown, not background). The core
+            writes no mask for them and records them in dataset.json; the data layer, robot
+            users, metrics and the benchmark never treat them as empty. A case labels at least
+            one class; one with no annotation at all gives no masks instead.
         spacing: pixel/voxel size in mm when the dataset provides it outside the image
             file (2D: (row, col)); NIfTI images carry their own.
         meta: small JSON-serialisable facts kept in dataset.json (e.g. patient id).
@@ -95,6 +100,7 @@ class Case:
     raters: Mapping[str, Mapping[str, Source]] = field(default_factory=dict)
     instances: Mapping[str, Source] = field(default_factory=dict)
     ignore: Source | None = None
+    unlabelled: tuple[str, ...] = ()
 
     @property
     def labelled(self) -> bool:

@@ -118,6 +118,16 @@ def _contract_problem(card: Card, case: Case) -> str | None:
         unknown = set(names) - classes
         if unknown:
             return f"{what} class(es) {sorted(unknown)} are not in the card's classes {sorted(classes)}"
+    if case.unlabelled:
+        unlabelled = set(case.unlabelled)
+        if not unlabelled <= classes:
+            return f"unlabelled class(es) {sorted(unlabelled - classes)} are not in the card's classes {sorted(classes)}"
+        if not case.labelled or unlabelled >= classes:
+            return "every class is unlabelled; a case without annotations gives no masks (and no unlabelled)"
+        given = (set(case.masks) | set(case.instances)
+                 | {c for by_class in case.raters.values() for c in by_class}) & unlabelled
+        if given:
+            return f"class(es) {sorted(given)} have a mask source but are listed as unlabelled"
     strangers = sorted(set(case.raters) - set(card.raters))
     if strangers:
         return f"raters {strangers} are not in the card's [raters] names {list(card.raters)}"
@@ -135,6 +145,7 @@ class _Job:
     staging: Path
     layout: Layout
     keep_going: bool
+    shared: frozenset[Path] = frozenset()  # this case's files that other cases read too (see _presence)
 
 
 def convert_dataset(card: Card, root: str | os.PathLike | None = None, force: bool = False, workers: int = 1,
@@ -161,6 +172,7 @@ def convert_dataset(card: Card, root: str | os.PathLike | None = None, force: bo
         raise DatasetNotFoundError(f"{card.id}: raw data not found in {raw}; {hint}")
     converter = converter_for(card)
     cases = collect_cases(card, raw, converter)
+    shared = shared_files(cases)  # of the whole release, before any sampling
     if sample is not None:
         from omnimedseg.converters._sample import sample_cases
 
@@ -170,7 +182,7 @@ def convert_dataset(card: Card, root: str | os.PathLike | None = None, force: bo
         raise ConversionError(f"{card.id}: label_values name classes {sorted(set(label_values.values()))} "
                               f"but the card ({card.path}) defines {card.class_names}")
     staging = _open_partial(out, card, raw, raw_verified, force, sample)
-    records = _write_cases(card, cases, label_values, raw, staging, workers, progress, keep_going, scheduler)
+    records = _write_cases(card, cases, label_values, raw, staging, workers, progress, keep_going, scheduler, shared)
     _remove_strays(staging, records)
     _write_dataset_files(card, cases, records, raw, raw_verified, staging, sample)
     shutil.rmtree(staging / CASE_RECORDS)
@@ -219,7 +231,8 @@ def _swap_into_place(staging: Path, out: Path) -> None:
 
 
 def _write_cases(card: Card, cases: list[Case], label_values: dict[int, str], raw: Path, staging: Path,
-                 workers: int, progress: Progress, keep_going: bool, scheduler: str | None) -> list[dict]:
+                 workers: int, progress: Progress, keep_going: bool, scheduler: str | None,
+                 shared: frozenset[Path] = frozenset()) -> list[dict]:
     """One record per case, in case order: finished ones reused, the rest converted."""
     layout = Layout.for_card(card)
     records: dict[str, dict] = {}
@@ -229,7 +242,8 @@ def _write_cases(card: Card, cases: list[Case], label_values: dict[int, str], ra
         if finished is not None:
             records[case.case_id] = finished
         else:
-            jobs.append(_Job(card, case, label_values, raw, staging, layout, keep_going))
+            own_shared = frozenset(p for p in _case_files(case) if p in shared)
+            jobs.append(_Job(card, case, label_values, raw, staging, layout, keep_going, own_shared))
     resumed = f" (resuming: {len(records)} of {len(cases)} cases already converted)" if records else ""
     with progress.task(f"convert {card.id}{resumed}", len(jobs), unit="case") as advance:
         for record in _run_jobs(jobs, workers, scheduler):
@@ -327,7 +341,8 @@ def _case_fingerprint(case: Case) -> str:
     text = json.dumps([case.case_id, case.split, [list(map(str, s.paths)) + [s.operation] for s in case.sources()],
                        list(case.spacing) if case.spacing is not None else None, dict(case.meta),
                        {k: list(map(str, s.paths)) + [s.operation] for k, s in case.masks.items()},
-                       sorted(case.raters), sorted(case.instances)], sort_keys=True, default=str)
+                       sorted(case.raters), sorted(case.instances), sorted(case.unlabelled)], sort_keys=True,
+                      default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -341,7 +356,7 @@ def convert_case(job: _Job) -> dict:
     """
     case = job.case
     try:
-        if _presence(job.card, case) == "absent":
+        if _presence(job.card, case, job.shared) == "absent":
             return {"case_id": case.case_id, "status": "absent", "split": case.split}
         record = _CaseWriter(job).write()
     except Exception as exc:  # noqa: BLE001 - every failure of a case names the case
@@ -357,13 +372,34 @@ def convert_case(job: _Job) -> dict:
     return record
 
 
-def _presence(card: Card, case: Case) -> str:
-    """"absent" when no source file of the case exists, "present" when all do; an error for a mix."""
-    files = list(dict.fromkeys(p for source in case.sources() for p in source.paths))
+def _case_files(case: Case) -> list[Path]:
+    return list(dict.fromkeys(p for source in case.sources() for p in source.paths))
+
+
+def shared_files(cases: list[Case]) -> frozenset[Path]:
+    """Source files read by more than one case (a COCO JSON or CSV of masks for a whole split)."""
+    seen: set[Path] = set()
+    shared: set[Path] = set()
+    for case in cases:
+        for path in _case_files(case):
+            (shared if path in seen else seen).add(path)
+    return frozenset(shared)
+
+
+def _presence(card: Card, case: Case, shared: frozenset[Path] = frozenset()) -> str:
+    """"absent" when none of the case's OWN source files exists, "present" when all its files do;
+    an error for a mix.
+
+    Files other cases read too (``shared``: a split's COCO JSON) say nothing about whether this
+    case is in a partial copy, so they are not evidence of presence; only when a case has no
+    file of its own do they count. A present case still needs its shared files.
+    """
+    files = _case_files(case)
     missing = [p for p in files if not Path(p).exists()]
     if not missing:
         return "present"
-    if len(missing) == len(files):
+    own = [p for p in files if p not in shared] or files
+    if all(p in missing for p in own):
         return "absent"
     shown = ", ".join(str(p) for p in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
     raise ConversionError(f"missing {shown} ({len(files) - len(missing)} of "
@@ -405,6 +441,7 @@ class _CaseWriter:
             "shape": list(shape),
             "spacing": [float(s) for s in spacing] if spacing is not None else None,
             "meta": dict(case.meta),
+            "unlabelled": [c for c in card.class_names if c in case.unlabelled],
         }
         return {"case_id": case.case_id, "status": "done", "case": _case_fingerprint(case), "entry": entry,
                 "provenance": self.provenance, "raw_stat": self._raw_stat}
@@ -509,7 +546,7 @@ class _CaseWriter:
             if rater not in case.raters:
                 continue
             by_class = case.raters[rater]
-            missing = [c for c in card.class_names if c not in by_class]
+            missing = [c for c in card.class_names if c not in by_class and c not in case.unlabelled]
             if missing:
                 raise ConversionError(f"rater {rater!r} has no mask for class(es) "
                                       f"{missing}; expected one source per class in {card.class_names}")
@@ -517,7 +554,7 @@ class _CaseWriter:
                 written[rater] = dict(masks)
                 continue
             written[rater] = {}
-            for name in card.class_names:
+            for name in (c for c in card.class_names if c not in case.unlabelled):
                 rel = layout.rater_mask(rater, case.case_id, name)
                 self._write(rel, self._load_mask(by_class[name], f"rater {rater!r} class {name!r}"), by_class[name])
                 written[rater][name] = rel
@@ -579,13 +616,14 @@ def iter_reference_masks(card: Card, case: Case, label_values: dict[int, str],
     masks = dict(case.masks)
     if not masks and case.label is None and _reference_from_rater(case, card):
         masks = dict(case.raters[card.reference_rater])
-    missing = [n for n in card.class_names
+    annotated = [n for n in card.class_names if n not in case.unlabelled]
+    missing = [n for n in annotated
                if not (case.label is not None and n in by_class) and n not in masks and n not in case.instances]
     if missing:
         raise ConversionError(f"no mask for class(es) {missing}; every labelled "
                               f"case needs one source per class in {card.class_names} (masks, label, instances or "
-                              f"the reference rater's masks)")
-    for name in card.class_names:
+                              f"the reference rater's masks) unless the case lists it in unlabelled")
+    for name in annotated:
         if case.label is not None and name in by_class:
             values = by_class[name]
             array = label.array == values[0] if len(values) == 1 else np.isin(label.array, values)

@@ -170,16 +170,28 @@ def _check_case(folder: Path, case: dict, classes: list[str], raters: list[str],
 
     for name, rel in list(channels.items())[1:]:
         on_grid(folder / rel, f"channel '{name}'", exact=False)
+    unlabelled = case.get("unlabelled", [])
+    strangers = [c for c in unlabelled if c not in classes]
+    if strangers:
+        report.add(f"case {case['case_id']}: unlabelled class(es) {strangers} are not among the classes {classes}")
+    annotated = [c for c in classes if c not in unlabelled]
+    both = [c for c in unlabelled if c in case["masks"] or any(c in m for m in case.get("raters", {}).values())]
+    if both:
+        report.add(f"case {case['case_id']}: class(es) {both} are listed as unlabelled but have a mask file")
     if case["masks"]:
-        missing = [c for c in classes if c not in case["masks"]]
+        missing = [c for c in annotated if c not in case["masks"]]
         if missing:
-            report.add(f"case {case['case_id']}: no mask for class(es) {missing}; expected one per class {classes}")
+            report.add(f"case {case['case_id']}: no mask for class(es) {missing}; expected one per class {classes} "
+                       f"not listed in the case's unlabelled {unlabelled}")
+    elif unlabelled:
+        report.add(f"case {case['case_id']}: lists unlabelled classes but has no masks; a case without "
+                   f"annotations lists none")
     for name, rel in case["masks"].items():
         binary(folder / rel, f"mask '{name}'")
     for rater, by_class in case.get("raters", {}).items():
         if rater not in raters:
             report.add(f"case {case['case_id']}: rater {rater!r} is not among dataset.json raters {raters}")
-        missing = [c for c in classes if c not in by_class]
+        missing = [c for c in annotated if c not in by_class]
         if missing:
             report.add(f"case {case['case_id']}: rater {rater!r} has no mask for class(es) {missing}")
         for name, rel in by_class.items():

@@ -1,8 +1,10 @@
-"""DSAD multi-organ frames: laparoscopic images with one mask file per organ (registry/dsad.toml).
+"""DSAD: laparoscopic frames with one mask file per organ (registry/dsad.toml).
 
-Raw layout of the figshare zip (organ folders at the top; torch-em ``medical/dsad.py``)::
+Raw layout of the figshare zip (organ folders at the top; torch-em ``medical/dsad.py``, which
+globs ``<organ>/*/image*.png`` and takes the mask as the name with ``image`` -> ``mask``;
+licences.md "DSAD (layout confirmation)")::
 
-    <organ>/<NN>/imageXX.png + maskXX.png       single-organ subsets (not converted here, see below)
+    <organ>/<NN>/imageXX.png + maskXX.png       single-organ subsets: ONE structure labelled
     multilabel/<NN>/imageXX.png                 frames annotated for all eleven structures
     multilabel/<NN>/maskXX_<organ>.png          one binary mask (0/255) per structure shown
 
@@ -11,12 +13,11 @@ third-party script that reorganises this folder (organ = the stem after the firs
 frame = the first digits of the name; github code index). A structure with no mask file in a
 multilabel frame is taken as not visible (empty mask, via ``read_empty_mask``) because this
 subset is annotated for all eleven structures (Carstens et al. 2023); the case's
-``meta["no_mask_file"]`` lists them. Split by surgery as in Kolbinger et al. (2023),
-the split DSAD follow-up work uses (val 03, 21, 26; test 02, 07, 11, 13, 14, 18, 20, 32).
-
-The single-organ subsets label one structure per frame and leave the others unknown (not
-background); the converter contract needs every class of a labelled case, so they are not
-converted until it can mark classes as unlabelled per case.
+``meta["no_mask_file"]`` lists them. A single-organ frame labels its folder's structure only:
+the other ten are unknown there (not background), so the case lists them in ``unlabelled``
+and no mask is written for them. Case ids: ``NN_XX`` (multilabel), ``<organ>_NN_XX``
+(single-organ). Split by surgery as in Kolbinger et al. (2023), the split DSAD follow-up
+work uses (val 03, 21, 26; test 02, 07, 11, 13, 14, 18, 20, 32).
 """
 
 from __future__ import annotations
@@ -43,12 +44,19 @@ def surgery_split(surgery: str) -> str:
 
 class Dsad(Converter):
     def cases(self, raw_dir: Path) -> Iterator[Case]:
-        root = raw_dir / "multilabel"
-        if not root.is_dir():
-            raise ConversionError(f"{root}: missing; expected the DSAD zip's multilabel/<surgery>/imageXX.png "
-                                  f"folders; run: omnimedseg download dsad")
         organs = self.card.class_names
-        for surgery in sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit()):
+        subsets = [raw_dir / name for name in ("multilabel", *organs)]
+        if not any(folder.is_dir() for folder in subsets):
+            raise ConversionError(f"{raw_dir}: none of the DSAD subset folders {[f.name for f in subsets]}; expected "
+                                  f"the DSAD zip's <organ>/<surgery>/imageXX.png and multilabel/ folders; run: "
+                                  f"omnimedseg download dsad")
+        yield from self._multilabel(raw_dir / "multilabel")
+        for organ in organs:
+            yield from self._single_organ(raw_dir / organ, organ)
+
+    def _multilabel(self, root: Path) -> Iterator[Case]:
+        organs = self.card.class_names
+        for surgery in _surgeries(root):
             masks: dict[str, dict[str, Path]] = {}
             for path in list_files(surgery, "mask*.png"):
                 match = MASK.match(path.name)
@@ -69,3 +77,24 @@ class Dsad(Converter):
                            else Source(image, read_empty_mask) for organ in organs},
                     meta={"surgery": surgery.name, "no_mask_file": [o for o in organs if o not in found]},
                 )
+
+    def _single_organ(self, root: Path, organ: str) -> Iterator[Case]:
+        """Frames of one organ's folder: that organ's mask; every other structure unlabelled."""
+        others = tuple(o for o in self.card.class_names if o != organ)
+        for surgery in _surgeries(root):
+            for image in list_files(surgery, "image*.png"):
+                match = FRAME.match(image.name)
+                if not match:
+                    continue
+                yield Case(
+                    case_id=f"{organ}_{surgery.name}_{match.group(1)}",
+                    image=Source(image, read_image),
+                    split=surgery_split(surgery.name),
+                    masks={organ: Source(surgery / f"mask{match.group(1)}.png", read_binary_mask)},
+                    unlabelled=others,
+                    meta={"surgery": surgery.name, "subset": organ},
+                )
+
+
+def _surgeries(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit()) if root.is_dir() else []

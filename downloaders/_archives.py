@@ -8,6 +8,9 @@ sizes and ratio are enforced again, cumulatively, while bytes are written, so ne
 lying header nor a bomb padded with incompressible bytes gets far. Extraction goes to a
 uniquely named staging folder that is renamed into place only when complete. Every
 library error (bad CRC, truncated stream, not an archive) becomes one line naming the archive.
+macOS debris (``__MACOSX/``, ``._*``, ``.DS_Store``: :func:`omnimedseg.files.is_macos_debris`)
+is never written: two archives of one release that both carry ``__MACOSX/`` would otherwise
+clash in the raw tree, and no converter reads it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from omnimedseg.errors import DownloadError
-from omnimedseg.files import naming_errors, repair_command
+from omnimedseg.files import is_macos_debris, naming_errors, repair_command
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".7z", ".rar")
 # what zipfile, tarfile and the decompressors raise for damaged input
@@ -219,6 +222,7 @@ def _write_members(archive: Path, staging: Path, members: list[tuple[PurePosixPa
             _inside(root, path, archive)
         with py7zr.SevenZipFile(archive) as sz:
             sz.extractall(path=root)
+        _remove_debris(root)
         total = 0
         for out in sorted(root.rglob("*")):
             if out.is_symlink() or not (out.is_file() or out.is_dir()):
@@ -239,6 +243,8 @@ def _write_members(archive: Path, staging: Path, members: list[tuple[PurePosixPa
         for info, (path, size, is_dir) in zip(infos, members):
             consumed = consumed + info.compress_size if is_zip else _position(raw)
             out = _inside(root, path, archive)
+            if is_macos_debris(path):
+                continue
             if is_dir:
                 out.mkdir(parents=True, exist_ok=True)
                 continue
@@ -256,6 +262,13 @@ def _write_members(archive: Path, staging: Path, members: list[tuple[PurePosixPa
             if not is_zip:
                 container.members = []  # keep memory flat over millions of headers
     return written
+
+
+def _remove_debris(root: Path) -> None:
+    """Delete macOS debris a whole-archive extractor (py7zr) wrote: never part of a raw tree."""
+    for path in sorted(root.rglob("*"), key=lambda p: len(p.parts)):
+        if path.exists() and not path.is_symlink() and is_macos_debris(path.relative_to(root)):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def _position(raw) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 from omnimedseg.errors import ChecksumMismatchError, DatasetNotFoundError
 from omnimedseg.registry import Card, RemoteFile
@@ -73,6 +73,14 @@ class Downloader:
     def resolve(self, card: Card) -> Manifest:
         """Ask the platform which files make up ``card``'s record; return them pinned."""
         raise NotImplementedError(f"{type(self).__name__} must implement resolve()")
+
+    def sample_headers(self, files: Sequence[RemoteFile], client) -> dict[str, bytes] | None:
+        """``download --sample``: which files are case files, for a platform whose release is nothing
+        but per-case files that ``cases()`` lists by their headers (IDC: DICOM instances in series
+        folders). Returns name -> leading bytes of the files ``cases()`` reads header-only (written
+        into the sample's skeleton); every file of ``files`` is then a case file, fetched only when a
+        chosen case names it. None (the default): the size rule of ``downloaders._sample``."""
+        return None
 
     @staticmethod
     def check_against_card(card: Card, resolved: list[RemoteFile]) -> tuple[RemoteFile, ...]:

@@ -87,6 +87,7 @@ def write_rar_members(archive: Path, staging: Path, members: list[tuple[PurePosi
     expose the compressed position, so the ratio is taken against the whole archive's size.
     """
     from omnimedseg.downloaders._archives import _bounded_copy, _inside
+    from omnimedseg.files import is_macos_debris
 
     libarchive = _libarchive(archive)
     root = staging.resolve()
@@ -101,6 +102,8 @@ def write_rar_members(archive: Path, staging: Path, members: list[tuple[PurePosi
                     raise DownloadError(f"{archive}: member list changed between listing and extraction "
                                         f"at {entry.pathname!r}")
                 out = _inside(root, path, archive)
+                if is_macos_debris(path):
+                    continue
                 if is_dir:
                     out.mkdir(parents=True, exist_ok=True)
                     continue

@@ -2,8 +2,11 @@
 
 Steps: (1) build a *skeleton* of the raw tree in the staging folder: side files (CSV, JSON,
 TXT...) and small files are fetched whole, every other file or ZIP member becomes an empty
-placeholder; a ZIP is listed from its central directory by HTTP Range requests
-(:mod:`._remote_zip`), never downloaded. (2) Run the converter's ``cases()`` on the skeleton
+placeholder (a platform whose files are all per-case files says so through
+``Downloader.sample_headers``: then nothing is fetched whole and the files ``cases()`` reads
+header-only hold their leading bytes, e.g. IDC's DICOM series); a ZIP is listed from its
+central directory by HTTP Range requests (:mod:`._remote_zip`), never downloaded; macOS
+debris members are left out. (2) Run the converter's ``cases()`` on the skeleton
 (converters only read side files there) and keep the first N cases of each split
 (:func:`omnimedseg.converters._sample.sample_cases`, the rule ``convert --sample`` uses). (3) Fetch
 exactly the files and members those cases name, each verified (whole files by the card's
@@ -29,7 +32,7 @@ from omnimedseg.downloaders._http import HttpClient
 from omnimedseg.downloaders._remote_zip import Member, RangeSource, fetch_members, read_central_directory
 from omnimedseg.downloaders._transfer import atomic_write_text, fetch_all, link_or_copy, target_path
 from omnimedseg.errors import ConversionError
-from omnimedseg.files import staged_folder
+from omnimedseg.files import is_macos_debris, staged_folder
 from omnimedseg.progress import SILENT, Progress
 from omnimedseg.registry import Card, RemoteFile
 
@@ -59,9 +62,14 @@ def download_sample(card: Card, n: int, root: str | os.PathLike | None = None, s
     refresh = getattr(downloader, "refresh", None)
     check = getattr(downloader, "check_part", None)
     work = folder / SAMPLE_DIR
+    headers = downloader.sample_headers(manifest.files, client)
     zips = [f for f in manifest.files if f.extract and f.name.lower().endswith(".zip")]
-    whole = [f for f in manifest.files if f not in zips and (f.extract or is_side_file(f.name)
-                                                             or (f.size or 0) <= WHOLE_FILE_LIMIT)]
+    if headers is not None:  # the platform's files are all case files; cases() reads the headers given
+        whole = []
+    else:
+        headers = {}
+        whole = [f for f in manifest.files if f not in zips and (f.extract or is_side_file(f.name)
+                                                                 or (f.size or 0) <= WHOLE_FILE_LIMIT)]
     deferred = [f for f in manifest.files if f not in zips and f not in whole]
     fetched_bytes = 0
     with staged_folder(raw) as staging:
@@ -71,14 +79,16 @@ def download_sample(card: Card, n: int, root: str | os.PathLike | None = None, s
         fetched_bytes += sum(f.size or 0 for f in whole)
         placeholders: dict[Path, tuple] = {}
         for remote in deferred:
-            placeholders[_placeholder(staging, remote.name)] = ("file", remote)
+            placeholders[_placeholder(staging, remote.name, headers.get(remote.name, b""))] = ("file", remote)
+        fetched_bytes += sum(len(h) for h in headers.values())
         archives = {}
         for remote in zips:
             source = RangeSource(remote.url, remote.size, client, name=remote.name,
                                  refresh=(lambda r=remote: refresh(r)) if refresh else None)
             # the same name rules as extraction: a file member without a safe name refuses the archive
             members = [m for m in read_central_directory(source)
-                       if not m.is_dir and _checked_member_path(Path(remote.name), m.name, False)]
+                       if not m.is_dir and _checked_member_path(Path(remote.name), m.name, False)
+                       and not is_macos_debris(m.name)]  # never extracted into a raw tree
             archives[remote.name] = (source, members)
             side = [m for m in members if is_side_file(m.name)]
             _place_members(source, side, work / remote.name, staging, progress)
@@ -139,10 +149,11 @@ def _place_members(source: RangeSource, members: list[Member], cache: Path, stag
         link_or_copy(path, target_path(staging, name))
 
 
-def _placeholder(staging: Path, name: str) -> Path:
+def _placeholder(staging: Path, name: str, header: bytes = b"") -> Path:
+    """An empty stand-in for a file not fetched yet (or its leading bytes, for a header-only read)."""
     path = target_path(staging, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch()
+    path.write_bytes(header)
     return path
 
 

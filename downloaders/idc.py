@@ -238,6 +238,48 @@ class IdcDownloader(S3Downloader):
         return manifest
 
 
+    def sample_headers(self, files, client) -> dict[str, bytes]:
+        """``download --sample``: every instance is a case file; ``cases()`` lists series by the header
+        of the first ``.dcm`` (by name) of each series folder (``formats.dicom_refs.series_folders``),
+        so only those headers are read: leading bytes by HTTP Range until the header is complete."""
+        from omnimedseg.downloaders._remote_zip import RangeSource
+
+        first: dict[str, RemoteFile] = {}
+        for remote in files:
+            folder, _, name = remote.name.rpartition("/")
+            if name.lower().endswith(".dcm") and not name.startswith(".") and \
+                    (folder not in first or remote.name < first[folder].name):
+                first[folder] = remote
+        return {r.name: dicom_header(RangeSource(r.url, r.size, client, name=r.name)) for r in first.values()}
+
+
+HEADER_START = 64 << 10  # a CT slice's header is a few KB; a SEG's per-frame groups can be hundreds
+
+
+def dicom_header(source) -> bytes:
+    """The leading bytes of a remote DICOM file up to its pixel data (the whole file if it has none).
+
+    Hand-written because no DICOM library reads a header from a byte range: grow the prefix until
+    pydicom parses it without running out of bytes AND the (7FE0,0010) Pixel Data tag is in it
+    (a prefix cut between two elements would otherwise parse as a shorter, wrong header).
+    """
+    import pydicom
+
+    size, length = source.size, HEADER_START
+    while True:
+        data = source.read(0, min(length, size))
+        if len(data) >= size:
+            return data
+        try:
+            pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        except Exception:  # noqa: BLE001 - pydicom raises several types for a cut element
+            pass
+        else:
+            if b"\xe0\x7f\x10\x00" in data[132:]:  # Pixel Data, little-endian (transfer syntaxes IDC serves)
+                return data
+        length *= 4
+
+
 def pin_series_folder(folder: Path) -> RemoteFile:
     """The card entry a local ``<uuid>/`` folder would get from ``registry lock`` (ETag = MD5)."""
     objects = {f"{folder.name}/{p.name}": (p.stat().st_size, hashlib.md5(p.read_bytes()).hexdigest())

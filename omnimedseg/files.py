@@ -32,6 +32,29 @@ def file_hashes(path: Path, algorithms: tuple[str, ...] = ("sha256",)) -> dict[s
     return {alg: d.hexdigest() for alg, d in digests.items()}
 
 
+APPLEDOUBLE_PREFIX = "._"
+MACOS_FOLDER = "__MACOSX"
+MACOS_FILES = (".DS_Store",)
+
+
+def is_macos_debris(path: str | os.PathLike) -> bool:
+    """True for macOS archive debris: AppleDouble ``._*`` files (resource forks that carry no data),
+    Finder's ``.DS_Store`` and anything under ``__MACOSX/``.
+
+    The one definition both layers use: extraction never writes them into a raw tree
+    (``downloaders._archives``), converters never list them (``converters.formats.listing``).
+    """
+    parts = Path(path).parts
+    name = parts[-1] if parts else ""
+    return name.startswith(APPLEDOUBLE_PREFIX) or name in MACOS_FILES or MACOS_FOLDER in parts
+
+
+def file_stamp(path: str | os.PathLike) -> tuple[str, int, int]:
+    """(path, size, mtime in ns): a cache key that changes whenever the file is rewritten or replaced."""
+    st = os.stat(path)
+    return str(path), st.st_size, st.st_mtime_ns
+
+
 @contextmanager
 def naming_errors(path: str | os.PathLike) -> Iterator[None]:
     """Give an ``OSError`` raised inside the block the file it concerns (``write`` errors such as

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
@@ -23,6 +24,7 @@ import pydicom
 from omnimedseg.converters.formats.dicom import DicomSeries, dataset_kind, read_dataset, read_series, scan
 from omnimedseg.converters.formats.imagedata import ImageData
 from omnimedseg.errors import ConversionError
+from omnimedseg.files import file_stamp
 
 # --------------------------------------------------------------------------- acquisitions
 
@@ -142,10 +144,43 @@ def match_referenced_series(path: Path, ds, candidates: Iterable[DicomSeries]) -
     return scored[0][1]
 
 
-def _image_series(path: Path, image_paths: Iterable) -> tuple[object, DicomSeries]:
+# A case reads its image and every class mask from the same SEG/RTSTRUCT and image files (one
+# Source per class). These per-process caches, keyed on each file's path + size + mtime (a
+# rewritten file is read again), make a case parse each file once instead of once per class.
+
+
+def _stamps(paths: Iterable) -> tuple[tuple[str, int, int], ...]:
+    try:
+        return tuple(file_stamp(p) for p in paths)
+    except FileNotFoundError as exc:
+        raise ConversionError(f"{exc.filename}: file not found; expected the DICOM files of this case; "
+                              f"re-download them") from None
+
+
+@lru_cache(maxsize=4)
+def _referenced(ref: tuple[str, int, int], images: tuple[tuple[str, int, int], ...]) -> tuple[object, DicomSeries]:
+    path = Path(ref[0])
     ds = read_dataset(path, defer=False)
-    series = scan([Path(p) for p in image_paths]).series
+    series = scan([Path(p) for p, _, _ in images]).series
     return ds, match_referenced_series(path, ds, series)
+
+
+def _image_series(path: Path, image_paths: Iterable) -> tuple[object, DicomSeries]:
+    """The parsed SEG/RTSTRUCT and the image series (acquisition) it references (cached per process)."""
+    return _referenced(*_stamps([path]), _stamps(image_paths))
+
+
+@lru_cache(maxsize=2)
+def _decoded(kind: str, ref: tuple[str, int, int], images: tuple[tuple[str, int, int], ...]) -> dict[str, ImageData]:
+    """Every segment (SEG) or ROI (RTSTRUCT) on the referenced series, read-only (shared between classes)."""
+    from omnimedseg.converters.formats.dicom_seg import read_seg
+    from omnimedseg.converters.formats.rtstruct import read_rtstruct
+
+    ds, target = _referenced(ref, images)
+    masks = (read_seg if kind == "seg" else read_rtstruct)(Path(ref[0]), target, dataset=ds)
+    for mask in masks.values():
+        mask.array.setflags(write=False)
+    return masks
 
 
 def read_referenced_image(ref_path: str | os.PathLike, *image_paths: str | os.PathLike) -> ImageData:
@@ -183,21 +218,16 @@ def read_seg_mask(seg_path: str | os.PathLike, *image_paths: str | os.PathLike,
                   segments: tuple[str, ...]) -> ImageData:
     """The bool mask of the SEG segment(s) labelled one of ``segments`` (else whose coded property
     type is), on the referenced acquisition."""
-    from omnimedseg.converters.formats.dicom_seg import read_seg
-
     path = Path(seg_path)
-    _, target = _image_series(path, image_paths)
-    return _pick(path, read_seg(path, target), segments, "segment", fallback_field="type")
+    return _pick(path, _decoded("seg", *_stamps([path]), _stamps(image_paths)), segments, "segment",
+                 fallback_field="type")
 
 
 def read_rtstruct_mask(rtstruct_path: str | os.PathLike, *image_paths: str | os.PathLike,
                        rois: tuple[str, ...]) -> ImageData:
     """The bool mask of the ROI(s) named one of ``rois``, rasterised on the referenced series."""
-    from omnimedseg.converters.formats.rtstruct import read_rtstruct
-
     path = Path(rtstruct_path)
-    _, target = _image_series(path, image_paths)
-    return _pick(path, read_rtstruct(path, target), rois, "ROI")
+    return _pick(path, _decoded("rtstruct", *_stamps([path]), _stamps(image_paths)), rois, "ROI")
 
 
 # --------------------------------------------------------------------------- bucket layout

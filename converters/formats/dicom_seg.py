@@ -113,12 +113,15 @@ def _series_name(geom) -> str:
 
 
 def iter_seg(seg_path: str | os.PathLike, series_dir: str | os.PathLike | DicomSeries, series_uid: str | None = None,
-             fractional: str = "threshold", threshold: float = 0.5) -> Iterator[tuple[str, ImageData]]:
-    """Like :func:`read_seg`, one segment at a time; every frame is placed before the first yield."""
+             fractional: str = "threshold", threshold: float = 0.5, *,
+             dataset=None) -> Iterator[tuple[str, ImageData]]:
+    """Like :func:`read_seg`, one segment at a time; every frame is placed before the first yield.
+
+    ``dataset``: the SEG already parsed from ``seg_path`` (pixel data included), not read again."""
     if fractional not in FRACTIONAL_MODES:
         raise UsageError(f"fractional={fractional!r}; expected one of {FRACTIONAL_MODES}")
     path = Path(seg_path)
-    ds = read_dataset(path, defer=False)
+    ds = dataset if dataset is not None else read_dataset(path, defer=False)
     if dataset_kind(ds) != "seg":
         raise ConversionError(f"{path}: is {ds.get('Modality', '?')} ({ds.get('SOPClassUID', '?')}); "
                               f"expected a DICOM Segmentation (Modality SEG)")
@@ -207,14 +210,14 @@ def iter_seg(seg_path: str | os.PathLike, series_dir: str | os.PathLike | DicomS
 
 
 def read_seg(seg_path: str | os.PathLike, series_dir: str | os.PathLike | DicomSeries, series_uid: str | None = None,
-             fractional: str = "threshold", threshold: float = 0.5) -> dict[str, ImageData]:
+             fractional: str = "threshold", threshold: float = 0.5, *, dataset=None) -> dict[str, ImageData]:
     """Read a DICOM-SEG as segment label -> mask on the referenced series (dcm2niix layout).
 
     BINARY and LABELMAP segments give bool masks. FRACTIONAL segments give bool masks of
     ``value / MaximumFractionalValue >= threshold`` (``fractional='threshold'``) or float32
     fractions in [0, 1] (``fractional='probability'``). Slices without a frame are empty.
     """
-    return dict(iter_seg(seg_path, series_dir, series_uid, fractional, threshold))
+    return dict(iter_seg(seg_path, series_dir, series_uid, fractional, threshold, dataset=dataset))
 
 
 def seg_to_masks(seg_path: str | os.PathLike, series_dir: str | os.PathLike, out_dir: str | os.PathLike,

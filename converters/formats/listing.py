@@ -2,9 +2,11 @@
 
 Archives packed on macOS hold AppleDouble companions (``._<name>``, resource forks that
 carry no image) beside real files, often inside ``__MACOSX/``, and Finder's ``.DS_Store``.
-They match a converter's glob (``imagesTr/*.nii.gz`` also matches ``imagesTr/._la_003.nii.gz``,
-as in the Medical Segmentation Decathlon tars) and then fail to read, so every converter lists
-files through :func:`list_files`, the one place that knows about them.
+Raw trees made by ``omnimedseg download`` hold none (the extractor leaves them out), but a
+folder given to ``convert --raw`` may. They match a converter's glob (``imagesTr/*.nii.gz``
+also matches ``imagesTr/._la_003.nii.gz``, as in the Medical Segmentation Decathlon tars) and
+then fail to read, so every converter lists files through :func:`list_files`. What counts as
+debris is defined once, in :func:`omnimedseg.files.is_macos_debris`.
 """
 
 from __future__ import annotations
@@ -12,16 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-APPLEDOUBLE_PREFIX = "._"
-MACOS_FOLDER = "__MACOSX"
-MACOS_FILES = (".DS_Store",)
-
-
-def is_macos_debris(path: str | os.PathLike) -> bool:
-    """True for AppleDouble ``._*`` files, ``.DS_Store`` and anything under ``__MACOSX/``."""
-    parts = Path(path).parts
-    name = parts[-1] if parts else ""
-    return name.startswith(APPLEDOUBLE_PREFIX) or name in MACOS_FILES or MACOS_FOLDER in parts
+from omnimedseg.files import APPLEDOUBLE_PREFIX, is_macos_debris
 
 
 def list_files(folder: str | os.PathLike, pattern: str = "*") -> list[Path]:

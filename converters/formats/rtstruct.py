@@ -119,7 +119,7 @@ def _referenced_series_uids(ds) -> set[str]:
 
 
 def read_rtstruct(rtstruct_path: str | os.PathLike, series_dir: str | os.PathLike | DicomSeries, series_uid: str | None = None,
-                  slice_tolerance_mm: float | None = None) -> dict[str, ImageData]:
+                  slice_tolerance_mm: float | None = None, *, dataset=None) -> dict[str, ImageData]:
     """Rasterize every ROI of an RTSTRUCT on its referenced series; ROI name -> bool mask.
 
     Masks share the series' (i, j, k) layout and affine (see ``dicom.read_series``); ROIs
@@ -128,18 +128,20 @@ def read_rtstruct(rtstruct_path: str | os.PathLike, series_dir: str | os.PathLik
     else is an error, never a silent move to the nearest slice. Duplicate ROI names get
     `` (ROI <number>)`` appended to the key.
     """
-    return dict(iter_rtstruct(rtstruct_path, series_dir, series_uid, slice_tolerance_mm))
+    return dict(iter_rtstruct(rtstruct_path, series_dir, series_uid, slice_tolerance_mm, dataset=dataset))
 
 
 def iter_rtstruct(rtstruct_path: str | os.PathLike, series_dir: str | os.PathLike | DicomSeries, series_uid: str | None = None,
-                  slice_tolerance_mm: float | None = None) -> Iterator[tuple[str, ImageData]]:
+                  slice_tolerance_mm: float | None = None, *, dataset=None) -> Iterator[tuple[str, ImageData]]:
     """Like :func:`read_rtstruct`, one ROI at a time (memory for one mask, not all of them).
+
+    ``dataset``: the RTSTRUCT already parsed from ``rtstruct_path``, not read again.
 
     Every contour is checked before the first mask is yielded, so an error never comes
     after some masks were already written.
     """
     path = Path(rtstruct_path)
-    ds = read_dataset(path, defer=False)
+    ds = dataset if dataset is not None else read_dataset(path, defer=False)
     if dataset_kind(ds) != "rtstruct":
         raise ConversionError(f"{path}: is {ds.get('Modality', '?')} ({ds.get('SOPClassUID', '?')}); "
                               f"expected an RT Structure Set (Modality RTSTRUCT)")

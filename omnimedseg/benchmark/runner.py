@@ -70,7 +70,8 @@ def plan(suite: Suite, root: str | None = None, registry_dirs: tuple[str, ...] =
         for index in range(n):
             entry = dataset.raw_item(index)[0] if selection.mode == "slices" else dataset.cases[index]
             case_id = entry["case_id"] + (f"_s{entry['slice_index']}" if "slice_index" in entry else "")
-            for class_name in classes:
+            unlabelled = set(entry.get("unlabelled", ()))  # not annotated in this case: unknown, not empty
+            for class_name in (c for c in classes if c not in unlabelled):
                 tasks.extend(Task(selection, index, case_id, class_name, user) for user in suite.robot_users)
     return tasks
 
@@ -85,6 +86,9 @@ def run_task(suite: Suite, task: Task, root: str | None, registry_dirs: tuple[st
 
     dataset = _open_dataset(task.dataset, root, registry_dirs)
     case, image, masks, affine = dataset.raw_item(task.index)
+    if task.class_name in case.get("unlabelled", ()):
+        raise UsageError(f"{task.dataset.id} case {task.case_id}: class {task.class_name!r} is not annotated in "
+                         f"this case (dataset.json unlabelled); it has no reference to score against")
     reference = masks[dataset.class_names.index(task.class_name)]
     ignore = dataset.ignore_mask(task.index)  # unlabelled / outside the field of view: not prompted, not scored
     spacing = tuple(case["spacing"]) if case.get("spacing") else None

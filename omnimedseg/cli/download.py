@@ -9,7 +9,7 @@ import click
 
 from omnimedseg.cli import Env, pass_env
 from omnimedseg.cli.options import jobs_option
-from omnimedseg.errors import UsageError
+from omnimedseg.errors import DatasetNotFoundError, UsageError
 from omnimedseg.progress import human_bytes
 
 
@@ -37,6 +37,9 @@ def download(env: Env, dataset_id: str, sources: tuple[Path, ...], offline: bool
     require_licence_acceptance(card, accept_licence, "download")
     if card.access.kind != "open" and not sources and not offline:
         env.echo(card.access.instructions)
+        if card.access.kind == "manual":  # no platform API serves these files: nothing to try
+            raise DatasetNotFoundError(f"{card.id}: manual download (instructions above); fetch the files "
+                                       f"yourself, then run: omnimedseg download {card.id} --from DIR")
     if sample is not None:
         from omnimedseg.converters._sample import SAMPLE_MARKER
         from omnimedseg.downloaders._sample import download_sample

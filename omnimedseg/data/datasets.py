@@ -7,6 +7,9 @@ Samples are dicts with fixed keys (MONAI-style), so dict transforms apply direct
                channels in order (``channel_names``), colour components after each other
 ``masks``      bool tensor (n_classes, ...spatial); all False for unlabelled cases; the
                reference masks, or the masks of the rater chosen with ``rater=``
+``annotated``  bool tensor (n_classes,): False for a class the case does not annotate
+               (dataset.json ``unlabelled``; its mask is all False but means "unknown", not
+               "absent"): skip it in losses and metrics. All False for unlabelled cases
 ``ignore``     bool tensor (...spatial): True where the image is unlabelled / outside the
                field of view (all False when the dataset marks nothing); exclude it in metrics
 ``instances``  int32 tensor (n_classes, ...spatial) of instance ids, 0 = none (only for
@@ -110,6 +113,12 @@ class ConvertedDataset:
     def __len__(self) -> int:
         return len(self.cases)
 
+    def annotated(self, case: dict) -> np.ndarray:
+        """bool (n_classes,): which classes a case entry annotates (none for an unlabelled case;
+        not those in its ``unlabelled`` list, whose empty masks mean "unknown")."""
+        unlabelled = set(case.get("unlabelled", ())) if case["masks"] else set(self.class_names)
+        return np.array([name not in unlabelled for name in self.class_names], dtype=bool)
+
     def load_case(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(image array, bool masks (n_classes, ...), affine) of one case, as stored."""
         case = self.cases[index]
@@ -154,6 +163,7 @@ class ConvertedDataset:
             "image": torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)),
             "masks": torch.from_numpy(masks),
             "labelled": bool(case["masks"]),
+            "annotated": torch.from_numpy(self.annotated(case)),
             "class_names": list(self.class_names),
             "case_id": case["case_id"],
             **collatable_geometry(case["spacing"], affine, spatial_dims),

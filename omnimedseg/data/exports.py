@@ -20,6 +20,13 @@ masks overlap and names it; ``overlap="last"`` gives an overlapping voxel the cl
 listed last in the card (highest label id), which suits nested structures listed
 outer-first (kidney, then kidney_tumour). Overlap voxel counts are recorded in the
 export's ``dataset.json`` under ``omnimedseg_export``.
+
+**Classes a case does not annotate** (dataset.json ``unlabelled``, e.g. DSAD's single-organ
+frames): a label map cannot say "unknown" with 0, which means background. nnU-Net gets its
+ignore label (the highest value, left out of its loss) on every voxel of such a case that no
+annotated class covers, so the unknown organs are never learnt as background; the MSD
+datalist keeps 0 there and lists the classes under the item's ``unlabelled`` key, which a
+MONAI pipeline reads like any other datalist field.
 """
 
 from __future__ import annotations
@@ -157,7 +164,9 @@ def _export_label_maps(dataset, staging: Path, fmt: str, overlap: str, link: boo
     folder = dataset.folder
     names = list(dataset.class_names)
     # nnU-Net's ignore label (the highest value, excluded from its loss) carries the ignore masks.
-    ignore_value = len(names) + 1 if fmt == "nnunet" and any(c.get("ignore") for c in dataset.cases) else None
+    # It also covers what a case with unlabelled classes leaves unknown (see the module docstring).
+    ignore_value = len(names) + 1 if fmt == "nnunet" and any(c.get("ignore") or c.get("unlabelled")
+                                                            for c in dataset.cases) else None
     channels, training, test, overlaps = None, [], [], {}
     for index, case in enumerate(dataset.cases):
         cid = case["case_id"]
@@ -187,9 +196,12 @@ def _export_label_maps(dataset, staging: Path, fmt: str, overlap: str, link: boo
             overlaps[cid] = n
         if ignore_value is not None and case.get("ignore"):
             labels[read_output(folder / case["ignore"])[0].astype(bool)] = ignore_value
+        if ignore_value is not None and case.get("unlabelled"):
+            labels[labels == 0] = ignore_value  # background is unknown where classes are not annotated
         label_rel = f"labels{sub}/{cid}{ending}"
-        _write_label(labels, staging / label_rel, folder / case["masks"][names[0]])
-        training.append({"image": image_entry, "label": label_rel, "case_id": cid, "split": case["split"]})
+        _write_label(labels, staging / label_rel, folder / next(iter(case["masks"].values())))
+        training.append({"image": image_entry, "label": label_rel, "case_id": cid, "split": case["split"],
+                         **({"unlabelled": case["unlabelled"]} if case.get("unlabelled") else {})})
     info = dataset.info
     export_note = {"dataset_id": dataset.dataset_id, "converter_version": info["omnimedseg"].get("converter_version"),
                    "source": str(folder), "overlap_policy": overlap, "overlapping_voxels": overlaps}

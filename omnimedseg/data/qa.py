@@ -252,11 +252,15 @@ def run_qa(dataset_id: str, out: str | os.PathLike | None = None, *, root=None, 
     exhausted = len(seen) == len(dataset)
     labelled = any(case["masks"] for case in dataset.cases)
     having = {c: sum(c in p for p in seen.values()) for c in names}
+    # a class a case does not annotate (dataset.json unlabelled) is unknown there, not empty
+    annotating = {c: sum(c not in dataset.cases[i].get("unlabelled", ()) for i in seen) for c in names}
     if exhausted and labelled:
         absent = [c for c in names if having[c] == 0]
         rare = [f"{c} ({having[c]})" for c in names if 0 < having[c] < per_class]
         if absent:
-            findings.append(f"class(es) empty in all {len(seen)} labelled cases: {', '.join(absent)}")
+            counts = sorted({annotating[c] for c in absent})
+            findings.append(f"class(es) empty in all {' or '.join(map(str, counts))} labelled cases that annotate "
+                            f"them: {', '.join(absent)}")
         if rare:
             findings.append(f"class(es) in fewer than {per_class} cases (count): {', '.join(rare)}")
     if len(dataset) < n_images:

@@ -57,3 +57,50 @@ def test_convert_raw_idc_copy_skips_the_ai_seg(tmp_path):
     assert validate_converted(out, raw).ok
     provenance = json.dumps(json.loads((out / "provenance.json").read_text()))
     assert not any(t["ai_uuid"] in provenance for t in truth.values())
+
+
+def test_each_dicom_file_is_parsed_once_per_case_whatever_the_number_of_classes(tmp_path, monkeypatch):
+    """Four class masks and the image come from one SEG and one CT series: the per-process cache in
+    formats.dicom_refs (keyed on path + size + mtime) parses each file once, not once per class."""
+    import collections
+
+    import pydicom
+
+    from omnimedseg.converters._run import collect_cases, convert_case
+    from omnimedseg.converters.formats import dicom_refs
+    from omnimedseg.registry import load_registry
+
+    raw = tmp_path / "idc-copy"
+    raw.mkdir()
+    make_remote_files(raw)
+    card = load_registry().get("hcc_tace_seg")
+    cases = collect_cases(card, raw)  # header-only listing, not counted below
+    dicom_refs._referenced.cache_clear()
+    dicom_refs._decoded.cache_clear()
+    full_reads = collections.Counter()
+    original = pydicom.dcmread
+
+    def counting(fp, *args, **kwargs):
+        if not kwargs.get("stop_before_pixels"):
+            full_reads[str(fp)] += 1
+        return original(fp, *args, **kwargs)
+
+    monkeypatch.setattr(pydicom, "dcmread", counting)
+    from omnimedseg.converters._run import Layout, _Job
+
+    staging = tmp_path / "staging"
+    for case in cases:
+        job = _Job(card, case, dict(card.classes), raw, staging, Layout.for_card(card), False)
+        assert convert_case(job)["status"] == "done"
+    seg_files = {str(c.masks["liver"].paths[0]) for c in cases}
+    assert len(cases) == 2 and len(CLASSES) == 4
+    assert {f: full_reads[f] for f in seg_files} == dict.fromkeys(seg_files, 1)
+    assert full_reads and max(full_reads.values()) == 1, full_reads.most_common(3)
+    # a rewritten file (new mtime) is read again, not served stale from the cache
+    seg = str(cases[0].masks["liver"].paths[0])
+    import os
+
+    stat = os.stat(seg)
+    os.utime(seg, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    dicom_refs.read_seg_mask(seg, *cases[0].masks["liver"].paths[1:], segments=("Liver",))
+    assert full_reads[seg] == 2

@@ -102,3 +102,56 @@ def test_good_archives_extract_including_7z(tmp_path):
         out = tmp_path / f"out-{archive.name}"
         extract(archive, out)
         assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == src
+
+
+def _macos_zip(path, files: dict[str, bytes]):
+    """A zip as macOS Finder's "Compress" writes it: each file plus its AppleDouble companion under
+    ``__MACOSX/`` (same folder, ``._`` prefix), a ``.DS_Store``, and the folder entries."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in files.items():
+            folder, _, base = name.rpartition("/")
+            zf.writestr(f"{folder}/", b"")
+            zf.writestr(name, data)
+            zf.writestr(f"__MACOSX/{folder}/._{base}", b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+            zf.writestr(f"{folder}/.DS_Store", b"\x00\x00\x00\x01Bud1")
+        zf.writestr("__MACOSX/", b"")
+    return path
+
+
+def test_two_zips_that_both_carry_macosx_make_one_raw_tree_without_debris(tmp_path, make_card):
+    """Two zips of one release, both packed on macOS: the raw tree holds their files and no
+    ``__MACOSX/``, ``._*`` or ``.DS_Store`` (it used to stop: "extracting would overwrite '__MACOSX'")."""
+    from omnimedseg import paths
+    from omnimedseg.downloaders import download_dataset
+
+    release = tmp_path / "release"
+    release.mkdir()
+    images = {"images/case1.png": b"png-1", "images/case2.png": b"png-2"}
+    masks = {"masks/case1.png": b"mask-1", "masks/case2.png": b"mask-2"}
+    _macos_zip(release / "images.zip", images)
+    _macos_zip(release / "masks.zip", masks)
+    files = {p.name: p.read_bytes() for p in release.iterdir()}
+    card = make_card("zenodo", "1", files, version="1", extract=tuple(files))
+    raw = download_dataset(card, sources=[release])
+    found = {p.relative_to(raw).as_posix(): p.read_bytes() for p in raw.rglob("*")
+             if p.is_file() and not p.name.startswith(".prepared")}
+    assert found == {**images, **masks}
+    assert not any("__MACOSX" in p.parts for p in raw.rglob("*"))
+    assert paths.raw_dir("emu") == raw
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "7z"])
+def test_macos_debris_is_never_extracted_from_tar_or_7z(tmp_path, kind):
+    src = {"data/a.txt": b"a", "data/._a.txt": b"fork", "__MACOSX/data/._a.txt": b"fork", "data/.DS_Store": b"ds"}
+    if kind == "7z":
+        py7zr = pytest.importorskip("py7zr")
+        archive = tmp_path / "x.7z"
+        with py7zr.SevenZipFile(archive, "w") as z:
+            for n, d in src.items():
+                z.writestr(d, n)
+    else:
+        archive = _tar(tmp_path / "x.tar.gz", [_member(n, d) for n, d in src.items()])
+    out = tmp_path / "out"
+    written = extract(archive, out)
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*")} == {"data", "data/a.txt"}
+    assert [p.relative_to(out).as_posix() for p in written] == ["data/a.txt"]

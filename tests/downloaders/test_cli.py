@@ -62,3 +62,20 @@ def test_figshare_lock_pins_the_versioned_doi_not_the_latest(emulator, make_card
     card = make_card("figshare", "10.6084/m9.figshare.55", None, version="latest")
     result = run("--registry", str(card.path.parent), "registry", "lock", "emu")
     assert result.output.count("[[source.files]]") == 25  # paged /files beyond the article's first ten
+
+
+def test_manual_card_without_from_prints_instructions_and_the_command_and_fetches_nothing(monkeypatch):
+    """CT-ORG is manual: no platform API serves its NIfTI folder, so download stops before any request."""
+    from omnimedseg import paths
+    from omnimedseg.downloaders import _http
+
+    def no_request(*args, **kwargs):
+        raise AssertionError("a manual card must not reach the platform API")
+
+    monkeypatch.setattr(_http.HttpClient, "request", no_request)
+    result = run("download", "ct_org", "--accept-licence")
+    assert result.exit_code == 1, result.output
+    assert "https://www.cancerimagingarchive.net/collection/ct-org/" in result.output  # the card's instructions
+    assert "run: omnimedseg download ct_org --from DIR" in str(result.exception)
+    assert "no series" not in result.output + str(result.exception)
+    assert not paths.downloads_dir("ct_org").exists()

@@ -4,6 +4,8 @@ pinned per series by the listing digest, licence and release checked against the
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import sys
 
 import pytest
@@ -155,3 +157,96 @@ def test_listing_that_is_not_xml_is_one_clear_error(emulator, make_card):
     with pytest.raises(DownloadError, match="expected ListBucketResult XML") as info:
         IdcDownloader().listing(make_card("idc", "coll", None, version="v25"))
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.filterwarnings("ignore:The string .* is unlikely to represent:UserWarning")
+def test_sample_of_an_idc_collection_fetches_one_case_series_and_headers_only(tmp_path):
+    """``download hcc_tace_seg --sample 1``: IDC's instances are all case files (the platform hook);
+    cases() lists series from header-only reads of each folder's first instance, so the sample costs
+    the chosen case's series plus one header per other series, and ``convert --sample 1`` converts it."""
+    from dataclasses import replace
+
+    pytest.importorskip("highdicom", reason="the fake SEG files are written with highdicom (test extra)")
+    from omnimedseg.converters._run import convert_dataset
+    from omnimedseg.downloaders._sample import download_sample
+    from omnimedseg.downloaders.emulators import EMULATORS
+    from omnimedseg.downloaders.idc import HEADER_START, parse_record, read_index
+    from omnimedseg.registry import RemoteFile, load_registry
+    from omnimedseg.testing import pin_to_files
+    from tests.converters.fake._idc import INDEX_NAME
+    from tests.converters.fake.hcc_tace_seg import make_remote_files
+
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    truth = make_remote_files(remote, extra_patients=6)
+    card = load_registry().get("hcc_tace_seg")
+    rows = read_index(remote / INDEX_NAME, *parse_record(card.source.record))
+    fake = tuple(RemoteFile(f"{r['crdc_series_uuid']}/", None, {}, unpinned="fake release") for r in rows)
+    card = pin_to_files(replace(card, source=replace(card.source, files=fake)), remote)
+    release = sum(p.stat().st_size for r in rows for p in (remote / r["crdc_series_uuid"]).iterdir())
+    root = tmp_path / "root"
+    with EMULATORS["idc"]() as emu:
+        emu.add_folder(remote)
+        old = {k: os.environ.get(k) for k in emu.env}
+        os.environ.update(emu.env)
+        try:
+            raw = download_sample(card, 1, root)
+            served = emu.bytes_served(".dcm")  # DICOM objects (the S3 listings are the same for any download)
+        finally:
+            for k, v in old.items():
+                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    sample = json.loads((raw / ".sample.json").read_text())
+    assert sample["cases"] == {"all": ["HCC_001"]}
+    case_series = {truth["HCC_001"]["ct_uuid"], truth["HCC_001"]["seg"].parent.name}  # the SEG and its CT
+    case_bytes = sum(p.stat().st_size for uuid in case_series for p in (remote / uuid).iterdir())
+    # the listing reads each series' first instance up to its pixel data (the fake's are smaller than
+    # the first 64 KiB range: whole), the chosen case's series are then fetched whole
+    headers = sum(min(sorted((remote / r["crdc_series_uuid"]).glob("*.dcm"))[0].stat().st_size, HEADER_START)
+                  for r in rows)
+    print(f"IDC sample of 1 case: {served} bytes served of a {release}-byte release ({served / release:.2f}); "
+          f"the case's series: {case_bytes} bytes, headers: {headers} bytes")
+    assert served == case_bytes + headers  # nothing else: no instance of another series
+    assert served < 0.6 * release  # 6-slice fake series: the headers weigh far more than in a real one
+    kept = sorted(p.parent.name for p in raw.rglob("*.dcm"))
+    assert set(kept) == case_series  # the headers of series no chosen case reads are dropped
+    out = convert_dataset(card, root, sample=1)
+    assert [c["case_id"] for c in json.loads((out / "dataset.json").read_text())["cases"]] == ["HCC_001"]
+
+
+def test_dicom_header_grows_the_range_until_the_whole_header_is_read(tmp_path):
+    """A header longer than the first range (a SEG's per-frame groups): read on, stop at the pixel data."""
+    import io
+
+    import numpy as np
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    from omnimedseg.downloaders._remote_zip import RangeSource
+    from omnimedseg.downloaders.idc import HEADER_START, dicom_header
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = CTImageStorage, ds.file_meta.MediaStorageSOPInstanceUID, "CT"
+    items = []
+    for _ in range(1500):  # ~100 KB of references: longer than the first range
+        item = Dataset()
+        item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = CTImageStorage, generate_uid()
+        items.append(item)
+    ds.ReferencedImageSequence = items
+    ds.Rows = ds.Columns = 512
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.PixelData = np.zeros((512, 512), np.int16).tobytes()
+    path = tmp_path / "big.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    size = path.stat().st_size
+    source = RangeSource(path.as_uri(), size)
+    header = dicom_header(source)
+    assert HEADER_START < len(header) < size  # grew past the first range, stopped before the pixels
+    parsed = pydicom.dcmread(io.BytesIO(header), stop_before_pixels=True)
+    assert len(parsed.ReferencedImageSequence) == 1500
+    assert parsed.ReferencedImageSequence[-1].ReferencedSOPInstanceUID == items[-1].ReferencedSOPInstanceUID

@@ -57,11 +57,16 @@ def write_seg(root: Path, patient_id: str, sources: list[Path], mask: np.ndarray
     return series_uid, path
 
 
-def make_remote_files(root: Path) -> dict:
-    """Write the bucket tree + idc_index.csv; return what the test checks."""
+def make_remote_files(root: Path, extra_patients: int = 0) -> dict:
+    """Write the bucket tree + idc_index.csv; return what the test checks.
+
+    ``extra_patients``: more single-phase patients (HCC_003 ...), for tests that need a collection
+    where one case is a small part of the release (``download --sample``)."""
     rows, truth = [], {}
     coll = "hcc_tace_seg"
-    for patient, phases, seed in (("HCC_001", [1, 2, 3], 0), ("HCC_002", [1], 1)):
+    patients = [("HCC_001", [1, 2, 3], 0), ("HCC_002", [1], 1)]
+    patients += [(f"HCC_{i:03d}", [1], i % 3) for i in range(3, 3 + extra_patients)]
+    for patient, phases, seed in patients:
         study, frame = generate_uid(), generate_uid()
         pre_uid, _ = write_ct(root, patient, study, frame, [z + 50 for z in Z], [1], "PRE LIVER", 2, base_value=500)
         ct_uid, acqs = write_ct(root, patient, study, frame, Z, phases, "LIVER 3 PHASE (AP)", 4)
