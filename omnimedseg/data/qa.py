@@ -168,13 +168,14 @@ def _sheet(tiles: list, columns: int, legend: list[tuple[str, tuple[int, int, in
 
 
 def _case_tiles(dataset, index: int, class_indices: Sequence[int], size: int, spot: int | None,
-                channel: int = 0) -> list:
-    """Tiles of one case (channel ``channel`` of a multi-channel image), ignore regions greyed out."""
+                channel: int | None = None) -> list:
+    """Tiles of one case, ignore regions greyed out: the first channel of a multi-channel image, untitled,
+    or, with ``channel``, that channel with its name in the title (every channel, the first included)."""
     image, masks, affine = dataset.load_case(index)
     if len(dataset.info.get("channel_names", {})) > 1:  # named channels, stacked last by the data layer
-        image = image[..., channel]
+        image = image[..., channel or 0]
     ignore = dataset.load_annotations(index, masks.shape[1:])["ignore"]
-    suffix = f" {list(dataset.info['channel_names'].values())[channel]}" if channel else ""
+    suffix = f" {list(dataset.info['channel_names'].values())[channel]}" if channel is not None else ""
     return _tiles(dataset, dataset.cases[index], image, masks, affine, ignore, class_indices, size, spot, suffix)
 
 
