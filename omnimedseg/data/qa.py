@@ -191,17 +191,27 @@ def _tiles(dataset, case: dict, image: np.ndarray, masks: np.ndarray, affine, ig
     ras_masks = to_ras(np.moveaxis(masks, 0, -1), affine)[0]
     ras_masks = np.moveaxis(ras_masks, -1, 0)
     ras_ignore = to_ras(ignore, affine)[0]
-    focus = ras_masks[spot] if spot is not None else ras_masks[list(class_indices)].any(0)
+    focus = ras_masks[[spot] if spot is not None else list(class_indices)]
     tiles = []
     for plane in PLANES:
         axis = 2 - PLANES.index(plane)
-        area = focus.sum(axis=tuple(a for a in range(3) if a != axis))
-        k = int(area.argmax()) if area.any() else ras_image.shape[axis] // 2
+        k = focus_slice(focus, axis)
         img = display_plane(ras_image if ras_image.ndim == 3 else ras_image[..., 0], plane, k)
         msk = np.stack([display_plane(m, plane, k) for m in ras_masks]) if len(ras_masks) else np.zeros((0, *img.shape))
         tiles.append(render_tile(img, msk, class_indices, dataset.modality, f"{case['case_id']}{suffix} {plane} {k}",
                                  size, _plane_spacing(spacing, plane), display_plane(ras_ignore, plane, k)))
     return tiles
+
+
+def focus_slice(masks: np.ndarray, axis: int) -> int:
+    """The slice along ``axis`` (0-2) of ``masks`` (n, X, Y, Z) showing the most classes, then the largest
+    area of them all: a class nested in another (a tumour in its organ) is shown, not only the widest organ."""
+    per_class = masks.sum(axis=tuple(a + 1 for a in range(3) if a != axis))  # (n, slices)
+    if not per_class.any():
+        return masks.shape[axis + 1] // 2
+    present = (per_class > 0).sum(0)
+    area = masks.any(0).sum(axis=tuple(a for a in range(3) if a != axis))
+    return int(np.lexsort((-area, -present))[0])
 
 
 def _instance_tiles(dataset, index: int, size: int) -> list:
