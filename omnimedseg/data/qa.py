@@ -17,6 +17,7 @@ out on every tile (legend "ignore").
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import os
@@ -40,13 +41,38 @@ MAX_INSTANCES_SHOWN = 256
 
 
 def colour(index: int, n_classes: int = len(PALETTE)) -> tuple[int, int, int]:
-    """Distinct colours: a fixed palette up to 20 classes, evenly spaced hues beyond (no repeats)."""
+    """Distinct colours: a fixed palette up to 20 classes, a far-apart palette of saturated colours beyond."""
     if n_classes <= len(PALETTE):
         return PALETTE[index]
-    import colorsys
+    return _far_apart_palette(n_classes)[index]
 
-    r, g, b = colorsys.hsv_to_rgb((index * 0.618034) % 1.0, 0.85 if index % 2 else 0.6, 1.0)
-    return int(r * 255), int(g * 255), int(b * 255)
+
+@functools.lru_cache(maxsize=8)
+def _far_apart_palette(n: int) -> list[tuple[int, int, int]]:
+    """``n`` saturated colours picked one by one, each the farthest from those already picked.
+
+    Hand-written because no palette library (colorcet's glasbey) is a dependency. Evenly spaced hues
+    gave TotalSegmentator's 117 classes pairs 11 RGB units apart (liver and vertebrae_l6 looked alike).
+    Distances are "redmean" weighted RGB (closer to what the eye sees than plain RGB); greys, pale and
+    dark colours are left out (max - min channel >= 128): they would vanish on greyscale images.
+    """
+    levels = np.arange(0, 256, 17)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3).astype(float)
+    grid = grid[grid.max(1) - grid.min(1) >= 128]
+    picked = [np.asarray(PALETTE[0], float)]
+    distance = _redmean(grid, picked[0])
+    while len(picked) < n:
+        best = grid[int(distance.argmax())]
+        picked.append(best)
+        distance = np.minimum(distance, _redmean(grid, best))
+    return [tuple(int(v) for v in c) for c in picked]
+
+
+def _redmean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Weighted RGB distance (the "redmean" approximation of perceived colour difference)."""
+    red = (a[..., 0] + b[..., 0]) / 2
+    d = a - b
+    return np.sqrt((2 + red / 256) * d[..., 0] ** 2 + 4 * d[..., 1] ** 2 + (2 + (255 - red) / 256) * d[..., 2] ** 2)
 
 
 @dataclass

@@ -93,3 +93,13 @@ def test_overview_slice_shows_a_class_nested_in_a_wider_one():
     assert focus_slice(masks, 2) == 3
     assert focus_slice(masks[:1], 2) == 4  # one class: its largest cross-section
     assert focus_slice(np.zeros((1, 8, 8, 6), bool), 2) == 3  # nothing drawn: the middle slice
+
+
+@pytest.mark.parametrize("n_classes", [21, 26, 117, 256])
+def test_class_colours_stay_distinct_and_visible_for_many_classes(n_classes):
+    """VerSe (26) and TotalSegmentator (117) classes: no two class colours alike, none grey or dark."""
+    from omnimedseg.data.qa import _redmean, colour
+
+    colours = np.array([colour(i, n_classes) for i in range(n_classes)], float)
+    assert _redmean(colours[:, None], colours[None])[~np.eye(n_classes, dtype=bool)].min() >= 50  # was 17 at 117
+    assert (colours.max(1) - colours.min(1)).min() >= 128
