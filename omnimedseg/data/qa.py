@@ -6,7 +6,7 @@ they contain has fewer than ``per_class`` examples (the OmniMedSeg QA protocol: 
 least 20 images per dataset, at least 5 per class). A class found in no case is
 reported. 3D cases are reoriented to RAS and shown in radiological convention
 (patient right on the image's left; anterior / superior up) in three planes, each at
-the slice with the largest cross-section, with the voxel spacing's aspect ratio.
+the slice showing the most classes, then the largest cross-section, with the voxel spacing's aspect ratio.
 The automated checks of ``omnimedseg validate`` run too and are shown on the page.
 
 Datasets with more than the image and reference masks get extra sheets: one tile per
@@ -207,7 +207,7 @@ def _case_tiles(dataset, index: int, class_indices: Sequence[int], size: int, sp
 
 def _tiles(dataset, case: dict, image: np.ndarray, masks: np.ndarray, affine, ignore: np.ndarray,
            class_indices: Sequence[int], size: int, spot: int | None, suffix: str = "") -> list:
-    """The image (2D), or three planes at the largest cross-section of ``spot`` (3D), with ``masks`` drawn."""
+    """The image (2D), or three planes at the ``focus_slice`` of ``spot`` or of all classes (3D), masks drawn."""
     if dataset.dimensionality == 2:
         spacing = tuple(case["spacing"]) if case.get("spacing") else None
         empty = "" if any(masks[c].any() for c in class_indices) else " [no mask]"
@@ -361,8 +361,8 @@ def _view_note(dataset) -> str:
     """How the tiles are displayed, for this dataset's dimensionality."""
     if dataset.dimensionality == 3:
         return ("Volumes are reoriented to RAS and shown in radiological view (patient right on the image's left), "
-                "axial, coronal and sagittal planes at the largest cross-section of the shown classes, with the "
-                "voxel spacing's aspect ratio.")
+                "axial, coronal and sagittal planes at the slice showing the most classes, then the largest "
+                "cross-section, with the voxel spacing's aspect ratio.")
     return ("Images are shown as stored (first row at the top), scaled to the tile with the pixel spacing's "
             "aspect ratio; masks are outlined with a light fill in their class colour.")
 
