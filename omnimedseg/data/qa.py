@@ -6,7 +6,7 @@ they contain has fewer than ``per_class`` examples (the OmniMedSeg QA protocol: 
 least 20 images per dataset, at least 5 per class). A class found in no case is
 reported. 3D cases are reoriented to RAS and shown in radiological convention
 (patient right on the image's left; anterior / superior up) in three planes, each at
-the slice with the largest cross-section, with the voxel spacing's aspect ratio.
+the slice showing the most classes, then the largest cross-section, with the voxel spacing's aspect ratio.
 The automated checks of ``omnimedseg validate`` run too and are shown on the page.
 
 Datasets with more than the image and reference masks get extra sheets: one tile per
@@ -17,6 +17,7 @@ out on every tile (legend "ignore").
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import os
@@ -40,13 +41,38 @@ MAX_INSTANCES_SHOWN = 256
 
 
 def colour(index: int, n_classes: int = len(PALETTE)) -> tuple[int, int, int]:
-    """Distinct colours: a fixed palette up to 20 classes, evenly spaced hues beyond (no repeats)."""
+    """Distinct colours: a fixed palette up to 20 classes, a far-apart palette of saturated colours beyond."""
     if n_classes <= len(PALETTE):
         return PALETTE[index]
-    import colorsys
+    return _far_apart_palette(n_classes)[index]
 
-    r, g, b = colorsys.hsv_to_rgb((index * 0.618034) % 1.0, 0.85 if index % 2 else 0.6, 1.0)
-    return int(r * 255), int(g * 255), int(b * 255)
+
+@functools.lru_cache(maxsize=8)
+def _far_apart_palette(n: int) -> list[tuple[int, int, int]]:
+    """``n`` saturated colours picked one by one, each the farthest from those already picked.
+
+    Hand-written because no palette library (colorcet's glasbey) is a dependency. Evenly spaced hues
+    gave TotalSegmentator's 117 classes pairs 11 RGB units apart (liver and vertebrae_l6 looked alike).
+    Distances are "redmean" weighted RGB (closer to what the eye sees than plain RGB); greys, pale and
+    dark colours are left out (max - min channel >= 128): they would vanish on greyscale images.
+    """
+    levels = np.arange(0, 256, 17)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3).astype(float)
+    grid = grid[grid.max(1) - grid.min(1) >= 128]
+    picked = [np.asarray(PALETTE[0], float)]
+    distance = _redmean(grid, picked[0])
+    while len(picked) < n:
+        best = grid[int(distance.argmax())]
+        picked.append(best)
+        distance = np.minimum(distance, _redmean(grid, best))
+    return [tuple(int(v) for v in c) for c in picked]
+
+
+def _redmean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Weighted RGB distance (the "redmean" approximation of perceived colour difference)."""
+    red = (a[..., 0] + b[..., 0]) / 2
+    d = a - b
+    return np.sqrt((2 + red / 256) * d[..., 0] ** 2 + 4 * d[..., 1] ** 2 + (2 + (255 - red) / 256) * d[..., 2] ** 2)
 
 
 @dataclass
@@ -168,19 +194,20 @@ def _sheet(tiles: list, columns: int, legend: list[tuple[str, tuple[int, int, in
 
 
 def _case_tiles(dataset, index: int, class_indices: Sequence[int], size: int, spot: int | None,
-                channel: int = 0) -> list:
-    """Tiles of one case (channel ``channel`` of a multi-channel image), ignore regions greyed out."""
+                channel: int | None = None) -> list:
+    """Tiles of one case, ignore regions greyed out: the first channel of a multi-channel image, untitled,
+    or, with ``channel``, that channel with its name in the title (every channel, the first included)."""
     image, masks, affine = dataset.load_case(index)
     if len(dataset.info.get("channel_names", {})) > 1:  # named channels, stacked last by the data layer
-        image = image[..., channel]
+        image = image[..., channel or 0]
     ignore = dataset.load_annotations(index, masks.shape[1:])["ignore"]
-    suffix = f" {list(dataset.info['channel_names'].values())[channel]}" if channel else ""
+    suffix = f" {list(dataset.info['channel_names'].values())[channel]}" if channel is not None else ""
     return _tiles(dataset, dataset.cases[index], image, masks, affine, ignore, class_indices, size, spot, suffix)
 
 
 def _tiles(dataset, case: dict, image: np.ndarray, masks: np.ndarray, affine, ignore: np.ndarray,
            class_indices: Sequence[int], size: int, spot: int | None, suffix: str = "") -> list:
-    """The image (2D), or three planes at the largest cross-section of ``spot`` (3D), with ``masks`` drawn."""
+    """The image (2D), or three planes at the ``focus_slice`` of ``spot`` or of all classes (3D), masks drawn."""
     if dataset.dimensionality == 2:
         spacing = tuple(case["spacing"]) if case.get("spacing") else None
         empty = "" if any(masks[c].any() for c in class_indices) else " [no mask]"
@@ -190,17 +217,27 @@ def _tiles(dataset, case: dict, image: np.ndarray, masks: np.ndarray, affine, ig
     ras_masks = to_ras(np.moveaxis(masks, 0, -1), affine)[0]
     ras_masks = np.moveaxis(ras_masks, -1, 0)
     ras_ignore = to_ras(ignore, affine)[0]
-    focus = ras_masks[spot] if spot is not None else ras_masks[list(class_indices)].any(0)
+    focus = ras_masks[[spot] if spot is not None else list(class_indices)]
     tiles = []
     for plane in PLANES:
         axis = 2 - PLANES.index(plane)
-        area = focus.sum(axis=tuple(a for a in range(3) if a != axis))
-        k = int(area.argmax()) if area.any() else ras_image.shape[axis] // 2
+        k = focus_slice(focus, axis)
         img = display_plane(ras_image if ras_image.ndim == 3 else ras_image[..., 0], plane, k)
         msk = np.stack([display_plane(m, plane, k) for m in ras_masks]) if len(ras_masks) else np.zeros((0, *img.shape))
         tiles.append(render_tile(img, msk, class_indices, dataset.modality, f"{case['case_id']}{suffix} {plane} {k}",
                                  size, _plane_spacing(spacing, plane), display_plane(ras_ignore, plane, k)))
     return tiles
+
+
+def focus_slice(masks: np.ndarray, axis: int) -> int:
+    """The slice along ``axis`` (0-2) of ``masks`` (n, X, Y, Z) showing the most classes, then the largest
+    area of them all: a class nested in another (a tumour in its organ) is shown, not only the widest organ."""
+    per_class = masks.sum(axis=tuple(a + 1 for a in range(3) if a != axis))  # (n, slices)
+    if not per_class.any():
+        return masks.shape[axis + 1] // 2
+    present = (per_class > 0).sum(0)
+    area = masks.any(0).sum(axis=tuple(a for a in range(3) if a != axis))
+    return int(np.lexsort((-area, -present))[0])
 
 
 def _instance_tiles(dataset, index: int, size: int) -> list:
@@ -328,8 +365,8 @@ def _view_note(dataset) -> str:
     """How the tiles are displayed, for this dataset's dimensionality."""
     if dataset.dimensionality == 3:
         return ("Volumes are reoriented to RAS and shown in radiological view (patient right on the image's left), "
-                "axial, coronal and sagittal planes at the largest cross-section of the shown classes, with the "
-                "voxel spacing's aspect ratio.")
+                "axial, coronal and sagittal planes at the slice showing the most classes, then the largest "
+                "cross-section, with the voxel spacing's aspect ratio.")
     return ("Images are shown as stored (first row at the top), scaled to the tile with the pixel spacing's "
             "aspect ratio; masks are outlined with a light fill in their class colour.")
 

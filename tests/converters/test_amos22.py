@@ -27,6 +27,11 @@ def test_amos22_end_to_end(tmp_path, dataset_id, splits, numbers):
         for value, name in card.classes.items():
             mask = np.asarray(nib.load(out / f"masks/amos_{n:04d}/{name}.nii.gz").dataobj).astype(bool)
             assert np.array_equal(mask, expected == value), (n, name)
+        liver = nib.load(out / f"masks/amos_{n:04d}/liver.nii.gz")
+        image = nib.load(out / f"images/amos_{n:04d}.nii.gz")
+        liver_x = nib.affines.apply_affine(liver.affine, np.argwhere(np.asarray(liver.dataobj)).mean(0))[0]
+        centre_x = nib.affines.apply_affine(image.affine, (np.array(image.shape[:3]) - 1) / 2)[0]
+        assert liver_x > centre_x, n  # on the patient's right (+x in RAS world coordinates)
     test_case = next(c for c in dataset["cases"] if c["split"] == "test")
     assert test_case["masks"] == {}
     prov = json.loads((out / "provenance.json").read_text())

@@ -22,6 +22,12 @@ def test_totalsegmentator_end_to_end(tmp_path, version, make, splits):
     for name, stem in zip(card.class_names, fake.raw_stems(version)):
         mask = np.asarray(nib.load(out / f"masks/{case}/{name}.nii.gz").dataobj).astype(bool)
         assert np.array_equal(mask, fake.expected_mask(version, stem)), name
+    # in world space the liver is on the patient's right (+x), the left rib on the left, the vertebra posterior
+    centre = {name: nib.affines.apply_affine(img.affine, np.argwhere(np.asarray(img.dataobj)).mean(0))
+              for name in ("liver", "rib_left_1", fake.VERTEBRA[version].lower())
+              for img in [nib.load(out / f"masks/{case}/{name}.nii.gz")]}
+    liver, rib, spine = centre["liver"], centre["rib_left_1"], centre[fake.VERTEBRA[version].lower()]
+    assert liver[0] > spine[0] > rib[0] and spine[1] < liver[1] and rib[2] > liver[2]
     vertebra = fake.VERTEBRA[version]
     prov = json.loads((out / "provenance.json").read_text())
     top = fake.ZIPS[version][1]

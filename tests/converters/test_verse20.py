@@ -36,6 +36,18 @@ def test_verse20_end_to_end(tmp_path):
         f"dataset-01training/derivatives/sub-gl003/{prefix}_seg-vert_msk.nii.gz"
     assert f"dataset-01training/derivatives/sub-gl003/{prefix}_seg-subreg_ctd.json" in prov["metadata_sources"]
     assert "CC-BY-SA-4.0" in (out / "LICENSE.txt").read_text()
+    # in world space (what the QA sheets draw) every case is a spine: T12/T13 above L1 above L2,
+    # whether the volume is stored axially or sagittally
+    for case in dataset["cases"]:
+        heights = {}
+        for name in ("vertebra_t12", "vertebra_t13", "vertebra_l1", "vertebra_l2"):
+            img = nib.load(out / f"masks/{case['case_id']}/{name}.nii.gz")
+            voxels = np.argwhere(np.asarray(img.dataobj))
+            if len(voxels):
+                heights[name] = nib.affines.apply_affine(img.affine, voxels.mean(0))
+        top = heights.get("vertebra_t12", heights.get("vertebra_t13"))
+        assert top[2] > heights["vertebra_l1"][2] > heights["vertebra_l2"][2], case["case_id"]
+        assert np.allclose(top[:2], heights["vertebra_l2"][:2]), case["case_id"]  # one column, not side by side
 
 
 def test_verse20_unannotated_sacrum_value_is_an_error(tmp_path, monkeypatch):
@@ -44,7 +56,7 @@ def test_verse20_unannotated_sacrum_value_is_an_error(tmp_path, monkeypatch):
 
     def labels_with_sacrum(prefix):
         out = original(prefix)
-        out[1:5, 1:5, 8] = 26
+        out[0, 0, 0] = 26  # a corner voxel exists in axial- and sagittal-stored shapes
         return out
 
     monkeypatch.setattr(fake, "labels", labels_with_sacrum)

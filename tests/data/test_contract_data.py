@@ -181,3 +181,18 @@ def test_benchmark_never_prompts_or_scores_in_the_ignore_region(tmp_path, monkey
     records = json.loads((out / "results.json").read_text())["records"]
     clicks = [p["coord"] for r in records for p in r["prompts"] if "coord" in p]
     assert clicks and all(col >= 18 and row < 29 for row, col in clicks)
+
+
+def test_qa_channel_tiles_name_every_channel_the_first_included(brain):
+    """The channels sheet titles each tile with its channel; the first channel once had no name on it."""
+    from omnimedseg.data.datasets import ConvertedDataset
+    from omnimedseg.data.qa import _case_tiles
+
+    dataset = ConvertedDataset("brain4d", labelled_only=True, **_kw(brain))
+    classes = range(len(dataset.class_names))
+    overview = [np.asarray(t) for t in _case_tiles(dataset, 0, classes, 256, None)]
+    first, second = ([np.asarray(t) for t in _case_tiles(dataset, 0, classes, 256, None, ch)] for ch in (0, 1))
+    for plain, named, other in zip(overview, first, second):
+        assert np.array_equal(plain[14:], named[14:])  # the same pixels of channel 0 ...
+        assert not np.array_equal(plain[:14], named[:14])  # ... titled with its name
+        assert not np.array_equal(named[:14], other[:14])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from omnimedseg.data.qa import TILE_GAP, display_plane, run_qa, stratified_sample, to_ras
+from omnimedseg.data.qa import TILE_GAP, display_plane, focus_slice, run_qa, stratified_sample, to_ras
 from tests.helpers import run_cli
 
 
@@ -81,3 +81,25 @@ def test_cli_qa_reports_validation_failure(hc18):
     result = run_cli("--root", root, "qa", "hc18")
     assert result.exit_code == 1 and "FAIL" in result.output and "validation problem(s)" in result.output
     assert "[no mask]" not in result.output  # titles are drawn, not printed
+
+
+def test_overview_slice_shows_a_class_nested_in_a_wider_one():
+    """A tumour inside its organ: the organ's area ties on every slice, and the slice with the tumour must win."""
+    masks = np.zeros((2, 8, 8, 6), bool)
+    masks[0, 1:7, 1:7, 1:5] = True  # organ, same area on slices 1-4
+    masks[1, 3:5, 3:5, 3:4] = True  # tumour on slice 3 only, inside the organ
+    assert focus_slice(masks, 2) == 3
+    masks[0, 0:8, 0:8, 4] = True  # a wider organ slice without the tumour still loses: fewer classes
+    assert focus_slice(masks, 2) == 3
+    assert focus_slice(masks[:1], 2) == 4  # one class: its largest cross-section
+    assert focus_slice(np.zeros((1, 8, 8, 6), bool), 2) == 3  # nothing drawn: the middle slice
+
+
+@pytest.mark.parametrize("n_classes", [21, 26, 117, 256])
+def test_class_colours_stay_distinct_and_visible_for_many_classes(n_classes):
+    """VerSe (26) and TotalSegmentator (117) classes: no two class colours alike, none grey or dark."""
+    from omnimedseg.data.qa import _redmean, colour
+
+    colours = np.array([colour(i, n_classes) for i in range(n_classes)], float)
+    assert _redmean(colours[:, None], colours[None])[~np.eye(n_classes, dtype=bool)].min() >= 50  # was 17 at 117
+    assert (colours.max(1) - colours.min(1)).min() >= 128

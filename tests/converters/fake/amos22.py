@@ -26,11 +26,12 @@ LABELS = {"0": "background", "1": "spleen", "2": "right kidney", "3": "left kidn
 
 
 def label_map(number: int) -> np.ndarray:
-    """Label ``1 + number % 15`` in a 2x2x1 box at i = number % 6, plus liver (6) at the far corner."""
+    """Label ``1 + number % 15`` in a 2x2x1 box at i = number % 6, plus liver (6) on the patient's right
+    (low i: the images' affine runs i towards the patient's left), so the QA sheets show it where a liver is."""
     labels = np.zeros(SHAPE, np.uint8)
     i = number % 6
     labels[i:i + 2, 0:2, 0] = 1 + number % 15
-    labels[6:8, 5:7, 3] = 6
+    labels[0:2, 3:5, 3] = 6
     return labels
 
 

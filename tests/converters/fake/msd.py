@@ -40,8 +40,13 @@ def label_map(task: str, n: int) -> np.ndarray:
 
 
 def channel_values(channel: int, n: int) -> np.ndarray:
-    """100 * (channel + 1) + n plus a ramp along i (a constant channel would be refused as empty)."""
-    return (100.0 * (channel + 1) + n + np.arange(SHAPE[0])[:, None, None] + np.zeros(SHAPE)).astype(np.float32)
+    """100 * (channel + 1) + n plus a ramp (a constant channel would be refused as empty) along axis
+    ``channel % 3``, reversed from channel 3 on: channels differ in pattern, not only in offset, so the
+    QA channels sheet (each tile windowed on its own) shows which channel is which."""
+    axis = channel % 3
+    ramp = np.arange(SHAPE[axis], dtype=np.float32)
+    ramp = (ramp[::-1] if channel >= 3 else ramp).reshape([-1 if a == axis else 1 for a in range(3)])
+    return (100.0 * (channel + 1) + n + ramp + np.zeros(SHAPE)).astype(np.float32)
 
 
 def image(task: str, n: int) -> np.ndarray:

@@ -23,10 +23,12 @@ META_HEADER = ("image_id;age;gender;institute;study_type;split;manufacturer;scan
 CASES = {"v2": {"s0000": "train", "s0011": "val", "s0864": "test"}, "v3": {"s0000": "train", "s1403": "test"}}
 ZIPS = {"v2": ("Totalsegmentator_dataset_v201.zip", ""),
         "v3": ("Totalsegmentator_dataset_v300.zip", "Totalsegmentator_dataset_v300/")}
-# raw file stem -> box (i, j, k) where every case has that structure; the rest are empty
-BOXES = {"liver": np.s_[0:3, 0:2, 0:2], "rib_left_1": np.s_[4:6, 3:5, 3:4]}
+# raw file stem -> box (i, j, k) where every case has that structure; the rest are empty. The affine is RAS
+# (i -> patient right, j -> anterior, k -> superior), so the boxes sit where the anatomy is: liver right and
+# anterior, the vertebra in the middle at the back, the first left rib left and on top (QA sheets look right).
+BOXES = {"liver": np.s_[4:6, 2:5, 0:2], "rib_left_1": np.s_[0:2, 2:4, 3:4]}
 VERTEBRA = {"v2": "vertebrae_L5", "v3": "vertebrae_L6"}
-VERTEBRA_BOX = np.s_[2:4, 2:4, 1:3]
+VERTEBRA_BOX = np.s_[2:4, 0:2, 1:3]
 
 
 def raw_stems(version: str) -> list[str]:
