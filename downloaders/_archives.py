@@ -242,13 +242,9 @@ def _write_members(archive: Path, staging: Path, members: list[tuple[PurePosixPa
         consumed = 0
         for info, (path, size, is_dir) in zip(infos, members):
             consumed = consumed + info.compress_size if is_zip else _position(raw)
-            out = _inside(root, path, archive)
-            if is_macos_debris(path):
+            out = file_target(root, path, is_dir, archive)
+            if out is None:
                 continue
-            if is_dir:
-                out.mkdir(parents=True, exist_ok=True)
-                continue
-            out.parent.mkdir(parents=True, exist_ok=True)
             member_name = info.filename if is_zip else info.name
             try:
                 with open_member(info) as src, open(out, "wb") as dst, naming_errors(out):
@@ -276,6 +272,18 @@ def _position(raw) -> int:
         return raw.tell()
     except (AttributeError, OSError, ValueError):
         return 0
+
+
+def file_target(root: Path, member: PurePosixPath, is_dir: bool, archive: Path) -> Path | None:
+    """Where a file member is written (its folder made); None for a folder (made) or macOS debris (skipped)."""
+    out = _inside(root, member, archive)
+    if is_macos_debris(member):
+        return None
+    if is_dir:
+        out.mkdir(parents=True, exist_ok=True)
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def _inside(root: Path, member: PurePosixPath, archive: Path) -> Path:

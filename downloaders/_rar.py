@@ -86,8 +86,7 @@ def write_rar_members(archive: Path, staging: Path, members: list[tuple[PurePosi
     ``budget`` (the extractor's running size/ratio limits) is charged per chunk; libarchive does not
     expose the compressed position, so the ratio is taken against the whole archive's size.
     """
-    from omnimedseg.downloaders._archives import _bounded_copy, _inside
-    from omnimedseg.files import is_macos_debris
+    from omnimedseg.downloaders._archives import _bounded_copy, file_target
 
     libarchive = _libarchive(archive)
     root = staging.resolve()
@@ -101,13 +100,9 @@ def write_rar_members(archive: Path, staging: Path, members: list[tuple[PurePosi
                 if index >= len(members) or members[index][0] != path:
                     raise DownloadError(f"{archive}: member list changed between listing and extraction "
                                         f"at {entry.pathname!r}")
-                out = _inside(root, path, archive)
-                if is_macos_debris(path):
+                out = file_target(root, path, is_dir, archive)
+                if out is None:
                     continue
-                if is_dir:
-                    out.mkdir(parents=True, exist_ok=True)
-                    continue
-                out.parent.mkdir(parents=True, exist_ok=True)
                 with open(out, "wb") as dst:
                     _bounded_copy(_Blocks(entry), dst, size, archive, entry.pathname, budget, compressed)
                 written.append(out)
