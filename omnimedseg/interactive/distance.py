@@ -64,6 +64,8 @@ def _full_peak(mask, sampling, excluded):
 def _block_reduce(a: np.ndarray, k: int, fill: bool, how) -> np.ndarray:
     """``how`` (np.all / np.any) over blocks of ``k`` voxels per axis; the partial last block is
     padded with ``fill``. (Measured faster than one uint8 block sum.)"""
+    if k == 4 and a.ndim >= 2 and a.shape[-1] % 4 == 0 and a.flags.c_contiguous:
+        return _block_reduce_words(a, fill, how)
     for axis in range(a.ndim):
         n = a.shape[axis]
         nb = -(-n // k)
@@ -73,6 +75,30 @@ def _block_reduce(a: np.ndarray, k: int, fill: bool, how) -> np.ndarray:
             a = np.pad(a, pad, constant_values=fill)
         a = how(a.reshape(a.shape[:axis] + (nb, k) + a.shape[axis + 1:]), axis=axis + 1)
     return a
+
+
+#: a uint32 word of four True bytes (numpy bools are stored as 0/1 bytes)
+_ALL_TRUE_WORD = np.frombuffer(np.ones(4, dtype=bool).tobytes(), dtype=np.uint32)[0]
+
+
+def _block_reduce_words(a: np.ndarray, fill: bool, how) -> np.ndarray:
+    """:func:`_block_reduce` for ``k == 4`` on a C-contiguous array whose last side is a
+    multiple of 4: each uint32 word of the bool bytes is one block row along the last axis, so
+    the blocks are bitwise OR (any) / AND (all) of words, 8x less data than per-voxel
+    reductions (``np.any``/``np.all`` along an axis of 4 were 10x slower on a 512^2 mask)."""
+    combine = np.bitwise_and if how is np.all else np.bitwise_or
+    w = a.view(np.uint32)
+    for axis in range(a.ndim - 1):
+        n = w.shape[axis]
+        nb = -(-n // 4)
+        if nb * 4 != n:
+            pad = [(0, 0)] * w.ndim
+            pad[axis] = (0, nb * 4 - n)
+            w = np.pad(w, pad, constant_values=_ALL_TRUE_WORD if fill else 0)
+        w = w.reshape(w.shape[:axis] + (nb, 4) + w.shape[axis + 1:])
+        idx = lambda j: (slice(None),) * (axis + 1) + (j,)  # noqa: E731
+        w = combine(combine(w[idx(0)], w[idx(1)]), combine(w[idx(2)], w[idx(3)]))
+    return w == _ALL_TRUE_WORD if how is np.all else w != 0
 
 
 def _border_bounds(n: int, s: float, k: int, nb: int):

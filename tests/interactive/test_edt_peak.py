@@ -14,7 +14,7 @@ import pytest
 from scipy import ndimage
 
 from omnimedseg.interactive import get_robot_user, make_rng
-from omnimedseg.interactive.distance import edt_peak
+from omnimedseg.interactive.distance import _block_reduce, edt_peak
 
 
 def scipy_peak(mask, sampling=None, excluded=None):
@@ -85,6 +85,25 @@ def test_peak_when_everything_is_excluded_or_empty():
     m = np.ones((40, 40, 40), bool)
     assert edt_peak(m, None, np.ones_like(m))[1].size == 0
     assert edt_peak(np.zeros((40, 40, 40), bool))[1].size == 0
+
+
+@pytest.mark.parametrize("shape", [(130, 256), (37, 42, 44), (9, 16)])
+def test_block_reduce_on_uint32_words_equals_per_block_reduction(shape):
+    """The word shortcut (last side a multiple of 4: one uint32 = 4 bools) equals the reduction
+    of each block's real voxels, partial blocks included; and the peak stays scipy's."""
+    rng = np.random.default_rng(7)
+    for p in (0.03, 0.5, 0.97):
+        m = rng.random(shape) < p
+        for how in (np.all, np.any):
+            got = _block_reduce(m, 4, how is np.all, how)
+            want = np.empty(tuple(-(-n // 4) for n in shape), bool)
+            for b in np.ndindex(want.shape):
+                want[b] = how(m[tuple(slice(4 * i, 4 * i + 4) for i in b)])
+            np.testing.assert_array_equal(got, want)
+    m = np.ones(shape, bool)
+    m[(slice(2, 5),) * len(shape)] = False
+    m[-1] = False
+    assert_same_peak(m)
 
 
 @pytest.mark.parametrize("layout", ["F", "transposed", "flipped", "strided"])
