@@ -12,10 +12,11 @@ a coarse transform plus exact distances for a few candidate voxels:
    counts as background) is exact and analytic: ``border(p) = min_i s_i * min(p_i + 1, n_i - p_i)``.
 2. ``LB*`` = the best lower bound over blocks made only of eligible voxels; every block whose
    upper bound is below ``LB*`` cannot hold the maximum.
-3. Exact distances of the voxels of the remaining blocks: nearest background voxel by a k-d
-   tree over the background voxels that have a foreground face neighbour (a nearest
-   background voxel always has one: its neighbour towards ``p`` is closer to ``p``), plus the
-   analytic border term.
+3. Exact distances of the voxels of the box of the remaining blocks (:func:`_exact_sq`):
+   per-row 1D distances then a min over the rows holding background (or a min-plus pass per
+   axis restricted to the box when cheaper), skipping the background rows whose
+   background is farther than the blocks' upper bound (they cannot hold a nearest background
+   voxel), plus the analytic border term.
 
 Hand-written because neither scipy nor the ``edt`` package offer an arg-max-only transform;
 the result is the same set of voxels as ``distance_transform_edt`` of the zero-padded mask
@@ -126,24 +127,24 @@ def _row_distances(rows: np.ndarray, z0: int, z1: int) -> np.ndarray:
     left = np.where(bg_left.any(axis=1), z0 - bg_left.argmax(axis=1), -1)
     bg_right = ~rows[:, z1:]
     right = np.where(bg_right.any(axis=1), z1 + bg_right.argmax(axis=1), nz)
-    lefts = np.empty((rows.shape[0], z1 - z0 + 1), dtype=np.int64)
-    rights = np.empty_like(lefts)
-    for j, z in enumerate(range(z0, z1 + 1)):
-        if z > z0:
-            left = np.where(rows[:, z], left, z)
-        lefts[:, j] = left
-    for j in range(z1 - z0, -1, -1):
-        z = z0 + j
-        if z < z1:
-            right = np.where(rows[:, z], right, z)
-        rights[:, j] = right
     zs = np.arange(z0, z1 + 1)
+    # nearest background at or left of z (right of z): running max (min) of background columns
+    bg = ~rows[:, z0:z1 + 1]
+    lefts = np.where(bg, zs, -1)
+    lefts[:, 0] = left
+    np.maximum.accumulate(lefts, axis=1, out=lefts)
+    rights = np.where(bg, zs, nz)
+    rights[:, -1] = right
+    rights = np.minimum.accumulate(rights[:, ::-1], axis=1)[:, ::-1]
     return np.minimum(zs - lefts, rights - zs)
 
 
-def _exact_sq(mask: np.ndarray, s: np.ndarray, lo, hi, budget: float = 4e7) -> np.ndarray | None:
+def _exact_sq(mask: np.ndarray, s: np.ndarray, lo, hi, budget: float = 4e7,
+              reach: float = np.inf) -> np.ndarray | None:
     """Exact squared EDT (one voxel of zero padding) on the box ``[lo, hi]`` (inclusive) of a
     C-contiguous ``mask``, or ``None`` when it would cost more than ``budget`` operations.
+    ``reach``: an upper bound of the EDT over the box; rows holding background farther than
+    that from the box cannot hold a nearest background voxel and are skipped.
 
     The transform is separable: 1D distances along the last axis, then a min-plus pass per
     axis. Two ways to evaluate it at the box only, the cheaper is used: (a) every pass
@@ -162,6 +163,12 @@ def _exact_sq(mask: np.ndarray, s: np.ndarray, lo, hi, budget: float = 4e7) -> n
         cost_staged += size * box[axis]
         size = size // shape[axis] * box[axis]
     bg_rows = np.flatnonzero(~rows.all(axis=1))
+    # squared reach with a margin for the rounding of the bounds that gave it
+    reach_sq = reach * reach * (1 + 1e-9) + 1e-9
+    if len(bg_rows) and np.isfinite(reach_sq):
+        gap = np.stack(np.unravel_index(bg_rows, shape[:-1]), axis=1)  # (R, ndim - 1)
+        gap = np.maximum(np.maximum(lo[:-1] - gap, gap - hi[:-1]), 0) * s[:-1]
+        bg_rows = bg_rows[np.sum(gap * gap, axis=1) <= reach_sq]
     cost_rows = len(bg_rows) * int(np.prod(box))
     # memory: the per-row distance tables are (rows, box side) int64/float64 arrays
     if n_rows * box[-1] > _TABLE_LIMIT:
@@ -173,6 +180,11 @@ def _exact_sq(mask: np.ndarray, s: np.ndarray, lo, hi, budget: float = 4e7) -> n
     if cost_rows <= cost_staged:
         g = (_row_distances(rows[bg_rows], z0, z1) * s[-1]) ** 2  # (R, box[-1])
         where = np.stack(np.unravel_index(bg_rows, shape[:-1]), axis=1)  # (R, ndim - 1)
+        if np.isfinite(reach_sq) and len(bg_rows):
+            # a row whose background is out of reach along the row for every box column
+            gap = np.maximum(np.maximum(lo[:-1] - where, where - hi[:-1]), 0) * s[:-1]
+            near = np.sum(gap * gap, axis=1) + g.min(axis=1) <= reach_sq
+            g, where, bg_rows = g[near], where[near], bg_rows[near]
         pts = np.indices(box[:-1]).reshape(ndim - 1, -1).T + lo[:-1]  # (P, ndim - 1)
         # border term: distance to the padding along each axis
         sq = np.full(tuple(box), np.inf)
@@ -241,7 +253,7 @@ def _bounded_peak(mask, s, excluded, k):
     b0 = np.unravel_index(int(np.argmax(lower)), nb)
     # raise the bound with the exact distance of one voxel of the best block
     p0 = np.minimum(np.asarray(b0) * k + k // 2, np.asarray(shape) - 1)
-    sq0 = _exact_sq(mask, s, p0, p0)
+    sq0 = _exact_sq(mask, s, p0, p0, reach=float(upper[b0]))
     if sq0 is None:
         return None
     best = max(float(lower[b0]), float(np.sqrt(sq0.max())))
@@ -250,7 +262,9 @@ def _bounded_peak(mask, s, excluded, k):
     cand_blocks = np.argwhere(has_fg & (upper >= best * (1 - 1e-9)))
     lo = cand_blocks.min(axis=0) * k
     hi = np.minimum(cand_blocks.max(axis=0) * k + k, shape) - 1
-    sq = _exact_sq(mask, s, lo, hi)
+    # every voxel of the box lies in a block of the box: its EDT is at most their largest upper bound
+    reach = float(upper[tuple(slice(a, b + 1) for a, b in zip(cand_blocks.min(axis=0), cand_blocks.max(axis=0)))].max())
+    sq = _exact_sq(mask, s, lo, hi, reach=reach)
     if sq is None:
         return None  # wide plateau (e.g. a long ridge): the full transform is cheaper
     d = np.sqrt(sq)

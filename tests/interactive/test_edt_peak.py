@@ -14,7 +14,7 @@ import pytest
 from scipy import ndimage
 
 from omnimedseg.interactive import get_robot_user, make_rng
-from omnimedseg.interactive.distance import _block_reduce, edt_peak
+from omnimedseg.interactive.distance import _block_reduce, _exact_sq, edt_peak
 
 
 def scipy_peak(mask, sampling=None, excluded=None):
@@ -156,3 +156,21 @@ def test_components_partition_equals_scipy_label(ndim):
             assert len(set(zip(got[m].tolist(), ref[m].tolist()))) == n  # same partition
             firsts = [c.first_voxel for c in comps]
             assert firsts == sorted(firsts) and all(m.ravel()[f] for f in firsts)
+
+
+@pytest.mark.parametrize("shape,sampling", [((90, 120), (1.0, 1.0)), ((90, 120), (0.7, 2.5)), ((30, 28, 36), (2.0, 1.0, 0.5))])
+def test_exact_box_skipping_rows_out_of_reach_equals_scipy(shape, sampling):
+    """_exact_sq skips background rows farther than ``reach`` from the box; with the tightest
+    valid reach (the box's true maximum) the box's distances are still scipy's."""
+    rng = np.random.default_rng(3)
+    s = np.asarray(sampling)
+    for _ in range(4):
+        m = ~(ndimage.binary_dilation(rng.random(shape) < 0.002, iterations=2))
+        m[0] = False
+        full = ndimage.distance_transform_edt(np.pad(m, 1), sampling=sampling)[(slice(1, -1),) * m.ndim]
+        lo = np.asarray([int(rng.integers(0, n // 2)) for n in shape])
+        hi = lo + [int(rng.integers(0, n // 3)) for n in shape]
+        window = tuple(slice(a, b + 1) for a, b in zip(lo, hi))
+        reach = float(full[window].max())
+        got = _exact_sq(np.ascontiguousarray(m), s, lo, hi, budget=np.inf, reach=reach)
+        np.testing.assert_allclose(np.sqrt(got), full[window], rtol=1e-12, atol=1e-12)
