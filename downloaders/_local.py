@@ -23,7 +23,9 @@ class LocalSource(Downloader):
             if not p.exists():
                 raise DatasetNotFoundError(f"--from {p}: no such file or folder")
 
-    def _find(self, name: str) -> Path | None:
+    def find(self, name: str) -> Path | None:
+        """The local file for a card file ``name``: a given file of that name, ``<folder>/<name>``, or the
+        first file of that base name anywhere under a given folder (one matching rule for download and lock)."""
         for p in self.paths:
             if p.is_file() and p.name == name:
                 return p
@@ -39,7 +41,7 @@ class LocalSource(Downloader):
     def resolve(self, card: Card) -> Manifest:
         files, missing = [], []
         for want in card.source.files:
-            found = self._find(want.name)
+            found = self.find(want.name)
             if found is None:
                 missing.append(want.name)
                 continue

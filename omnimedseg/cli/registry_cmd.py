@@ -75,7 +75,7 @@ def local_listing(card, folder: Path):
     source = LocalSource([folder])
     files, missing = [], []
     for want in card.source.files:
-        path = source._find(want.name)
+        path = source.find(want.name)
         if path is None:
             missing.append(want.name)
             continue
