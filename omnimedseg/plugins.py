@@ -37,6 +37,14 @@ def _single_subclass(module, base: type[T], where: str) -> type[T]:
     return found[0]
 
 
+def load_entry_point(ep, group: str):
+    """``ep.load()``; a broken third-party package raises PluginError naming it (it must not look like "not found")."""
+    try:
+        return ep.load()
+    except Exception as exc:
+        raise PluginError(f"entry point {ep.name} = {ep.value} (group {group}) failed to load: {exc}") from exc
+
+
 def load_plugin(kind: str, name: str, base: type[T]) -> type[T]:
     """The plugin class called ``name`` of ``kind`` ('converters' or 'downloaders')."""
     module_name = _builtin_module(kind, name)
@@ -44,11 +52,7 @@ def load_plugin(kind: str, name: str, base: type[T]) -> type[T]:
         return _single_subclass(importlib.import_module(module_name), base, module_name)
     for ep in entry_points(group=f"omnimedseg.{kind}"):
         if ep.name == name:
-            try:
-                obj = ep.load()
-            except Exception as exc:  # a broken third-party plugin must not look like "not found"
-                raise PluginError(f"entry point {ep.name} = {ep.value} (group omnimedseg.{kind}) "
-                                  f"failed to load: {exc}") from exc
+            obj = load_entry_point(ep, f"omnimedseg.{kind}")
             if not (inspect.isclass(obj) and issubclass(obj, base)):
                 raise PluginError(f"entry point {ep.name} = {ep.value} is not a {base.__name__} subclass")
             return obj

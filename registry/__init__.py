@@ -83,14 +83,11 @@ def plugin_card_paths() -> list[Path]:
     from importlib.metadata import entry_points
 
     from omnimedseg.errors import PluginError
+    from omnimedseg.plugins import load_entry_point
 
     paths = []
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
-        try:
-            module = ep.load()
-        except Exception as exc:  # a broken third-party package must not look like "no such dataset"
-            raise PluginError(f"entry point {ep.name} = {ep.value} (group {ENTRY_POINT_GROUP}) failed to load: "
-                              f"{exc}") from exc
+        module = load_entry_point(ep, ENTRY_POINT_GROUP)
         folder = Path(module.__file__).parent if getattr(module, "__file__", None) else None
         if folder is None:
             raise PluginError(f"entry point {ep.name} = {ep.value} (group {ENTRY_POINT_GROUP}): expected a module "
