@@ -8,6 +8,7 @@ import click
 
 from omnimedseg.cli import Env, pass_env
 from omnimedseg.cli.options import jobs_option
+from omnimedseg.errors import ConversionError
 
 
 @click.command()
@@ -16,7 +17,8 @@ from omnimedseg.cli.options import jobs_option
 @jobs_option(1, "Worker processes converting cases in parallel.", old="--workers")
 @click.option("--raw", "raw_dir", type=click.Path(file_okay=False, exists=True),
               help="Convert this extracted release folder instead of the downloaded one (not verified).")
-@click.option("--keep-going", is_flag=True, help="List broken cases as failed (in dataset.json) and convert the rest.")
+@click.option("--keep-going", is_flag=True,
+              help="List broken cases as failed (in dataset.json), convert the rest, then exit 1.")
 @click.option("--scheduler", metavar="ADDRESS", help="Send cases to this Dask distributed scheduler.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--accept-licence", "--accept-license", "accept_licence", is_flag=True,
@@ -42,6 +44,7 @@ def convert(env: Env, dataset_id: str, force: bool, jobs: int, raw_dir: str | No
     if as_json:
         click.echo(json.dumps({"dataset": card.id, "output": str(out), "cases": len(cases), "skipped": already,
                                "absent": [a["case_id"] for a in absent], "failed": failed}))
+        _fail_on_failed_cases(card.id, out, failed)
         return
     if already:
         env.echo(f"{card.id}: already converted in {out} (use --force to redo)")
@@ -52,11 +55,19 @@ def convert(env: Env, dataset_id: str, force: bool, jobs: int, raw_dir: str | No
         env.echo(f"{len(absent)} absent cases (no raw files present; listed in dataset.json): {shown}")
     for failure in failed:
         env.echo(f"FAILED {failure['case_id']}: {failure['error']}")
-    if failed:
-        env.echo(f"{len(failed)} cases failed (listed in dataset.json 'failed'); fix them and rerun with --force")
     splits: dict[str, int] = {}
     for case in cases:
         splits[case.get("split") or "-"] = splits.get(case.get("split") or "-", 0) + 1
     env.echo("  cases per split: " + ", ".join(f"{k} {v}" for k, v in sorted(splits.items())), level=1)
     env.echo(f"  dataset.json, provenance.json and LICENSE.txt in {out}", level=1)
+    _fail_on_failed_cases(card.id, out, failed)
     env.echo(f"next: omnimedseg validate {card.id}")
+
+
+def _fail_on_failed_cases(dataset_id: str, out, failed: list[dict]) -> None:
+    """Exit 1 when ``--keep-going`` left cases out: the output is complete for the other
+    cases, but a script must not take a partial dataset for a whole one."""
+    if failed:
+        raise ConversionError(f"{dataset_id}: {len(failed)} case(s) failed and were left out of {out} (listed in "
+                              f"its dataset.json 'failed'); fix them, then run: omnimedseg convert {dataset_id} "
+                              f"--force --keep-going")

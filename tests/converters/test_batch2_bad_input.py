@@ -85,7 +85,7 @@ def test_bus_uclm_cropped_image_is_a_failed_case_with_keep_going(tmp_path):
     assert failed.exit_code == 1 and "MENE_002" in failed.output, failed.output
     result = run_cli("--root", tmp_path / "root", "convert", "bus_uclm", "--raw", raw, "--json", "--accept-licence",
                      "--keep-going")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1 and "1 case(s) failed" in result.output, result.output
     dataset = json.loads(next((tmp_path / "root" / "converted" / "bus_uclm").glob("*/dataset.json")).read_text())
     assert [f["case_id"] for f in dataset["failed"]] == ["MENE_002"]
     assert len(dataset["cases"]) == 2

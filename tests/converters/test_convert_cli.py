@@ -60,7 +60,8 @@ def test_cli_keep_going_lists_failures(tmp_path):
     raw = tmp_path / "release"
     ids = data.make_brain(raw, n=3)
     broken = raw / "labelsTr" / f"{ids[2]}.nii.gz"
-    broken.write_bytes(broken.read_bytes()[:40])  # truncated gzip
+    intact = broken.read_bytes()
+    broken.write_bytes(intact[:40])  # truncated gzip
     args = ("--root", tmp_path / "root", "--registry", tmp_path / "cards", "convert", "brain4d", "--raw", raw)
     failed = run_cli(*args)
     assert failed.exit_code == 1
@@ -68,11 +69,24 @@ def test_cli_keep_going_lists_failures(tmp_path):
     assert line.startswith(f"Error: brain4d: case {ids[2]}: {broken}: ") and "expected" in line
     assert not _out(tmp_path / "root").exists()
     result = run_cli(*args, "--keep-going", "--json")
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+    # the rest is converted, but a partial dataset is not a success: exit 1, report then error
+    assert result.exit_code == 1, result.output
+    report, error = (json.loads(line) for line in result.stdout.splitlines())
     assert report["cases"] == 2 and [f["case_id"] for f in report["failed"]] == [ids[2]]
+    assert error["kind"] == "ConversionError" and "1 case(s) failed" in error["error"]
+    assert "omnimedseg convert brain4d --force --keep-going" in error["error"]
     dataset = json.loads((_out(tmp_path / "root") / "dataset.json").read_text())
     assert [f["case_id"] for f in dataset["failed"]] == [ids[2]] and str(broken.name) in dataset["failed"][0]["error"]
+    # a rerun finds the complete output and still says that cases are missing from it
+    again = run_cli(*args, "--keep-going")
+    assert again.exit_code == 1 and "already converted" in again.output, again.output
+    assert f"FAILED {ids[2]}: " in again.output
+    assert again.output.strip().splitlines()[-1].startswith("Error: brain4d: 1 case(s) failed")
+    # fixed raw data: --force converts every case and succeeds
+    broken.write_bytes(intact)
+    fixed = run_cli(*args, "--force", "--keep-going")
+    assert fixed.exit_code == 0, fixed.output
+    assert json.loads((_out(tmp_path / "root") / "dataset.json").read_text()).get("failed", []) == []
 
 
 def test_failed_rerun_leaves_the_previous_complete_output_intact(tmp_path):
