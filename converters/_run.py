@@ -653,8 +653,8 @@ def present_values(array: np.ndarray) -> list[int]:
 def write_output(data: ImageData, path: Path) -> str:
     """Write one output file (PNG for 2D, NIfTI for 3D); return its sha256.
 
-    PNGs are encoded in memory and hashed before they are written (no second read); NIfTI
-    files are hashed right after the writer renamed them into place (still in the page cache).
+    Both are hashed as they are written (PNGs are encoded in memory, NIfTI bytes are hashed
+    on their way to the file): no output is read back.
     """
     if path.name.endswith(".png"):
         from omnimedseg.converters.formats.png import encode_png
@@ -669,8 +669,9 @@ def write_output(data: ImageData, path: Path) -> str:
         return hashlib.sha256(encoded).hexdigest()
     from omnimedseg.converters.formats.nifti import write_nifti
 
-    write_nifti(data, path)
-    return file_hashes(path)["sha256"]
+    digest = hashlib.sha256()
+    write_nifti(data, path, digest=digest)
+    return digest.hexdigest()
 
 
 def raw_relative(path: Path, raw: Path) -> str:

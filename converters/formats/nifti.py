@@ -147,18 +147,33 @@ class _ParallelGzip(io.IOBase):
         return True
 
 
+class _DigestingWriter:
+    """A binary file that also feeds every written byte to a ``hashlib`` object."""
+
+    def __init__(self, raw, digest):
+        self._raw, self._digest = raw, digest
+
+    def write(self, data) -> int:
+        self._digest.update(data)
+        return self._raw.write(data)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+
 # NIfTI has no bool; a mask of 0/1 is stored as uint8. int64 is refused by many readers.
 _STORED = {np.dtype(bool): np.uint8, np.dtype(np.int64): np.int32, np.dtype(np.uint64): np.uint32,
            np.dtype(np.float64): np.float32}
 
 
 def write_nifti(image: ImageData, path: str | os.PathLike,
-                compression_level: int = DEFAULT_COMPRESSION_LEVEL) -> Path:
+                compression_level: int = DEFAULT_COMPRESSION_LEVEL, *, digest=None) -> Path:
     """Write a 3D ``ImageData`` as NIfTI-1 (``.nii`` or ``.nii.gz``); return the path.
 
     The affine goes into both sform and qform with code 1 (scanner), units mm. The file
     is written to a temporary name and renamed, so a crash never leaves a half file.
     int64/float64 arrays are narrowed (only when the values survive unchanged).
+    ``digest``: a ``hashlib`` object fed every byte written to the file (no second read).
     """
     path = _check_target(path, compression_level)
     if image.affine is None:
@@ -173,7 +188,7 @@ def write_nifti(image: ImageData, path: str | os.PathLike,
                                       f"expected data that NIfTI readers support")
         array = narrowed
     planes = (array[(slice(None), slice(None)) + index] for index in _plane_indices(array.shape))
-    return write_nifti_planes(path, array.shape, array.dtype, image.affine, planes, compression_level)
+    return write_nifti_planes(path, array.shape, array.dtype, image.affine, planes, compression_level, digest=digest)
 
 
 def _check_target(path, compression_level) -> Path:
@@ -193,13 +208,14 @@ def _plane_indices(shape) -> list[tuple[int, ...]]:
 
 
 def write_nifti_planes(path: str | os.PathLike, shape: tuple[int, ...], dtype, affine: np.ndarray,
-                       planes, compression_level: int = DEFAULT_COMPRESSION_LEVEL) -> Path:
+                       planes, compression_level: int = DEFAULT_COMPRESSION_LEVEL, *, digest=None) -> Path:
     """Write a NIfTI-1 file whose voxels arrive as 2D planes ``array[:, :, k(, t)]`` in file
     order, so a volume never has to be in memory at once (DICOM series are streamed this way;
     :func:`write_nifti` uses it too: one writer, the same bytes).
 
     The header is nibabel's for an unscaled array of ``shape`` / ``dtype`` / ``affine`` (what
     ``Nifti1Image.to_filename`` writes: sform and qform code 1, mm, slope 1 intercept 0).
+    ``digest`` (a ``hashlib`` object) is fed the file's bytes as they are written.
     """
     path = _check_target(path, compression_level)
     dtype = np.dtype(dtype)
@@ -232,6 +248,8 @@ def write_nifti_planes(path: str | os.PathLike, shape: tuple[int, ...], dtype, a
 
     try:
         with open(tmp, "wb") as raw:
+            if digest is not None:
+                raw = _DigestingWriter(raw, digest)
             if path.name.lower().endswith(".gz"):
                 gz = _ParallelGzip(raw, int(compression_level))
                 try:

@@ -543,6 +543,26 @@ def test_parallel_gzip_is_one_standard_member(monkeypatch, threads, isal):
     assert zlib.decompressobj(31).decompress(outputs[0]) == data  # a single member: zlib's own reader
 
 
+@pytest.mark.parametrize("name", ["v.nii", "v.nii.gz"])
+def test_nifti_digest_while_writing_equals_the_file_hash(monkeypatch, tmp_path, name):
+    """write_nifti(digest=) hashes the bytes on their way to disk (header, padding, threaded
+    gzip chunks, trailer): the converter records it without reading the file back."""
+    import hashlib
+
+    import nibabel as nib
+
+    from omnimedseg.converters.formats import nifti
+    from omnimedseg.converters.formats.imagedata import ImageData
+    from omnimedseg.files import file_hashes
+
+    monkeypatch.setattr(nifti, "GZIP_CHUNK", 4096)  # many chunks, deflated by several threads
+    array = np.asfortranarray(np.random.default_rng(1).integers(-1000, 1000, (40, 30, 20)).astype(np.int16))
+    digest = hashlib.sha256()
+    path = nifti.write_nifti(ImageData(array, np.diag([0.8, 0.8, 2.5, 1.0])), tmp_path / name, digest=digest)
+    assert digest.hexdigest() == file_hashes(path)["sha256"]
+    assert np.array_equal(np.asanyarray(nib.load(path).dataobj), array)
+
+
 # --------------------------------------------------------------------------- memory and workers
 
 def test_series_is_decoded_and_rescaled_in_one_volume(tmp_path):
