@@ -116,13 +116,15 @@ def run_task(suite: Suite, task: Task, root: str | None, registry_dirs: tuple[st
         record[f"{m.name}_final"] = score.final
     record["prompts"] = [prompt_to_dict(s.interaction) for s in session]
     if sheet is not None:
-        draw_session(suite, record, image, reference, [s.prediction for s in session], ignore, sheet)
+        draw_session(suite, record, image, reference, [s.prediction for s in session], ignore, sheet, affine=affine)
     return record
 
 
-def draw_session(suite: Suite, record: dict, image, reference, predictions, ignore, path: Path):
+def draw_session(suite: Suite, record: dict, image, reference, predictions, ignore, path: Path, affine=None):
     """The interaction sheet of one session, drawn from its record: the prompts are those recorded
     (so those that were scored), one panel per step with the prediction it was scored on and Dice.
+    A volume with its ``affine`` (the converted NIfTI's) is drawn in the radiological axial view of QA
+    sheets; a 2D image (a slice of a volume included) or a volume without one, as stored.
     Returns :func:`~omnimedseg.interactive.contact_sheet.session_sheet`'s ``(path, panel placements)``."""
     import numpy as np
 
@@ -143,7 +145,8 @@ def draw_session(suite: Suite, record: dict, image, reference, predictions, igno
     heading = (f"{record['dataset']} {record['case_id']} {record['class_name']} - user {record['robot_user']}, "
                f"model {suite.model}: prompts and predictions as scored")
     path.parent.mkdir(parents=True, exist_ok=True)
-    return session_sheet(grey, reference, panels, path, heading=heading)
+    geometry = affine if np.ndim(reference) == 3 and affine is not None and np.isfinite(affine).all() else None
+    return session_sheet(grey, reference, panels, path, heading=heading, affine=geometry)
 
 
 def sheet_tasks(suite: Suite, tasks: list[Task]) -> set[Task]:

@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from omnimedseg import paths
+from omnimedseg.data.display import PLANES, radiological_view
 from omnimedseg.errors import UsageError
 from omnimedseg.progress import SILENT, Progress
 
@@ -35,7 +36,6 @@ PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 13
            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
            (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180),
            (0, 0, 128), (128, 128, 128)]
-PLANES = ("axial", "coronal", "sagittal")  # slice along RAS axis 2, 1, 0
 IGNORE_GREY = (90, 90, 90)  # ignore / outside the field of view is blended towards this
 MAX_INSTANCES_SHOWN = 256
 
@@ -106,29 +106,6 @@ def stratified_sample(n_cases: int, class_names: Sequence[str], presence: Callab
             for c in present:
                 counts[c] += 1
     return chosen, seen
-
-
-def to_ras(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """``array`` (I, J, K[, ...]) reoriented so its axes run to patient Right, Anterior, Superior; spacing in mm."""
-    import nibabel as nib
-
-    ornt = nib.orientations.io_orientation(affine)
-    ras = nib.orientations.apply_orientation(array, ornt)
-    canonical = affine @ nib.orientations.inv_ornt_aff(ornt, array.shape[:3])
-    return ras, tuple(float(v) for v in np.sqrt((canonical[:3, :3] ** 2).sum(0)))
-
-
-def display_plane(volume: np.ndarray, plane: str, index: int) -> np.ndarray:
-    """One RAS slice as displayed: rows run anterior->posterior (axial) or superior->inferior,
-    columns run from patient right to left (axial, coronal) or anterior to posterior (sagittal)."""
-    axis = 2 - PLANES.index(plane)
-    s = np.take(volume, index, axis=axis)  # (R, A) / (R, S) / (A, S) index order
-    return np.ascontiguousarray(s[::-1, ::-1].swapaxes(0, 1))
-
-
-def _plane_spacing(spacing, plane: str) -> tuple[float, float]:
-    i, j, k = spacing
-    return {"axial": (j, i), "coronal": (k, i), "sagittal": (k, j)}[plane]
 
 
 def render_tile(image: np.ndarray, masks: np.ndarray, class_indices: Sequence[int], modality: str, title: str,
@@ -213,19 +190,16 @@ def _tiles(dataset, case: dict, image: np.ndarray, masks: np.ndarray, affine, ig
         empty = "" if any(masks[c].any() for c in class_indices) else " [no mask]"
         return [render_tile(image, masks, class_indices, dataset.modality, f"{case['case_id']}{suffix}{empty}", size,
                             spacing, ignore)]
-    ras_image, spacing = to_ras(image, affine)
-    ras_masks = to_ras(np.moveaxis(masks, 0, -1), affine)[0]
-    ras_masks = np.moveaxis(ras_masks, -1, 0)
-    ras_ignore = to_ras(ignore, affine)[0]
-    focus = ras_masks[[spot] if spot is not None else list(class_indices)]
+    grey = image if image.ndim == 3 else image[..., 0]
+    by_class = np.moveaxis(masks, 0, -1)  # (I, J, K, n): displayed like the image, class axis kept last
     tiles = []
     for plane in PLANES:
-        axis = 2 - PLANES.index(plane)
-        k = focus_slice(focus, axis)
-        img = display_plane(ras_image if ras_image.ndim == 3 else ras_image[..., 0], plane, k)
-        msk = np.stack([display_plane(m, plane, k) for m in ras_masks]) if len(ras_masks) else np.zeros((0, *img.shape))
-        tiles.append(render_tile(img, msk, class_indices, dataset.modality, f"{case['case_id']}{suffix} {plane} {k}",
-                                 size, _plane_spacing(spacing, plane), display_plane(ras_ignore, plane, k)))
+        view = radiological_view(affine, grey.shape, plane)
+        shown = np.moveaxis(view.volume(by_class), -1, 0)  # (n, slice, row, column)
+        k = focus_slice(shown[[spot] if spot is not None else list(class_indices)], 0)
+        tiles.append(render_tile(view.image(grey, k), shown[:, k], class_indices, dataset.modality,
+                                 f"{case['case_id']}{suffix} {plane} {k}", size, view.pixel_spacing,
+                                 view.image(ignore, k)))
     return tiles
 
 

@@ -112,6 +112,26 @@ def test_region_growing_on_volumes_and_slices(organs, tmp_path):
     assert list((slices / "sheets").glob("*.png"))
     volume_sheets = sorted((volumes / "sheets").glob("*.png"))
     assert [p.name for p in volume_sheets] == ["organs3d_organs_001_liver_click_largest_center.png"]
+    # the runner passes the case's affine: the click is drawn where the radiological view puts it (the LPS-stored
+    # organs are flipped in-plane and transposed relative to the array view); placements need no predictions
+    from PIL import Image
+
+    from omnimedseg.benchmark.runner import _open_dataset, draw_session, plan
+    from omnimedseg.interactive.contact_sheet import POSITIVE
+    from omnimedseg.interactive.prompts import prompt_from_dict
+
+    suite = _suite(datasets=[{"id": "organs3d"}], **base)
+    task = plan(suite, organs["root"], organs["registry_dirs"])[0]
+    record = json.loads((volumes / "records" / f"{task.key}.json").read_text())
+    _, image, masks, affine = _open_dataset(task.dataset, organs["root"], organs["registry_dirs"]).raw_item(task.index)
+    click = prompt_from_dict(record["prompts"][0])
+    drawn = {geometry is None: draw_session(suite, record, image, masks[0], [masks[0]] * 3, None,
+                                            tmp_path / "layout.png", affine=geometry)[1][0]
+             for geometry in (affine, None)}
+    assert drawn[False].view.plane == "axial" and drawn[True].view.plane is None
+    x, y = drawn[False].sheet_xy(click.coord)
+    assert (x, y) != drawn[True].sheet_xy(click.coord)
+    assert np.asarray(Image.open(volume_sheets[0]).convert("RGB"))[int(y), int(x)].tolist() == list(POSITIVE)
 
 
 def test_interaction_sheet_draws_the_prompts_that_were_scored(hc18, tmp_path):
@@ -144,9 +164,9 @@ def test_interaction_sheet_draws_the_prompts_that_were_scored(hc18, tmp_path):
     _, placed = draw_session(suite, record, image, masks[0], [s.prediction for s in session], None,
                              tmp_path / "again.png")
     sheet = np.asarray(Image.open(sheet_path(out, task)).convert("RGB"))
-    for step, (click, (x, y, zoom, _)) in enumerate(zip(clicks, placed)):
-        row, col = click.coord
-        pixel = sheet[int(y + (row + 0.5) * zoom), int(x + (col + 0.5) * zoom)].tolist()
+    for step, (click, placement) in enumerate(zip(clicks, placed)):
+        x, y = placement.sheet_xy(click.coord)
+        pixel = sheet[int(y), int(x)].tolist()
         assert pixel == list(POSITIVE if click.positive else NEGATIVE), (step, click)
         assert record["steps"][step]["dice"] == pytest.approx(
             2 * (session[step].prediction & masks[0]).sum() / (session[step].prediction.sum() + masks[0].sum()))

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from omnimedseg.data.qa import TILE_GAP, display_plane, focus_slice, run_qa, stratified_sample, to_ras
+from omnimedseg.data.display import display_plane, to_ras
+from omnimedseg.data.qa import TILE_GAP, focus_slice, run_qa, stratified_sample
 from tests.helpers import run_cli
 
 
