@@ -11,6 +11,7 @@ from omnimedseg.models.image_encoder import (
     Attention,
     decomposed_rel_pos_bias,
     explicit_attention,
+    padded_keys_bias,
     rel_pos_attention,
     relative_position_table,
     window_partition,
@@ -154,3 +155,29 @@ def test_windowed_sdpa_with_real_queries_only_equals_explicit(grid, window):
     assert out_sdpa.shape == x.shape
     assert torch.allclose(out_sdpa, out_explicit, atol=1e-5)
     assert not torch.allclose(out_sdpa, attn.forward_windowed(x.flip(1), window), atol=1e-3)
+
+
+@pytest.mark.parametrize("rh, rw", [(14, 2), (2, 14), (2, 2), (5, 9)])
+def test_padded_keys_bias_is_the_log_sum_over_padded_positions(rh, rw):
+    """The merged padding key of a cut window: log sum of exp(rel_h + rel_w) over the padded
+    (kh >= rh or kw >= rw) positions, summed one by one here."""
+    torch.manual_seed(8)
+    ws = 14
+    rel_h, rel_w = torch.randn(2, 3, 6, ws) * 4, torch.randn(2, 3, 6, ws) * 4
+    full = rel_h[..., :, None] + rel_w[..., None, :]  # (..., kh, kw)
+    padded = torch.ones(ws, ws, dtype=torch.bool)
+    padded[:rh, :rw] = False
+    expected = full[..., padded].logsumexp(-1)
+    assert torch.allclose(padded_keys_bias(rel_h, rel_w, rh, rw), expected, atol=1e-5)
+
+
+def test_cut_windows_without_position_bias_equal_explicit():
+    """Without relative positions the merged padding key carries log(number of padded keys)."""
+    torch.manual_seed(9)
+    attn = Attention(32, 4, input_size=(4, 4), use_rel_pos=False)
+    with torch.no_grad():
+        attn.qkv.bias.normal_(0, 1.0)
+    x = torch.randn(2, 6, 7, 32)
+    out_sdpa = attn.forward_windowed(x, 4)
+    attn.attn_impl = "explicit"
+    assert torch.allclose(out_sdpa, attn.forward_windowed(x, 4), atol=1e-5)
