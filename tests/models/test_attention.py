@@ -181,3 +181,46 @@ def test_cut_windows_without_position_bias_equal_explicit():
     out_sdpa = attn.forward_windowed(x, 4)
     attn.attn_impl = "explicit"
     assert torch.allclose(out_sdpa, attn.forward_windowed(x, 4), atol=1e-5)
+
+
+def _compiled_attention_matches_eager(backend: str) -> None:
+    """The GPU path compiles the encoder: its window (cut windows, merged padding key) and
+    global attention must trace without graph breaks and compute what eager does."""
+    torch.manual_seed(10)
+    x = torch.randn(2, 6, 7, 32)
+    for window in (4, 0):
+        attn = Attention(32, 4, input_size=(window, window) if window else (6, 7))
+        with torch.no_grad():
+            attn.rel_pos_h.normal_(0, 0.5)
+            attn.rel_pos_w.normal_(0, 0.5)
+            attn.qkv.bias.normal_(0, 1.0)
+            run = (lambda a, t: a.forward_windowed(t, window)) if window else (lambda a, t: a(t))
+            compiled = torch.compile(lambda t: run(attn, t), fullgraph=True, backend=backend)
+            assert torch.allclose(compiled(x), run(attn, x), atol=1e-5)
+
+
+def test_attention_traces_whole_for_torch_compile():
+    _compiled_attention_matches_eager("aot_eager")
+
+
+@pytest.mark.slow
+def test_attention_compiles_with_inductor_on_cpu():
+    """Inductor code generation (~20 s on CPU: opt in with -m slow)."""
+    _compiled_attention_matches_eager("inductor")
+
+
+def test_bf16_autocast_attention_stays_close_to_float32():
+    """The GPU path runs in bf16 autocast: both attention paths run and stay near float32."""
+    torch.manual_seed(11)
+    attn = Attention(32, 4, input_size=(4, 4))
+    with torch.no_grad():
+        attn.rel_pos_h.normal_(0, 0.5)
+        attn.rel_pos_w.normal_(0, 0.5)
+    x = torch.randn(2, 6, 7, 32)
+    full = attn.forward_windowed(x, 4)
+    for impl in ("sdpa", "explicit"):
+        attn.attn_impl = impl
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = attn.forward_windowed(x, 4)
+        assert half.dtype == torch.bfloat16
+        assert (half.float() - full).abs().max() < 0.05 * full.abs().max()
