@@ -5,7 +5,9 @@ through :func:`omnimedseg.models.predict`. Weights are random (speed does not de
 so no checkpoint is needed. Each case runs in its own process so peak memory is its own:
 peak RSS on CPU, peak allocated tensor memory on CUDA; the speed-up to report is the last line
 per batch size, where both paths alternate on one model in one process (medians), so varying
-machine load hits both alike.
+machine load hits both alike. On CPU that line also gives the ratio of the process's CPU time
+(user + system, medians), which other jobs on a shared machine disturb far less than wall time;
+with ``--threads 1`` it measures the same work as wall time on an idle machine.
 
     python benchmarks/bench_models.py [--quick] [--device cpu|cuda] [--dtype fp32|bf16|fp16]
                                       [--batch-sizes 1 32] [--repeat N] [--threads N]
@@ -172,17 +174,21 @@ def run_interleaved(args: argparse.Namespace) -> dict:
 
     model, step = inference_step(args)
     times: dict[str, list[float]] = {"sdpa": [], "explicit": []}
+    cpu_times: dict[str, list[float]] = {"sdpa": [], "explicit": []}
     for i in range(args.repeat + 1):
         for impl in times:
             model.set_attention_implementation(impl)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             step()
             if i:  # the first round is warm-up
                 times[impl].append(time.perf_counter() - start)
+                cpu_times[impl].append(time.process_time() - cpu_start)
     med = {impl: statistics.median(v) for impl, v in times.items()}
+    cpu = {impl: statistics.median(v) for impl, v in cpu_times.items()}
     rounds = [e / s for s, e in zip(times["sdpa"], times["explicit"])]
     return {"batch": args.batch, "sdpa_ms": med["sdpa"] * 1000, "explicit_ms": med["explicit"] * 1000,
-            "speedup": med["explicit"] / med["sdpa"], "round_min": min(rounds), "round_max": max(rounds)}
+            "speedup": med["explicit"] / med["sdpa"], "round_min": min(rounds), "round_max": max(rounds),
+            "cpu_speedup": cpu["explicit"] / cpu["sdpa"]}
 
 
 def run_profile(args: argparse.Namespace) -> str:
@@ -303,7 +309,8 @@ def main() -> None:
             r = json.loads(done.stdout.strip().splitlines()[-1])
             print(f"  interleaved in one process, medians of {repeat}: sdpa {r['sdpa_ms']:.1f} ms, explicit "
                   f"{r['explicit_ms']:.1f} ms per batch: sdpa speed-up {r['speedup']:.2f}x (rounds "
-                  f"{r['round_min']:.2f}-{r['round_max']:.2f}x)", flush=True)
+                  f"{r['round_min']:.2f}-{r['round_max']:.2f}x)" + (f"; in process CPU time {r['cpu_speedup']:.2f}x"
+                  if device == "cpu" else ""), flush=True)
 
 
 if __name__ == "__main__":
