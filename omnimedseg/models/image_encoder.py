@@ -125,7 +125,7 @@ def padded_keys_bias(rel_h: torch.Tensor, rel_w: torch.Tensor, rh: int, rw: int)
 
     The padded positions are two rectangles (rows below the real part; the rest of the real
     rows), and over a rectangle the sum factorises: logsumexp(rel_h) + logsumexp(rel_w).
-    Computed in float32 (an exact log-sum-exp, no overflow).
+    Computed in float32 with the stable (max-shifted) log-sum-exp, so no overflow.
     """
     ws = rel_h.shape[-1]
     h, w = rel_h.float(), rel_w.float()
@@ -187,9 +187,8 @@ class Attention(nn.Module):
         Only real tokens are queries (a padded query's output is cropped away anyway: at 256 px
         the 16x16 grid pads to 4 windows of 14x14, so two thirds of SAM's queries are padding);
         keys are the window's real tokens plus one merged key for its padded ones (see
-        :meth:`_attend_window_part`). Windows are grouped
-        by their real extent (full, cut by the right or bottom edge, corner): one SDPA call per
-        group, no padded (B * windows, ws, ws, 3C) copy of q.
+        :meth:`_attend_window_part`). Windows are grouped by their real extent (full, cut by the
+        right or bottom edge, corner): one SDPA call per group, no padded copy of q/k/v.
         """
         b, h, w, c3 = qkv.shape
         groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
