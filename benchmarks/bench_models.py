@@ -5,10 +5,18 @@ through :func:`omnimedseg.models.predict`. Weights are random (speed does not de
 so no checkpoint is needed. Each case runs in its own process so peak memory is its own:
 peak RSS on CPU, peak allocated tensor memory on CUDA; the speed-up to report is the last line
 per batch size, where both paths alternate on one model in one process (medians), so varying
-machine load hits both alike.
+machine load hits both alike. On CPU that line also gives the ratio of the process's CPU time
+(user + system, medians), which other jobs on a shared machine disturb far less than wall time;
+with ``--threads 1`` it measures the same work as wall time on an idle machine.
 
     python benchmarks/bench_models.py [--quick] [--device cpu|cuda] [--dtype fp32|bf16|fp16]
                                       [--batch-sizes 1 32] [--repeat N] [--threads N]
+                                      [--encoder-only] [--profile]
+
+``--encoder-only`` times the image encoder alone (preprocessing + ViT + neck, the part the
+attention choice changes most); ``--profile`` prints where the time goes instead: a per-op
+``torch.profiler`` table (op and input shapes) of both paths, medians over ``--repeat``
+alternating rounds after a warm-up.
 
 ``--train`` times one optimizer step of the MedSegX recipe instead (frozen encoders, adapters +
 embeddings + mask decoder trained, Dice+BCE min over three masks, AdamW) in fp32 and bf16
@@ -119,28 +127,40 @@ def train_main(args: argparse.Namespace, device: str) -> None:
                   f"{r['peak_mib']:>9.0f} {base / r['ms_per_step']:>7.2f}x")
 
 
-def run_case(args: argparse.Namespace) -> dict:
+def inference_step(args: argparse.Namespace, impl: str = "sdpa"):
+    """(model, step): one random-weight model and a call that runs ``predict`` on a fixed batch
+    (or only the image encoder with ``--encoder-only``) and waits for the device."""
     import torch
 
     from omnimedseg.models import ModelConfig, Sam, predict
+    from omnimedseg.models.inference import autocast_context
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    config = ModelConfig.preset(args.config, attn_impl=args.impl)
     torch.manual_seed(0)
-    model = Sam(config).eval().to(device)
-    size = config.image_size
+    model = Sam(ModelConfig.preset(args.config, attn_impl=impl)).eval().to(device)
+    size = model.config.image_size
     images = torch.rand(args.batch, 3, size, size, device=device) * 255
     boxes = torch.tensor([[size * 0.2, size * 0.25, size * 0.7, size * 0.8]], device=device).repeat(args.batch, 1)
     context = torch.tensor([[2, 1, 4, 17, 59]], device=device).repeat(args.batch, 1)
     dtype = None if args.dtype == "fp32" else args.dtype
 
     def step() -> None:
-        predict(model, images, boxes=boxes, context=context, autocast_dtype=dtype)
+        if args.encoder_only:
+            with torch.inference_mode(), autocast_context(device, dtype):
+                model.encode_images(images, context)
+        else:
+            predict(model, images, boxes=boxes, context=context, autocast_dtype=dtype)
         if device.type == "cuda":
             torch.cuda.synchronize()
 
+    return model, step
+
+
+def run_case(args: argparse.Namespace) -> dict:
+    model, step = inference_step(args, args.impl)
+    device = model.device
     step()  # warm-up: kernels, allocator, lazy inits
     best, peak_mib = best_time_and_peak(step, device, args.repeat)
     return {"impl": args.impl, "batch": args.batch, "images_per_s": args.batch / best,
@@ -152,33 +172,61 @@ def run_interleaved(args: argparse.Namespace) -> dict:
     that varies during the run hits both alike, unlike the per-process table."""
     import statistics
 
-    import torch
-
-    from omnimedseg.models import ModelConfig, Sam, predict
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    torch.manual_seed(0)
-    model = Sam(ModelConfig.preset(args.config)).eval().to(device)
-    size = model.config.image_size
-    images = torch.rand(args.batch, 3, size, size, device=device) * 255
-    boxes = torch.tensor([[size * 0.2, size * 0.25, size * 0.7, size * 0.8]], device=device).repeat(args.batch, 1)
-    context = torch.tensor([[2, 1, 4, 17, 59]], device=device).repeat(args.batch, 1)
-    dtype = None if args.dtype == "fp32" else args.dtype
+    model, step = inference_step(args)
     times: dict[str, list[float]] = {"sdpa": [], "explicit": []}
+    cpu_times: dict[str, list[float]] = {"sdpa": [], "explicit": []}
     for i in range(args.repeat + 1):
         for impl in times:
             model.set_attention_implementation(impl)
-            start = time.perf_counter()
-            predict(model, images, boxes=boxes, context=context, autocast_dtype=dtype)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            start, cpu_start = time.perf_counter(), time.process_time()
+            step()
             if i:  # the first round is warm-up
                 times[impl].append(time.perf_counter() - start)
+                cpu_times[impl].append(time.process_time() - cpu_start)
     med = {impl: statistics.median(v) for impl, v in times.items()}
+    cpu = {impl: statistics.median(v) for impl, v in cpu_times.items()}
+    rounds = [e / s for s, e in zip(times["sdpa"], times["explicit"])]
     return {"batch": args.batch, "sdpa_ms": med["sdpa"] * 1000, "explicit_ms": med["explicit"] * 1000,
-            "speedup": med["explicit"] / med["sdpa"]}
+            "speedup": med["explicit"] / med["sdpa"], "round_min": min(rounds), "round_max": max(rounds),
+            "cpu_speedup": cpu["explicit"] / cpu["sdpa"]}
+
+
+def run_profile(args: argparse.Namespace) -> str:
+    """Per-op self CPU time (op, input shapes) of both paths, medians of ``repeat`` alternating
+    profiled rounds after an unprofiled warm-up round (first-touch page faults distort it)."""
+    import collections
+    import statistics
+
+    from torch.profiler import ProfilerActivity, profile
+
+    model, step = inference_step(args)
+    impls = ("sdpa", "explicit")
+    ms: dict[str, dict[tuple[str, str], list[float]]] = {impl: collections.defaultdict(list) for impl in impls}
+    for i in range(args.repeat + 1):
+        for impl in impls:
+            model.set_attention_implementation(impl)
+            if not i:
+                step()
+                continue
+            with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+                step()
+            for event in prof.key_averages(group_by_input_shape=True):
+                ms[impl][(event.key, str(event.input_shapes))].append(event.self_cpu_time_total / 1000)
+
+    def median(impl: str, key) -> float:
+        values = ms[impl].get(key, [])
+        return statistics.median(values) if values else 0.0
+
+    totals = {impl: sum(median(impl, key) for key in ms[impl]) for impl in impls}
+    keys = sorted(set(ms["sdpa"]) | set(ms["explicit"]), key=lambda k: -max(median(i, k) for i in impls))
+    lines = [f"per-op self CPU ms, medians of {args.repeat} profiled rounds; totals: sdpa {totals['sdpa']:.0f}, "
+             f"explicit {totals['explicit']:.0f}",
+             f"{'sdpa':>8} {'%':>5} {'explicit':>8} {'%':>5}  op [input shapes]"]
+    for key in keys[:args.profile_rows]:
+        s, e = median("sdpa", key), median("explicit", key)
+        lines.append(f"{s:8.1f} {100 * s / totals['sdpa']:5.1f} {e:8.1f} {100 * e / totals['explicit']:5.1f}  "
+                     f"{key[0]} {key[1][:110]}")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -193,6 +241,10 @@ def main() -> None:
     parser.add_argument("--_compile", dest="compile", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--repeat", type=int, default=None, help="timed runs per case (best is kept)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    parser.add_argument("--encoder-only", action="store_true", help="time the image encoder alone, not predict()")
+    parser.add_argument("--profile", action="store_true",
+                        help="print a per-op profile of both attention paths (first --batch-sizes entry)")
+    parser.add_argument("--profile-rows", type=int, default=30, help="rows of the --profile table")
     parser.add_argument("--impls", nargs="+", default=["sdpa", "explicit"], choices=["sdpa", "explicit"])
     parser.add_argument("--_case", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--_interleaved", action="store_true", help=argparse.SUPPRESS)
@@ -200,6 +252,9 @@ def main() -> None:
     parser.add_argument("--impl", default="sdpa", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args._case and args.profile:
+        print(run_profile(args))
+        return
     if args._case:
         case = run_interleaved if args._interleaved else run_train_case if args._train else run_case
         print(json.dumps(case(args)))
@@ -220,16 +275,23 @@ def main() -> None:
     from omnimedseg.models import ModelConfig
 
     size = ModelConfig.preset(config).image_size
-    print(f"MedSegX inference ({config}, {size}x{size} inputs, box + task context), {where}, "
-          f"torch {torch.__version__}, autocast {args.dtype}, best of {repeat}")
+    what = "image encoder only" if args.encoder_only else "predict: box + task context"
+    print(f"MedSegX inference ({config}, {size}x{size} inputs, {what}), {where}, "
+          f"torch {torch.__version__}, autocast {args.dtype}, best of {repeat}", flush=True)
+    common = ["--config", config, "--device", device, "--dtype", args.dtype, "--repeat", str(repeat),
+              "--threads", str(args.threads)] + (["--encoder-only"] if args.encoder_only else [])
+    if args.profile:
+        command = [sys.executable, __file__, "--_case", "--profile", "--profile-rows", str(args.profile_rows),
+                   "--batch", str(args.batch_sizes[0])] + common
+        done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
+        print(done.stdout if done.returncode == 0 else f"profile failed: {done.stderr.strip().splitlines()[-1:]}")
+        return
     memory = "peak allocated MiB" if device == "cuda" else "peak RSS MiB"
     print(f"{'attention':>9} {'batch':>5} {'images/s':>9} {'ms/batch':>9} {memory:>18} {'sdpa speed-up':>13}")
     for batch in args.batch_sizes:
         results = {}
         for impl in args.impls:
-            command = [sys.executable, __file__, "--_case", "--config", config, "--impl", impl,
-                       "--batch", str(batch), "--device", device, "--dtype", args.dtype,
-                       "--repeat", str(repeat), "--threads", str(args.threads)]
+            command = [sys.executable, __file__, "--_case", "--impl", impl, "--batch", str(batch)] + common
             done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
             if done.returncode != 0:
                 print(f"{impl:>9} {batch:>5} failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -241,13 +303,14 @@ def main() -> None:
                 speedup = f"{r['images_per_s'] / results['explicit']['images_per_s']:.2f}x"
             print(f"{impl:>9} {batch:>5} {r['images_per_s']:>9.2f} {r['ms_per_batch']:>9.1f} "
                   f"{r['peak_mib']:>18.0f} {speedup:>13}")
-        command = [sys.executable, __file__, "--_case", "--_interleaved", "--config", config, "--batch", str(batch),
-                   "--device", device, "--dtype", args.dtype, "--repeat", str(repeat), "--threads", str(args.threads)]
+        command = [sys.executable, __file__, "--_case", "--_interleaved", "--batch", str(batch)] + common
         done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
         if done.returncode == 0:
             r = json.loads(done.stdout.strip().splitlines()[-1])
             print(f"  interleaved in one process, medians of {repeat}: sdpa {r['sdpa_ms']:.1f} ms, explicit "
-                  f"{r['explicit_ms']:.1f} ms per batch: sdpa speed-up {r['speedup']:.2f}x", flush=True)
+                  f"{r['explicit_ms']:.1f} ms per batch: sdpa speed-up {r['speedup']:.2f}x (rounds "
+                  f"{r['round_min']:.2f}-{r['round_max']:.2f}x)" + (f"; in process CPU time {r['cpu_speedup']:.2f}x"
+                  if device == "cpu" else ""), flush=True)
 
 
 if __name__ == "__main__":

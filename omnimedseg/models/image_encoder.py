@@ -119,6 +119,25 @@ def rel_pos_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_pos
     return F.scaled_dot_product_attention(q_aug, k_aug, v_aug, scale=1.0)[..., :d]
 
 
+def padded_keys_bias(rel_h: torch.Tensor, rel_w: torch.Tensor, rh: int, rw: int) -> torch.Tensor:
+    """log sum of exp(rel_h[kh] + rel_w[kw]) over a window's padded key positions (kh >= rh or
+    kw >= rw) for (..., q, ws) per-axis terms -> (..., q).
+
+    The padded positions are two rectangles (rows below the real part; the rest of the real
+    rows), and over a rectangle the sum factorises: logsumexp(rel_h) + logsumexp(rel_w).
+    Computed in float32 with the stable (max-shifted) log-sum-exp, so no overflow.
+    """
+    ws = rel_h.shape[-1]
+    h, w = rel_h.float(), rel_w.float()
+    parts = []
+    if rh < ws:
+        parts.append(h[..., rh:].logsumexp(-1) + w.logsumexp(-1))
+    if rw < ws:
+        parts.append(h[..., :rh].logsumexp(-1) + w[..., rw:].logsumexp(-1))
+    out = parts[0] if len(parts) == 1 else torch.logaddexp(parts[0], parts[1])
+    return out.to(rel_h.dtype)
+
+
 # -- attention ---------------------------------------------------------------------------
 class Attention(nn.Module):
     """Multi-head self-attention over a (B, H, W, C) grid with relative-position bias.
@@ -167,9 +186,9 @@ class Attention(nn.Module):
 
         Only real tokens are queries (a padded query's output is cropped away anyway: at 256 px
         the 16x16 grid pads to 4 windows of 14x14, so two thirds of SAM's queries are padding);
-        keys are the whole window, the padded ones carrying the qkv bias. Windows are grouped
-        by their real extent (full, cut by the right or bottom edge, corner): one SDPA call per
-        group, no padded (B * windows, ws, ws, 3C) copy of q.
+        keys are the window's real tokens plus one merged key for its padded ones (see
+        :meth:`_attend_window_part`). Windows are grouped by their real extent (full, cut by the
+        right or bottom edge, corner): one SDPA call per group, no padded copy of q/k/v.
         """
         b, h, w, c3 = qkv.shape
         groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
@@ -187,21 +206,32 @@ class Attention(nn.Module):
         return out
 
     def _attend_window_part(self, part: torch.Tensor, ws: int) -> torch.Tensor:
-        """(N, rh, rw, 3C) real tokens at the top-left of N windows of ws x ws -> (N, rh, rw, C)."""
+        """(N, rh, rw, 3C) real tokens at the top-left of N windows of ws x ws -> (N, rh, rw, C).
+
+        The keys are the real tokens plus, in a cut window, ONE key for all its padded tokens:
+        those share key and value (the qkv bias) and differ only in their relative-position
+        bias, so their softmax terms add up to one term whose bias is the log-sum-exp of theirs
+        (:func:`padded_keys_bias`). A 14 x 2 edge window attends over 29 keys, not 196, and no
+        padded (N, ws, ws, 2C) copy of the keys and values is built.
+        """
         n, rh, rw, c3 = part.shape
         c, heads, d = c3 // 3, self.num_heads, self.head_dim
         q, k, v = part.reshape(n, rh * rw, 3, heads, d).permute(2, 0, 3, 1, 4).unbind(0)
-        if (rh, rw) != (ws, ws):  # keys / values of the whole window: padding = the qkv bias
-            kv = part.new_empty(n, ws, ws, 2 * c)
-            kv[:] = self.qkv.bias[c:].to(part.dtype)
-            kv[:, :rh, :rw] = part[..., c:]
-            k, v = kv.reshape(n, ws * ws, 2, heads, d).permute(2, 0, 3, 1, 4).unbind(0)
+        cut = (rh, rw) != (ws, ws)
+        if cut:
+            k_pad, v_pad = self.qkv.bias[c:].to(part.dtype).view(2, 1, heads, 1, d).expand(2, n, heads, 1, d)
+            k, v = torch.cat([k, k_pad], dim=2), torch.cat([v, v_pad], dim=2)
         bias = None
         if self.use_rel_pos:
             table_h = relative_position_table(self.rel_pos_h, ws, ws)[:rh]
             table_w = relative_position_table(self.rel_pos_w, ws, ws)[:rw]
             rel_h, rel_w = relative_position_terms_from_tables(q, table_h, table_w, (rh, rw))
-            bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(n, heads, rh * rw, ws * ws)
+            bias = (rel_h[..., :, :rh, None] + rel_w[..., :, None, :rw]).reshape(n, heads, rh * rw, rh * rw)
+            if cut:
+                bias = torch.cat([bias, padded_keys_bias(rel_h, rel_w, rh, rw)[..., None]], dim=-1)
+        elif cut:  # identical padded keys without a position term: log of their count
+            bias = q.new_zeros(n, heads, rh * rw, rh * rw + 1)
+            bias[..., -1] = math.log(ws * ws - rh * rw)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return out.transpose(1, 2).reshape(n, rh, rw, c)
 
@@ -327,7 +357,10 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).permute(0, 2, 3, 1)
+        # Contiguous once here: a permuted view makes every later elementwise result keep the
+        # channels-first layout, and each LayerNorm then copies the (B, H, W, C) stream
+        # (2 copies per block, ~1 % of the encoder on CPU).
+        return self.proj(x).permute(0, 2, 3, 1).contiguous()
 
 
 class ImageEncoderViT(nn.Module):

@@ -11,11 +11,24 @@ from omnimedseg.models.image_encoder import (
     Attention,
     decomposed_rel_pos_bias,
     explicit_attention,
+    padded_keys_bias,
     rel_pos_attention,
     relative_position_table,
     window_partition,
     window_unpartition,
 )
+
+
+def random_attention(dim: int, heads: int, size: tuple[int, int], qkv_bias: bool = True) -> Attention:
+    """An Attention whose position tables (zero at init) and, optionally, qkv bias (the padded
+    tokens' key and value) are random, so that both matter."""
+    attn = Attention(dim, heads, input_size=size)
+    with torch.no_grad():
+        attn.rel_pos_h.normal_(0, 0.5)
+        attn.rel_pos_w.normal_(0, 0.5)
+        if qkv_bias:
+            attn.qkv.bias.normal_(0, 1.0)
+    return attn
 
 
 def test_sdpa_with_bias_matches_explicit_softmax():
@@ -59,11 +72,7 @@ def test_attention_module_sdpa_equals_explicit(window):
     """Window 4 on a 6x7 grid pads to 8x8: the bias-padded fast path equals zero padding."""
     torch.manual_seed(2)
     size = (window, window) if window else (6, 7)
-    attn = Attention(32, 4, input_size=size)
-    with torch.no_grad():
-        attn.rel_pos_h.normal_(0, 0.5)
-        attn.rel_pos_w.normal_(0, 0.5)
-        attn.qkv.bias.normal_(0, 1.0)
+    attn = random_attention(32, 4, size)
     x = torch.randn(2, 6, 7, 32)
     run = (lambda a: a.forward_windowed(x, window)) if window else (lambda a: a(x))
     out_sdpa = run(attn)
@@ -94,10 +103,7 @@ def test_rel_pos_folded_into_dot_product_equals_additive_mask(h, w, d):
 
 def test_attention_module_switches_to_the_folded_path_on_large_grids():
     torch.manual_seed(6)
-    attn = Attention(32, 4, input_size=(9, 9))
-    with torch.no_grad():
-        attn.rel_pos_h.normal_(0, 0.5)
-        attn.rel_pos_w.normal_(0, 0.5)
+    attn = random_attention(32, 4, (9, 9), qkv_bias=False)
     x = torch.randn(2, 9, 9, 32)
     masked = attn(x)
     attn.max_tokens_for_mask = 16  # 81 tokens > 16: folded path
@@ -142,11 +148,7 @@ def test_windowed_sdpa_with_real_queries_only_equals_explicit(grid, window):
     windows only, one window, and a grid narrower than a window: the sdpa path (real tokens
     as queries, bias-padded keys) equals SAM's zero-pad-attend-crop order."""
     torch.manual_seed(7)
-    attn = Attention(48, 3, input_size=(window, window))
-    with torch.no_grad():
-        attn.rel_pos_h.normal_(0, 0.5)
-        attn.rel_pos_w.normal_(0, 0.5)
-        attn.qkv.bias.normal_(0, 1.0)
+    attn = random_attention(48, 3, (window, window))
     x = torch.randn(2, *grid, 48)
     out_sdpa = attn.forward_windowed(x, window)
     attn.attn_impl = "explicit"
@@ -154,3 +156,66 @@ def test_windowed_sdpa_with_real_queries_only_equals_explicit(grid, window):
     assert out_sdpa.shape == x.shape
     assert torch.allclose(out_sdpa, out_explicit, atol=1e-5)
     assert not torch.allclose(out_sdpa, attn.forward_windowed(x.flip(1), window), atol=1e-3)
+
+
+@pytest.mark.parametrize("rh, rw", [(14, 2), (2, 14), (2, 2), (5, 9)])
+def test_padded_keys_bias_is_the_log_sum_over_padded_positions(rh, rw):
+    """The merged padding key of a cut window: log sum of exp(rel_h + rel_w) over the padded
+    (kh >= rh or kw >= rw) positions, summed one by one here."""
+    torch.manual_seed(8)
+    ws = 14
+    rel_h, rel_w = torch.randn(2, 3, 6, ws) * 4, torch.randn(2, 3, 6, ws) * 4
+    full = rel_h[..., :, None] + rel_w[..., None, :]  # (..., kh, kw)
+    padded = torch.ones(ws, ws, dtype=torch.bool)
+    padded[:rh, :rw] = False
+    expected = full[..., padded].logsumexp(-1)
+    assert torch.allclose(padded_keys_bias(rel_h, rel_w, rh, rw), expected, atol=1e-5)
+
+
+def test_cut_windows_without_position_bias_equal_explicit():
+    """Without relative positions the merged padding key carries log(number of padded keys)."""
+    torch.manual_seed(9)
+    attn = Attention(32, 4, input_size=(4, 4), use_rel_pos=False)
+    with torch.no_grad():
+        attn.qkv.bias.normal_(0, 1.0)
+    x = torch.randn(2, 6, 7, 32)
+    out_sdpa = attn.forward_windowed(x, 4)
+    attn.attn_impl = "explicit"
+    assert torch.allclose(out_sdpa, attn.forward_windowed(x, 4), atol=1e-5)
+
+
+def _compiled_attention_matches_eager(backend: str) -> None:
+    """The GPU path compiles the encoder: its window (cut windows, merged padding key) and
+    global attention must trace without graph breaks and compute what eager does."""
+    torch.manual_seed(10)
+    x = torch.randn(2, 6, 7, 32)
+    for window in (4, 0):
+        attn = random_attention(32, 4, (window, window) if window else (6, 7))
+        run = (lambda a, t: a.forward_windowed(t, window)) if window else (lambda a, t: a(t))
+        compiled = torch.compile(lambda t: run(attn, t), fullgraph=True, backend=backend)
+        with torch.no_grad():
+            assert torch.allclose(compiled(x), run(attn, x), atol=1e-5)
+
+
+def test_attention_traces_whole_for_torch_compile():
+    _compiled_attention_matches_eager("aot_eager")
+
+
+@pytest.mark.slow
+def test_attention_compiles_with_inductor_on_cpu():
+    """Inductor code generation (~20 s on CPU: opt in with -m slow)."""
+    _compiled_attention_matches_eager("inductor")
+
+
+def test_bf16_autocast_attention_stays_close_to_float32():
+    """The GPU path runs in bf16 autocast: both attention paths run and stay near float32."""
+    torch.manual_seed(11)
+    attn = random_attention(32, 4, (4, 4), qkv_bias=False)
+    x = torch.randn(2, 6, 7, 32)
+    full = attn.forward_windowed(x, 4)
+    for impl in ("sdpa", "explicit"):
+        attn.attn_impl = impl
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = attn.forward_windowed(x, 4)
+        assert half.dtype == torch.bfloat16
+        assert (half.float() - full).abs().max() < 0.05 * full.abs().max()
