@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -36,14 +37,26 @@ def best(fn, repeat: int) -> float:
     return min(timed(fn) for _ in range(repeat))
 
 
-def interleaved(cases: dict, repeat: int) -> dict[str, float]:
-    """Best time of each case, the cases taking turns round after round: on a shared machine the load
-    drifts, and back-to-back repeats of one case would give it one moment's load."""
-    times: dict[str, list[float]] = {name: [] for name in cases}
+def cpu_seconds() -> float:
+    """User + system CPU of this process (the engine, and the emulator's threads) and its finished children."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def interleaved(cases: dict, repeat: int, before) -> dict[str, tuple[float, float]]:
+    """(best wall time, least CPU seconds) of each case, the cases taking turns round after round: on a
+    shared machine the load drifts, and back-to-back repeats of one case would give it one moment's load.
+    ``before`` runs untimed ahead of every case (it removes the previous outputs: a file written over
+    costs more than a new one: ext4 flushes a truncated-and-rewritten file on close)."""
+    walls: dict[str, list[float]] = {name: [] for name in cases}
+    cpus: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeat):
         for name, fn in cases.items():
-            times[name].append(timed(fn))
-    return {name: min(values) for name, values in times.items()}
+            before()
+            cpu = cpu_seconds()
+            walls[name].append(timed(fn))
+            cpus[name].append(cpu_seconds() - cpu)
+    return {name: (min(walls[name]), min(cpus[name])) for name in cases}
 
 
 def hash_file(path: Path, alg: str) -> str:
@@ -61,6 +74,7 @@ def main() -> None:
     ap.add_argument("--cores", type=int, default=0, help="pin this process and its children (curl, zenodo-get) "
                                                          "to the first N cores (0: all)")
     ap.add_argument("--big-mib", type=int, default=0, help="size of the big file in MiB (default 1024, quick 64)")
+    ap.add_argument("--no-zenodo-get", action="store_true", help="skip the zenodo-get rows (slow on 1 GiB)")
     args = ap.parse_args()
     if args.cores:
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.cores])
@@ -92,67 +106,82 @@ def main() -> None:
             mib = big_size / (1 << 20)
 
             def ours(remote):
-                def run():
-                    shutil.rmtree(out / "big", ignore_errors=True)
-                    fetch(remote, out / "big", client=client)
-                return run
-            def curl():
-                subprocess.run(["curl", "-s", "-o", str(work / "curl.bin"), big_remote.url], check=True)
+                return lambda: fetch(remote, out / "big", client=client)
+
+            def curl(target=work / "curl.bin"):
+                subprocess.run(["curl", "-s", "-o", str(target), big_remote.url], check=True)
 
             def curl_fsync():  # the same durability as ours: the engine fsyncs before the rename
                 curl()
                 fd = os.open(work / "curl.bin", os.O_RDONLY)
                 os.fsync(fd)
                 os.close(fd)
+
+            def clean():
+                shutil.rmtree(out / "big", ignore_errors=True)
+                (work / "curl.bin").unlink(missing_ok=True)
             sha = RemoteFile(big_remote.name, big_remote.size, {"sha256": hash_file(big, "sha256")}, big_remote.url)
-            cases = {"curl": curl, "md5": lambda: hash_file(big, "md5"),
+            cases = {"curl": curl, "null": lambda: curl(Path(os.devnull)),
+                     "md5": lambda: hash_file(big, "md5"), "sha": lambda: hash_file(big, "sha256"),
                      "curl_md5": lambda: (curl(), hash_file(work / "curl.bin", "md5")), "curl_fsync": curl_fsync,
                      "curl_sha": lambda: (curl(), hash_file(work / "curl.bin", "sha256")),
                      "ours": ours(big_remote), "ours_sha": ours(sha)}
-            times = interleaved(cases, args.repeat)
-            t_curl, t_md5, t_curl_md5, t_curl_fsync, t_curl_sha, t_ours, t_ours_sha = (
-                times[k] for k in ("curl", "md5", "curl_md5", "curl_fsync", "curl_sha", "ours", "ours_sha"))
-            rows.append(("big file curl", mib / t_curl, ""))
-            rows.append(("big file md5 alone (hash ceiling, no network)", mib / t_md5, f"{t_curl / t_md5:.2f}x curl"))
-            rows.append(("big file curl + md5 (verified pipeline)", mib / t_curl_md5,
-                         f"{t_curl / t_curl_md5:.2f}x curl"))
-            rows.append(("big file curl + fsync (same durability)", mib / t_curl_fsync,
-                         f"{t_curl / t_curl_fsync:.2f}x curl"))
-            rows.append(("big file curl + sha256 (verified pipeline)", mib / t_curl_sha,
-                         f"{t_curl / t_curl_sha:.2f}x curl"))
-            rows.append(("big file omnimedseg (md5-verified)", mib / t_ours,
-                         f"{t_curl / t_ours:.2f}x curl, {t_curl_fsync / t_ours:.2f}x curl+fsync"))
-            rows.append(("big file omnimedseg (sha256-verified)", mib / t_ours_sha,
-                         f"{t_curl / t_ours_sha:.2f}x curl, {t_curl_fsync / t_ours_sha:.2f}x curl+fsync, "
-                         f"{t_curl_sha / t_ours_sha:.2f}x curl+sha256"))
+            times = interleaved(cases, args.repeat, clean)
+            t = {name: wall for name, (wall, _) in times.items()}
+            cpu = {name: used for name, (_, used) in times.items()}
+
+            def row(name, key, ratio=""):
+                rows.append((name, mib / t[key], f"{cpu[key]:6.2f} s  {ratio}"))
+            row("big file curl", "curl")
+            row("big file curl -o /dev/null (receive only)", "null", f"{t['curl'] / t['null']:.2f}x curl")
+            row("big file md5 alone (hash ceiling, no network)", "md5", f"{t['curl'] / t['md5']:.2f}x curl")
+            row("big file sha256 alone (no network)", "sha", f"{t['curl'] / t['sha']:.2f}x curl")
+            row("big file curl + md5 (verified pipeline)", "curl_md5", f"{t['curl'] / t['curl_md5']:.2f}x curl")
+            row("big file curl + fsync (same durability)", "curl_fsync", f"{t['curl'] / t['curl_fsync']:.2f}x curl")
+            row("big file curl + sha256 (verified pipeline)", "curl_sha", f"{t['curl'] / t['curl_sha']:.2f}x curl")
+            row("big file omnimedseg (md5-verified)", "ours",
+                f"{t['curl'] / t['ours']:.2f}x curl, {t['curl_fsync'] / t['ours']:.2f}x curl+fsync, "
+                f"{t['curl_md5'] / t['ours']:.2f}x curl+md5")
+            row("big file omnimedseg (sha256-verified)", "ours_sha",
+                f"{t['curl'] / t['ours_sha']:.2f}x curl, {t['curl_fsync'] / t['ours_sha']:.2f}x curl+fsync, "
+                f"{t['curl_sha'] / t['ours_sha']:.2f}x curl+sha256")
+            # What no verifying client can beat: every byte must be received and hashed; one stream's
+            # hash is serial, and on one core receiving and hashing take turns (writing only adds to it).
+            cores = len(os.sched_getaffinity(0))
+            for alg, key in (("md5", "md5"), ("sha256", "sha")):
+                bound = t["null"] + t[key] if cores == 1 else max(t["null"], t[key])
+                how = "receive + hash, one core" if cores == 1 else "the slower of receive and hash"
+                rows.append((f"big file ceiling for any {alg}-verifying client", mib / bound,
+                             f"{'':8}  {t['curl'] / bound:.2f}x curl ({how})"))
             small_remotes = parse_files(ZenodoDownloader().record("2"), emu.url)
             urls = work / "urls.txt"
             urls.write_text("".join(f'url = "{r.url}"\noutput = "{work / "curl-small" / r.name}"\n'
                                     for r in small_remotes))
             t_curl_s = timed(lambda: subprocess.run(["curl", "-s", "--create-dirs", "-K", str(urls)], check=True))
             t_ours_s = timed(lambda: fetch_all(small_remotes, out / "small", client=client, jobs=8))
-            rows.append((f"{n_small} small curl (one process, sequential)", n_small / t_curl_s, ""))
+            rows.append((f"{n_small} small curl (one process, sequential)", n_small / t_curl_s, f"{'':8}  "))
             rows.append((f"{n_small} small omnimedseg --jobs 8", n_small / t_ours_s,
-                         f"{t_curl_s / t_ours_s:.2f}x curl"))
+                         f"{'':8}  {t_curl_s / t_ours_s:.2f}x curl"))
             try:
                 import importlib.util
 
-                if importlib.util.find_spec("zenodo_get") is None:
+                if args.no_zenodo_get or importlib.util.find_spec("zenodo_get") is None:
                     raise ImportError("zenodo_get")
                 env = {**os.environ}
                 from omnimedseg.downloaders._zenodo_get import _RUNNER
                 t_zg = timed(lambda: subprocess.run([sys.executable, "-c", _RUNNER, "2", str(work / "zg"), emu.url,
                                                      "bench"], check=True, env=env, capture_output=True))
-                rows.append((f"{n_small} small zenodo-get", n_small / t_zg, ""))
+                rows.append((f"{n_small} small zenodo-get", n_small / t_zg, f"{'':8}  "))
                 rows[-2] = (*rows[-2][:2], rows[-2][2] + f", {t_zg / t_ours_s:.2f}x zenodo-get")
                 zg_big = [sys.executable, "-c", _RUNNER, "1", str(work / "zgb"), emu.url, "bench"]
                 t_zg_big = best(lambda: subprocess.run(zg_big, check=True, env=env, capture_output=True), args.repeat)
-                rows.append(("big file zenodo-get", mib / t_zg_big, f"{t_curl / t_zg_big:.2f}x curl; ours "
-                                                                    f"{t_zg_big / t_ours:.2f}x faster"))
+                rows.append(("big file zenodo-get", mib / t_zg_big, f"{'':8}  {t['curl'] / t_zg_big:.2f}x curl; "
+                                                                    f"ours {t_zg_big / t['ours']:.2f}x faster"))
             except ImportError:
-                rows.append(("zenodo-get", 0, "not installed (pip install zenodo-get)"))
+                rows.append(("zenodo-get", 0, "skipped (--no-zenodo-get) or not installed (pip install zenodo-get)"))
         print(f"cores: {len(os.sched_getaffinity(0))}, big file {mib:.0f} MiB, best of {args.repeat}")
-        print(f"{'case':48} {'rate':>14}  ratio")
+        print(f"{'case':48} {'rate':>14}  {'CPU':>8}  ratio (CPU: least user+sys of a run; ours includes "
+              f"the emulator's threads, curl's excludes them)")
         for name, rate, ratio in rows:
             unit = "MiB/s" if "big" in name else "files/s"
             print(f"{name:48} {rate:9.1f} {unit:7} {ratio}")
