@@ -260,6 +260,14 @@ def fetch_all(remotes: Iterable[RemoteFile], dest_dir: Path, progress: Progress 
     return [f.result() for f in futures]
 
 
+def _reuse_connection(response: requests.Response) -> None:
+    """Give the connection back to the pool once ``http.client`` has read the body to its end (closing a
+    response whose body we read ourselves would close the connection: a new connect for every small file)."""
+    fp = getattr(response.raw, "_fp", None)
+    if isinstance(fp, http.client.HTTPResponse) and fp.isclosed() and not fp.will_close:
+        response.raw.release_conn()
+
+
 class _Tee:
     """A Progress whose per-file tasks also advance one overall byte counter."""
 
@@ -470,6 +478,7 @@ class _HttpTransfer:
                     show(n)
             finally:
                 pipe.close()  # the digest covers every byte written
+            _reuse_connection(response)
         except _PartWriteError as exc:
             cause = exc.__cause__
             raise DownloadError(f"{self.remote.name}: writing {self.part} failed "
@@ -578,7 +587,8 @@ class _Pipeline:
         self.free: queue.SimpleQueue = queue.SimpleQueue()
         for slot in range(depth):
             self.free.put(slot)
-        self.fd, self.direct = self._open(path, append)
+        # a small body through the page cache: a direct write would wait for the disk, then the fsync again
+        self.fd, self.direct = self._open(path, append, direct=DIRECT_IO and not one_buffer)
         self.closed, self.unflushed, self.error = False, 0, None
         self.to_hash: queue.SimpleQueue = queue.SimpleQueue()
         self.to_write: queue.SimpleQueue = queue.SimpleQueue()
@@ -591,10 +601,10 @@ class _Pipeline:
             thread.start()
 
     @staticmethod
-    def _open(path: Path, append: bool) -> tuple[int, bool]:
+    def _open(path: Path, append: bool, direct: bool) -> tuple[int, bool]:
         flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | (0 if append else os.O_TRUNC)
         fd = -1
-        if DIRECT_IO:
+        if direct:
             try:
                 fd = os.open(path, flags | os.O_DIRECT, 0o644)
             except OSError:  # the file system refuses O_DIRECT (EINVAL): write through the page cache
