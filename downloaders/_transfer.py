@@ -543,7 +543,7 @@ class _Buffers:
     """Page-aligned receive buffers (anonymous mmaps: O_DIRECT needs the alignment), reused across
     transfers: allocating and zeroing 4 MiB per file cost more than receiving a small file."""
 
-    KEEP = 32
+    KEEP = 16  # spare buffers kept (16 MiB): enough for 8 small transfers at once and one big one
 
     def __init__(self, size: int):
         self.size, self.lock, self.spare = size, threading.Lock(), []
