@@ -199,7 +199,7 @@ def main() -> None:
             for alg, key in (("md5", "md5"), ("sha256", "sha")):
                 bound = t["null"] + t[key] if cores == 1 else max(t["null"], t[key])
                 how = "curl's receive + hash, one core" if cores == 1 else "the slower of receive and hash"
-                rows.append((f"big file {alg}-verifying client, estimated ceiling", mib / bound,
+                rows.append((f"big file {alg}-verified, estimated ceiling", mib / bound,
                              f"{'':8}  {t['curl'] / bound:.2f}x curl ({how})"))
 
             def small_files(remotes, tag):

@@ -575,7 +575,7 @@ class _Pipeline:
     a write error is raised (:class:`_PartWriteError`) by the next ``take`` or ``put``, or by ``close``.
     """
 
-    FLUSH_EVERY = 8 << 20  # bytes written between fdatasync calls of a buffered part (measured: 4-8 MiB best)
+    FLUSH_EVERY = 8 << 20  # bytes of a part written through the page cache between writeback starts
 
     def __init__(self, hasher, path: Path, append: bool = False, expect: int | None = None,
                  threaded: bool | None = None, depth: int = 4):
