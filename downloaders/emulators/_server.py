@@ -297,6 +297,9 @@ def _handler(emulator: Emulator, role: str):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY, as real file servers set it (nginx ``tcp_nodelay on``): headers and a small body go out
+    # as two writes, and with Nagle the body waits for the client's delayed ACK (40 ms per small file)
+    disable_nagle_algorithm = True
     emulator: Emulator
     role: str
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
+from pathlib import Path
 
+import pytest
 from dl_helpers import payload
 
 from omnimedseg.downloaders import _transfer
 from omnimedseg.downloaders._http import HttpClient
 from omnimedseg.downloaders.emulators import ZenodoEmulator
 from omnimedseg.downloaders.zenodo import ZenodoDownloader, parse_files
+from omnimedseg.errors import DownloadError
 from omnimedseg.registry import RemoteFile
 
 
@@ -35,17 +40,62 @@ def test_identity_body_is_read_into_reused_buffers_and_verified(emulator, tmp_pa
     assert used == ["direct", "direct"]  # urllib3's allocate-and-copy read is only for encoded bodies
 
 
-def test_pipeline_digest_covers_exactly_the_bytes_put():
+@pytest.mark.parametrize("direct", [True, False], ids=["o_direct", "page_cache"])
+@pytest.mark.parametrize("threaded", [True, False], ids=["hash_thread", "hash_inline"])
+def test_pipeline_writes_and_hashes_exactly_the_bytes_put(tmp_path, monkeypatch, direct, threaded):
+    monkeypatch.setattr(_transfer, "DIRECT_IO", direct)
+    monkeypatch.setattr(_transfer._Pipeline, "FLUSH_EVERY", 1 << 20)  # buffered parts are synced as they grow
     data = payload(5 << 20, 9)
-    hasher = hashlib.md5()
-    pipe = _transfer._Pipeline(hasher, depth=2, size=1 << 20)
-    pos = 0
-    while pos < len(data):
-        slot, view = pipe.take()
-        n = min(len(view), len(data) - pos, 700_001)
-        view[:n] = data[pos:pos + n]
-        pipe.put(slot, n)
-        pos += n
-    pipe.close()
-    pipe.close()  # idempotent
-    assert hasher.hexdigest() == hashlib.md5(data).hexdigest()
+    part = tmp_path / "x.part"
+    # whole buffers (aligned: direct writes), then a short read of odd length (the rest goes through the
+    # page cache), then whole buffers again
+    sizes = [1 << 20, 700_001] + [1 << 20] * 4
+    for round_ in range(2):  # the second round resumes: appends to what the first wrote
+        half = len(data) // 2 + 1  # the first round leaves a part of odd length
+        hasher = hashlib.md5(data[:half]) if round_ else hashlib.md5()
+        pipe = _transfer._Pipeline(hasher, part, append=bool(round_), threaded=threaded)
+        assert pipe.direct is (direct and round_ == 0)  # a part of odd length is never appended to directly
+        pos, end = (half, len(data)) if round_ else (0, half)
+        for size in sizes:
+            if pos >= end:
+                break
+            slot, view = pipe.take()
+            n = min(size, end - pos)
+            view[:n] = data[pos:pos + n]
+            pipe.put(slot, n)
+            pos += n
+        pipe.close()
+        pipe.close()  # idempotent
+        assert part.read_bytes() == data[:end]
+        assert hasher.hexdigest() == hashlib.md5(data[:end]).hexdigest()
+        assert not pipe.direct  # an odd-length piece switched the part to the page cache
+
+
+@pytest.mark.parametrize("threaded", [True, False], ids=["writer_thread", "inline"])
+def test_pipeline_write_error_reaches_the_receiving_thread(threaded):
+    pipe = _transfer._Pipeline(hashlib.md5(), Path("/dev/full"), threaded=threaded,
+                               expect=None if threaded else 1000)  # ENOSPC on every write, for real
+    with pytest.raises(_transfer._PartWriteError) as caught:
+        try:  # as the transfer uses it
+            for _ in range(8):
+                slot, view = pipe.take()
+                pipe.put(slot, 1 << 20 if threaded else 1000)
+        finally:
+            pipe.close()
+    assert caught.value.__cause__.errno == errno.ENOSPC
+
+
+def test_full_disk_is_one_line_error_naming_the_part(emulator, tmp_path):
+    data = payload(3 << 20, 4)
+    emu = emulator(ZenodoEmulator)
+    emu.add_record("102", {"big.bin": data})
+    remote = parse_files(ZenodoDownloader().record("102"), emu.url)[0]
+    dest = tmp_path / "d"
+    dest.mkdir()
+    (dest / "big.bin.part").symlink_to("/dev/full")  # the disk is full where the part is written (ENOSPC)
+    alg, digest = remote.strongest_hash  # a side record that owns the part, so it is written to, not replaced
+    (dest / "big.bin.part.json").write_text(json.dumps({"size": remote.size, "hash": [alg, digest]}))
+    with pytest.raises(DownloadError, match=r"big\.bin: writing .*big\.bin\.part failed \(No space left on device\); "
+                                            r"free disk space"):
+        _transfer.fetch(remote, dest, client=HttpClient(rate=0))
+    assert not (dest / "big.bin").exists()
