@@ -144,13 +144,14 @@ def _row_distances(rows: np.ndarray, z0: int, z1: int) -> np.ndarray:
     left = np.where(bg_left.any(axis=1), z0 - bg_left.argmax(axis=1), -1)
     bg_right = ~rows[:, z1:]
     right = np.where(bg_right.any(axis=1), z1 + bg_right.argmax(axis=1), nz)
-    zs = np.arange(z0, z1 + 1)
+    # int32: numpy's running max/min cost per element, half the bytes of int64
+    zs = np.arange(z0, z1 + 1, dtype=np.int32)
     # nearest background at or left of z (right of z): running max (min) of background columns
     bg = ~rows[:, z0:z1 + 1]
-    lefts = np.where(bg, zs, -1)
+    lefts = np.where(bg, zs, np.int32(-1))
     lefts[:, 0] = left
     np.maximum.accumulate(lefts, axis=1, out=lefts)
-    rights = np.where(bg, zs, nz)
+    rights = np.where(bg, zs, np.int32(nz))
     rights[:, -1] = right
     rights = np.minimum.accumulate(rights[:, ::-1], axis=1)[:, ::-1]
     return np.minimum(zs - lefts, rights - zs)
@@ -301,18 +302,26 @@ _POINTS_2D = 200_000
 
 def _coarse_flags_2d(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(has_bg, has_fg)`` per block of 8 x 8 voxels, from uint64 words (8 bools each: one
-    block row) AND-ed / OR-ed over the block's 8 rows. A mask whose sides are not multiples of
-    8 is copied into a buffer padded with True: partial blocks count only their real voxels
-    for ``has_bg``; their ``has_fg`` may be True without foreground (a harmless superset)."""
+    block row) AND-ed / OR-ed over the block's rows (a partial last block over its real rows).
+    A mask whose width is not a multiple of 8 is copied into a buffer padded with True: partial
+    blocks count only their real voxels for ``has_bg``; their ``has_fg`` may be True without
+    foreground (a harmless superset)."""
     h, w = mask.shape
-    hp, wp = -(-h // 8) * 8, -(-w // 8) * 8
-    if (hp, wp) != (h, w) or not mask.flags.c_contiguous:
-        buf = np.ones((hp, wp), dtype=bool)
-        buf[:h, :w] = mask
+    if w % 8 or not mask.flags.c_contiguous:
+        buf = np.ones((h, -(-w // 8) * 8), dtype=bool)
+        buf[:, :w] = mask
     else:
         buf = mask
-    words = buf.view(np.uint64).reshape(hp // 8, 8, wp // 8)
-    return np.bitwise_and.reduce(words, axis=1) != _ALL_TRUE_WORD64, np.bitwise_or.reduce(words, axis=1) != 0
+    words = buf.view(np.uint64)
+    split = h // 8 * 8
+    every, some = [], []
+    for part in (words[:split].reshape(h // 8, 8, words.shape[1]), words[split:][None]):
+        if part.shape[1]:
+            every.append(np.bitwise_and.reduce(part, axis=1))
+            some.append(np.bitwise_or.reduce(part, axis=1))
+    if len(every) > 1:
+        every, some = [np.concatenate(every)], [np.concatenate(some)]
+    return every[0] != _ALL_TRUE_WORD64, some[0] != 0
 
 
 class _RowTable:
@@ -320,24 +329,27 @@ class _RowTable:
     2D mask whose EDT is at most ``reach`` there: per row holding background within ``reach``
     of the box, the squared distance along the row to its nearest background voxel at every
     column of the box; the distance at ``(y, x)`` is the min over these rows of
-    ``(s0 (y - r))^2 + g_r(x)^2`` and the analytic border term."""
+    ``(s0 (y - r))^2 + g_r(x)^2`` and the analytic border term (rows without background are
+    covered by it)."""
 
     def __init__(self, mask, s, lo, hi, reach):
         (h, w), (s0, s1) = mask.shape, s
-        self.mask, self.s, self.x0 = mask, s, int(lo[1])
-        span = int(np.ceil(reach * (1 + 1e-9) / s0)) + 1
+        self.shape, self.s, self.x0 = mask.shape, s, int(lo[1])
+        reach_sq = reach * reach * (1 + 1e-9) + 1e-9  # margin for the rounding of the bounds
+        span = int(np.sqrt(reach_sq) / s0) + 1
         r0, r1 = max(int(lo[0]) - span, 0), min(int(hi[0]) + span, h - 1)
         band = mask[r0:r1 + 1]
         bg = np.flatnonzero(~band.all(axis=1))
-        self.rows = (bg + r0).astype(np.float64)
         g = _row_distances(band[bg], int(lo[1]), int(hi[1])) * s1
-        self.gsq = g * g
-
-    def size(self) -> int:
-        return self.gsq.size
+        gsq = g * g
+        rows = (bg + r0).astype(np.float64)
+        # rows whose background is out of reach of every voxel of the box
+        gap = np.maximum(np.maximum(lo[0] - rows, rows - hi[0]), 0) * s0
+        near = gap * gap + gsq.min(axis=1, initial=np.inf) <= reach_sq
+        self.rows, self.gsq = rows[near], gsq[near]
 
     def sq(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-        (h, w), (s0, s1) = self.mask.shape, self.s
+        (h, w), (s0, s1) = self.shape, self.s
         by = s0 * np.minimum(ys + 1, h - ys)
         bx = s1 * np.minimum(xs + 1, w - xs)
         out = np.minimum(by * by, bx * bx)
@@ -350,11 +362,18 @@ class _RowTable:
         return out
 
 
+#: voxel offsets of the 4^2 sub-blocks of an 8^2 block, and of the voxels of a 4^2 sub-block
+_SUB_OFFSETS = np.indices((_COARSE_2D // _SUB_2D,) * 2).reshape(2, -1).T
+_VOXEL_OFFSETS = np.indices((_SUB_2D,) * 2).reshape(2, -1).T
+#: below this many candidate sub-blocks their voxels are given exact distances straight away
+_DIRECT_SUBS = 16
+
+
 def _bounded_peak_2d(mask, s, excluded):
-    """:func:`edt_peak` in 2D by branch and bound: coarse bounds per 16^2 block (step 1 of the
-    module docstring), exact distances at the centre of every 4^2 sub-block of the blocks that
-    may hold the maximum (the EDT is 1-Lipschitz: a sub-block lies within ``d(centre) +
-    h4``), then exact distances at every voxel of the sub-blocks that still may."""
+    """:func:`edt_peak` in 2D by branch and bound: bounds per 8^2 block (step 1 of the module
+    docstring) give the blocks that may hold the maximum; exact distances at the centres of their 4^2 sub-blocks (the EDT is
+    1-Lipschitz: every voxel of a sub-block is within ``h4`` of its centre) give the sub-blocks
+    that still may; exact distances at their voxels give the arg-max."""
     K, k = _COARSE_2D, _SUB_2D
     shape = mask.shape
     has_bg, has_fg = _coarse_flags_2d(mask)
@@ -363,40 +382,41 @@ def _bounded_peak_2d(mask, s, excluded):
     D = ndimage.distance_transform_edt(~has_bg, sampling=K * s) if has_bg.any() else np.full(nb, np.inf)
     (lo0, hi0), (lo1, hi1) = (_border_bounds(shape[a], float(s[a]), K, nb[a]) for a in range(2))
     upper = np.minimum(np.minimum(hi0[:, None], hi1[None, :]), D + 2 * h)
-    lower = np.minimum(np.minimum(lo0[:, None], lo1[None, :]), D - 2 * h)
     full = ~has_bg
     if excluded is not None:
         full &= ~_block_reduce(excluded, K, False, np.any)
     if not full.any():
         return None
-    best = float(np.where(full, lower, -np.inf).max())
+    lower = np.where(full, np.minimum(np.minimum(lo0[:, None], lo1[None, :]), D - 2 * h), -np.inf)
+    best = float(lower.max())  # (an exact distance at the best block's centre: measured no faster)
+    if best <= 0:
+        return None
     cand = np.argwhere(has_fg & (upper >= best * (1 - 1e-9)))
     lo = cand.min(axis=0) * K
     hi = np.minimum(cand.max(axis=0) * K + K, shape) - 1
-    reach = float(upper[cand[:, 0], cand[:, 1]].max())
-    table = _RowTable(mask, s, lo, hi, reach)
-    if table.size() > _TABLE_LIMIT:
+    if (hi[1] - lo[1] + 1) * (hi[0] - lo[0] + 1 + 2 * float(upper.max()) / s[0]) > _TABLE_LIMIT:
         return None
-    # centres of the 4^2 sub-blocks of the candidate blocks (offset 2: at most 2 voxels per axis
-    # from every voxel of the sub-block, partial sub-blocks at the far edge included)
-    sub = (cand[:, None, :] * (K // k) + np.indices((K // k,) * 2).reshape(2, -1).T[None]).reshape(-1, 2)
-    sub = sub[np.all(sub * k < np.asarray(shape), axis=1)]
-    if len(sub) > _POINTS_2D:
+    table = _RowTable(mask, s, lo, hi, float(upper[cand[:, 0], cand[:, 1]].max()))
+    sub = (cand[:, None, :] * (K // k) + _SUB_OFFSETS[None]).reshape(-1, 2)
+    sub = sub[(sub[:, 0] * k < shape[0]) & (sub[:, 1] * k < shape[1])]
+    if len(sub) > _DIRECT_SUBS:
+        # centre at offset 2: at most 2 voxels per axis from every voxel of the sub-block
+        # (partial sub-blocks at the far edge included)
+        cy = np.minimum(sub[:, 0] * k + k // 2, shape[0] - 1)
+        cx = np.minimum(sub[:, 1] * k + k // 2, shape[1] - 1)
+        dc = np.sqrt(table.sq(cy, cx))
+        ok = mask[cy, cx] if excluded is None else mask[cy, cx] & ~excluded[cy, cx]
+        if ok.any():
+            best = max(best, float(dc[ok].max()))
+        sub = sub[dc + float(np.sqrt(np.sum((k // 2 * s) ** 2))) >= best * (1 - 1e-9)]
+    if len(sub) * k * k > _POINTS_2D:
         return None
-    cy, cx = (np.minimum(sub[:, a] * k + k // 2, shape[a] - 1) for a in range(2))
-    dc = np.sqrt(table.sq(cy, cx))
-    ok = mask[cy, cx] if excluded is None else mask[cy, cx] & ~excluded[cy, cx]
-    if ok.any():
-        best = max(best, float(dc[ok].max()))
-    h4 = float(np.sqrt(np.sum((k // 2 * s) ** 2)))
-    sub = sub[dc + h4 >= best * (1 - 1e-9)]
-    vox = (sub[:, None, :] * k + np.indices((k, k)).reshape(2, -1).T[None]).reshape(-1, 2)
-    vox = vox[np.all(vox < np.asarray(shape), axis=1)]
+    vox = (sub[:, None, :] * k + _VOXEL_OFFSETS[None]).reshape(-1, 2)
     ys, xs = vox[:, 0], vox[:, 1]
+    inside = (ys < shape[0]) & (xs < shape[1])
+    ys, xs = ys[inside], xs[inside]
     ok = mask[ys, xs] if excluded is None else mask[ys, xs] & ~excluded[ys, xs]
     ys, xs = ys[ok], xs[ok]
-    if len(ys) > _POINTS_2D:
-        return None
     d = np.sqrt(table.sq(ys, xs))
     top = float(d.max())
     tied = d >= top * (1 - PEAK_RTOL)

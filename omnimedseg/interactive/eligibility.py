@@ -16,6 +16,8 @@ which is what keeps 256^3 volumes fast.
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -64,7 +66,8 @@ def check_spacing(spacing, ndim: int) -> tuple[float, ...]:
 
 
 def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """Half-open bounding box of the True voxels, or ``None`` when empty (one pass per axis)."""
+    """Half-open bounding box of the True voxels, or ``None`` when empty (one pass per axis,
+    each over the box found so far)."""
     slices = []
     for axis in range(mask.ndim):
         other = tuple(a for a in range(mask.ndim) if a != axis)
@@ -72,6 +75,7 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
         if hit.size == 0:
             return None
         slices.append(slice(int(hit[0]), int(hit[-1]) + 1))
+        mask = mask[(slice(None),) * axis + (slices[-1],)]
     return tuple(slices)
 
 
@@ -110,7 +114,8 @@ def eligibility(label, prediction=None, image=None, *, target: str = "auto", ign
 
     ``image`` is accepted so that M = f(image, label, prediction) has one signature for every
     user; none of the built-in users reads intensities. ``ignore`` (bool mask, e.g. RITM's
-    label -1 pixels) is removed from M.
+    label -1 pixels) is removed from M. Where M is the label itself, ``positive`` is a
+    read-only view of a bool ``label`` (it follows later changes of that array).
     """
     if target not in TARGETS:
         raise UsageError(f"target: expected one of {TARGETS}, found {target!r}")
@@ -121,11 +126,14 @@ def eligibility(label, prediction=None, image=None, *, target: str = "auto", ign
     if target == "auto":
         target = "label" if pred is None else "errors"
     empty = np.zeros(label.shape, dtype=bool)
+    # M = label: a read-only view, not a copy (a full pass over the array on every call)
+    whole = label.view()
+    whole.flags.writeable = False
     if target == "label":
-        pos, neg = label.copy(), empty
+        pos, neg = whole, empty
     elif target == "errors":
         if pred is None:
-            pos, neg = label.copy(), empty
+            pos, neg = whole, empty
         else:
             pos, neg = label & ~pred, pred & ~label
     else:  # background
@@ -146,6 +154,7 @@ def eligibility(label, prediction=None, image=None, *, target: str = "auto", ign
     return Eligibility(positive=pos, negative=neg, target=target)
 
 
+@functools.lru_cache(maxsize=16)
 def _structure(ndim: int, connectivity) -> np.ndarray:
     if connectivity in ("full", None):
         rank = ndim
@@ -155,7 +164,9 @@ def _structure(ndim: int, connectivity) -> np.ndarray:
         rank = int(connectivity)
     else:
         raise UsageError(f"connectivity: expected 'full', 'face' or an int in 1..{ndim}, found {connectivity!r}")
-    return ndimage.generate_binary_structure(ndim, rank)
+    structure = ndimage.generate_binary_structure(ndim, rank)
+    structure.setflags(write=False)  # cached: shared between calls
+    return structure
 
 
 def _label(mask: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray, int]:
@@ -169,7 +180,15 @@ def _label(mask: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray, int]:
         return ndimage.label(mask, structure=structure)
     # uint8, not bool: cc3d 4.1 labels background pixels of 2D bool images at 8-connectivity
     # (tests/interactive/test_edt_peak.py checks every connectivity against scipy)
-    labels, n = cc3d.connected_components(mask.view(np.uint8), connectivity=conn, return_N=True)
+    data = mask.view(np.uint8)
+    if not data.flags.writeable:
+        # cc3d's Cython signature wants a writable buffer (it only reads): our read-only view of
+        # a writable label becomes writable here; a truly read-only array is copied
+        try:
+            data.flags.writeable = True
+        except ValueError:
+            data = data.copy()
+    labels, n = cc3d.connected_components(data, connectivity=conn, return_N=True)
     return labels, int(n)
 
 
@@ -217,19 +236,23 @@ def find_components(elig: Eligibility, connectivity="full", min_size: int = 1) -
     if int(min_size) < 1:
         raise UsageError(f"min_component_size: expected an int >= 1, found {min_size}")
     structure = _structure(elig.ndim, connectivity)
-    strides = np.array([int(np.prod(elig.shape[a + 1:])) for a in range(elig.ndim)], dtype=np.int64)
+    strides = [math.prod(elig.shape[a + 1:]) for a in range(elig.ndim)]
     found = []
     for positive, mask in ((True, elig.positive), (False, elig.negative)):
         box = bounding_box(mask)
         if box is None:
             continue
         offset = tuple(s.start for s in box)
-        labels, n = _label(mask[box], structure)
+        crop = mask[box]
+        labels, n = _label(crop, structure)
+        whole = None
         if n == 1:
-            # one component (the usual organ / body outline): its box is the mask's box, no
-            # per-label statistics pass over the volume
-            sizes = np.array([0, np.count_nonzero(labels)])
+            # one component (the usual organ / body outline): its box is the mask's box and its
+            # mask the crop itself (read-only view), no per-label pass over the volume
+            sizes = [0, np.count_nonzero(crop)]
             objects = [tuple(slice(0, s.stop - s.start) for s in box)]
+            whole = crop.view()
+            whole.flags.writeable = False
         else:
             sizes = np.bincount(labels.ravel(), minlength=n + 1)
             objects = ndimage.find_objects(labels)
@@ -243,8 +266,8 @@ def find_components(elig: Eligibility, connectivity="full", min_size: int = 1) -
                 int(f) + s.start + o for f, s, o in zip(first_local, sl[1:], offset[1:]))
             glob = tuple(slice(s.start + o, s.stop + o) for s, o in zip(sl, offset))
             found.append(Component(id=0, positive=positive, size=int(sizes[k]), slices=glob,
-                                   first_voxel=int(np.dot(first, strides)), _labels=labels,
-                                   _offset=offset, _k=k))
+                                   first_voxel=sum(int(f) * s for f, s in zip(first, strides)), _labels=labels,
+                                   _offset=offset, _k=k, _cache={} if whole is None else {"mask": whole}))
     found.sort(key=lambda c: c.first_voxel)
     for i, c in enumerate(found, start=1):
         c.id = i
