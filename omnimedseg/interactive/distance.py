@@ -295,18 +295,16 @@ def _bounded_peak(mask, s, excluded, k):
 
 #: 2D: coarse blocks of 8^2 voxels (scipy's EDT of the 64^2 grid of a 512^2 mask: ~110 us,
 #: against ~400 us for 4^2 blocks), refined by exact distances at the centres of their 4^2
-#: sub-blocks (uint64 words in :func:`_coarse_flags_2d` fix the 8)
+#: sub-blocks (uint64 words in :func:`_coarse_bg_2d` fix the 8)
 _COARSE_2D, _SUB_2D = 8, 4
 #: 2D: most voxels given exact distances before the full transform is cheaper
 _POINTS_2D = 200_000
 
 
-def _coarse_flags_2d(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(has_bg, has_fg)`` per block of 8 x 8 voxels, from uint64 words (8 bools each: one
-    block row) AND-ed / OR-ed over the block's rows (a partial last block over its real rows).
-    A mask whose width is not a multiple of 8 is copied into a buffer padded with True: partial
-    blocks count only their real voxels for ``has_bg``; their ``has_fg`` may be True without
-    foreground (a harmless superset)."""
+def _coarse_bg_2d(mask: np.ndarray) -> np.ndarray:
+    """Per block of 8 x 8 voxels: does it hold a background voxel? From uint64 words (8 bools:
+    one block row) AND-ed over the block's rows (a partial last block over its real rows); a
+    width that is not a multiple of 8 is padded with True (a copy)."""
     h, w = mask.shape
     if w % 8 or not mask.flags.c_contiguous:
         buf = np.ones((h, -(-w // 8) * 8), dtype=bool)
@@ -315,14 +313,10 @@ def _coarse_flags_2d(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         buf = mask
     words = buf.view(np.uint64)
     split = h // 8 * 8
-    every, some = [], []
-    for part in (words[:split].reshape(h // 8, 8, words.shape[1]), words[split:][None]):
-        if part.shape[1]:
-            every.append(np.bitwise_and.reduce(part, axis=1))
-            some.append(np.bitwise_or.reduce(part, axis=1))
-    if len(every) > 1:
-        every, some = [np.concatenate(every)], [np.concatenate(some)]
-    return every[0] != _ALL_TRUE_WORD64, some[0] != 0
+    every = np.bitwise_and.reduce(words[:split].reshape(h // 8, 8, words.shape[1]), axis=1)
+    if split < h:
+        every = np.concatenate([every, np.bitwise_and.reduce(words[split:], axis=0, keepdims=True)])
+    return every != _ALL_TRUE_WORD64
 
 
 class _RowTable:
@@ -338,23 +332,31 @@ class _RowTable:
     nearest row to ``y`` is ``y`` clamped to the run (on a near-full 512^2 mask ~10 runs
     instead of ~100 rows)."""
 
-    def __init__(self, mask, s, lo, hi, reach):
+    def __init__(self, mask, s, lo, hi, reach, maybe_bg: np.ndarray | None = None):
+        """``maybe_bg``: ascending indices of the only rows that may hold background (all if
+        ``None``)."""
         (h, w), (s0, s1) = mask.shape, s
         self.shape, self.s, self.x0 = mask.shape, s, int(lo[1])
         reach_sq = reach * reach * (1 + 1e-9) + 1e-9  # margin for the rounding of the bounds
         span_y, span_x = (int(np.sqrt(reach_sq) / si) + 1 for si in (s0, s1))
         r0, r1 = max(int(lo[0]) - span_y, 0), min(int(hi[0]) + span_y, h - 1)
-        band = mask[r0:r1 + 1]
-        bg = np.flatnonzero(~band.all(axis=1))
-        rows = band[bg]
+        if maybe_bg is None:
+            band = mask[r0:r1 + 1]
+            bg = np.flatnonzero(~band.all(axis=1))
+            rows, bg = band[bg], bg + r0
+        else:
+            maybe_bg = maybe_bg[(maybe_bg >= r0) & (maybe_bg <= r1)]
+            band = mask[maybe_bg]
+            has = ~band.all(axis=1)
+            rows, bg = band[has], maybe_bg[has]
         window = rows[:, max(int(lo[1]) - span_x, 0):int(hi[1]) + span_x + 1]
         first = np.ones(len(bg), dtype=bool)  # a row that starts a run
         first[1:] = (np.diff(bg) != 1) | np.any(window[1:] != window[:-1], axis=1)
         starts = np.flatnonzero(first)
         g = _row_distances(rows[starts], int(lo[1]), int(hi[1])) * s1
         gsq = g * g
-        run_lo = (bg[starts] + r0).astype(np.float64)
-        run_hi = (bg[np.append(starts[1:], len(bg))[:len(starts)] - 1] + r0).astype(np.float64)
+        run_lo = bg[starts].astype(np.float64)
+        run_hi = bg[np.append(starts[1:], len(bg))[:len(starts)] - 1].astype(np.float64)
         # runs whose background is out of reach of every voxel of the box
         gap = np.maximum(np.maximum(lo[0] - run_hi, run_lo - hi[0]), 0) * s0
         near = gap * gap + gsq.min(axis=1, initial=np.inf) <= reach_sq
@@ -391,7 +393,7 @@ def _bounded_peak_2d(mask, s, excluded):
     that still may; exact distances at their voxels give the arg-max."""
     K, k = _COARSE_2D, _SUB_2D
     shape = mask.shape
-    has_bg, has_fg = _coarse_flags_2d(mask)
+    has_bg = _coarse_bg_2d(mask)
     nb = has_bg.shape
     h = 0.5 * (K - 1) * float(np.sqrt(np.sum(s ** 2)))
     D = ndimage.distance_transform_edt(~has_bg, sampling=K * s) if has_bg.any() else np.full(nb, np.inf)
@@ -406,12 +408,13 @@ def _bounded_peak_2d(mask, s, excluded):
     best = float(lower.max())  # (an exact distance at the best block's centre: measured no faster)
     if best <= 0:
         return None
-    cand = np.argwhere(has_fg & (upper >= best * (1 - 1e-9)))
+    cand = np.argwhere(upper >= best * (1 - 1e-9))  # (a block without foreground: upper <= 2h)
     lo = cand.min(axis=0) * K
     hi = np.minimum(cand.max(axis=0) * K + K, shape) - 1
     if (hi[1] - lo[1] + 1) * (hi[0] - lo[0] + 1 + 2 * float(upper.max()) / s[0]) > _TABLE_LIMIT:
         return None
-    table = _RowTable(mask, s, lo, hi, float(upper[cand[:, 0], cand[:, 1]].max()))
+    bg_rows = (np.flatnonzero(has_bg.any(axis=1))[:, None] * K + np.arange(K)).ravel()
+    table = _RowTable(mask, s, lo, hi, float(upper[cand[:, 0], cand[:, 1]].max()), bg_rows[bg_rows < shape[0]])
     sub = (cand[:, None, :] * (K // k) + _SUB_OFFSETS[None]).reshape(-1, 2)
     sub = sub[(sub[:, 0] * k < shape[0]) & (sub[:, 1] * k < shape[1])]
     if len(sub) > _DIRECT_SUBS:

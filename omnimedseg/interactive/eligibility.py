@@ -66,16 +66,22 @@ def check_spacing(spacing, ndim: int) -> tuple[float, ...]:
 
 
 def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """Half-open bounding box of the True voxels, or ``None`` when empty (one pass per axis,
-    each over the box found so far)."""
+    """Half-open bounding box of the True voxels, or ``None`` when empty. Per axis: when its
+    first and last slabs both hold a True voxel the range is the whole side (two slab reads),
+    otherwise one pass over the box found so far."""
     slices = []
     for axis in range(mask.ndim):
+        n = mask.shape[axis]
+        ends = (slice(None),) * axis
+        if n and mask[ends + (0,)].any() and mask[ends + (n - 1,)].any():
+            slices.append(slice(0, n))
+            continue
         other = tuple(a for a in range(mask.ndim) if a != axis)
         hit = np.flatnonzero(np.any(mask, axis=other) if other else mask)
         if hit.size == 0:
             return None
         slices.append(slice(int(hit[0]), int(hit[-1]) + 1))
-        mask = mask[(slice(None),) * axis + (slices[-1],)]
+        mask = mask[ends + (slices[-1],)]
     return tuple(slices)
 
 
@@ -87,6 +93,8 @@ class Eligibility:
     positive: np.ndarray
     negative: np.ndarray
     target: str
+    #: ``negative`` built empty (no pass over it to find its components)
+    negative_empty: bool = field(default=False, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -151,7 +159,7 @@ def eligibility(label, prediction=None, image=None, *, target: str = "auto", ign
         ign = as_binary(ignore, "ignore", shape=label.shape)
         pos = pos & ~ign
         neg = neg & ~ign
-    return Eligibility(positive=pos, negative=neg, target=target)
+    return Eligibility(positive=pos, negative=neg, target=target, negative_empty=neg is empty)
 
 
 @functools.lru_cache(maxsize=16)
@@ -239,6 +247,8 @@ def find_components(elig: Eligibility, connectivity="full", min_size: int = 1) -
     strides = [math.prod(elig.shape[a + 1:]) for a in range(elig.ndim)]
     found = []
     for positive, mask in ((True, elig.positive), (False, elig.negative)):
+        if not positive and elig.negative_empty:
+            continue
         box = bounding_box(mask)
         if box is None:
             continue
