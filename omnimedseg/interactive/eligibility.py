@@ -186,6 +186,12 @@ def _label(mask: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray, int]:
     conn = {(2, 5): 4, (2, 9): 8, (3, 7): 6, (3, 19): 18, (3, 27): 26}.get((mask.ndim, rank))
     if conn is None:
         return ndimage.label(mask, structure=structure)
+    if mask.ndim == 2 and mask.size >= _COLLAPSE_FROM and _one_component_2d(mask, conn):
+        return mask.view(np.uint8), 1
+    return _cc3d(mask, conn)
+
+
+def _cc3d(mask: np.ndarray, conn: int) -> tuple[np.ndarray, int]:
     # uint8, not bool: cc3d 4.1 labels background pixels of 2D bool images at 8-connectivity
     # (tests/interactive/test_edt_peak.py checks every connectivity against scipy)
     data = mask.view(np.uint8)
@@ -198,6 +204,30 @@ def _label(mask: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray, int]:
             data = data.copy()
     labels, n = cc3d.connected_components(data, connectivity=conn, return_N=True)
     return labels, int(n)
+
+
+#: 2D masks from this many pixels try :func:`_one_component_2d` first (below, labelling costs
+#: < 0.1 ms: not worth a failed try on a mask of distinct rows)
+_COLLAPSE_FROM = 65_536
+
+
+def _one_component_2d(mask: np.ndarray, conn: int) -> bool:
+    """True when a 2D mask is one component (4- or 8-connectivity), found on the image with
+    every run of equal consecutive rows, then columns, collapsed into one line: each voxel
+    of such a run is connected to its copies, so the components are the same (a near-full
+    512^2 mask collapses to ~10^2 pixels: ~0.05 ms against ~0.3 ms to label its voxels).
+    False too when the rows are mostly distinct (the caller then labels every voxel)."""
+    h, w = mask.shape
+    lines = mask.view(np.uint64) if w % 8 == 0 and mask.flags.c_contiguous else mask
+    starts = np.ones(h, dtype=bool)
+    starts[1:] = np.any(lines[1:] != lines[:-1], axis=1)
+    rows = np.flatnonzero(starts)
+    if len(rows) * 2 > h:
+        return False
+    small = mask[rows]
+    starts = np.ones(w, dtype=bool)
+    starts[1:] = np.any(small[:, 1:] != small[:, :-1], axis=0)
+    return _cc3d(np.ascontiguousarray(small[:, starts]), conn)[1] == 1
 
 
 @dataclass(eq=False)
