@@ -301,3 +301,54 @@ def test_2d_center_click_is_the_naive_click_with_equal_components():
         top, flat = scipy_peak(first)
         pick = flat[int(make_rng(0, case, "fg", 0, user.name).integers(flat.size))]
         assert got.coord == tuple(int(v) for v in np.unravel_index(int(pick), label.shape))
+
+
+@pytest.mark.parametrize("conn", [4, 8])
+def test_collapsed_one_component_test_equals_scipy_label(conn):
+    """Collapsing runs of equal rows and columns keeps the components: on images made of
+    repeated rows and columns (and with odd widths, Fortran order, diagonal-only contacts)
+    the test says "one component" exactly when scipy's labelling finds one."""
+    from omnimedseg.interactive.eligibility import _one_component_2d
+
+    structure = ndimage.generate_binary_structure(2, 1 if conn == 4 else 2)
+    rng = np.random.default_rng(conn)
+    answers = set()
+    for trial in range(60):
+        small = rng.random(tuple(int(v) for v in rng.integers(3, 9, size=2))) < rng.uniform(0.5, 0.95)
+        if trial % 4 == 0:  # two blocks touching at a corner only: one component at 8, two at 4
+            small = np.zeros((4, 4), bool)
+            small[:2, :2] = small[2:, 2:] = True
+        m = np.repeat(np.repeat(small, rng.integers(1, 60, size=small.shape[0]), axis=0),
+                      rng.integers(1, 60, size=small.shape[1]), axis=1)
+        if trial % 3 == 1:
+            m = np.asfortranarray(m)
+        n = ndimage.label(m, structure=structure)[1]
+        got = _one_component_2d(m, conn)
+        distinct = 1 + int(np.any(m[1:] != m[:-1], axis=1).sum())
+        assert got == (n == 1 and distinct * 2 <= m.shape[0])
+        answers.add(got)
+    assert answers == {True, False}
+
+
+def test_components_of_large_2d_masks_equal_scipy_label():
+    """find_components on masks large enough for the collapsed test: one near-full component,
+    two parts joined only diagonally, a mask with distinct rows; same partition as scipy."""
+    from omnimedseg.interactive import eligibility, find_components
+
+    near = np.ones((300, 260), bool)
+    near[:2] = False
+    near[50:90, 30:70] = False
+    diagonal = np.zeros((300, 260), bool)
+    diagonal[:150, :130] = diagonal[150:, 130:] = True
+    disc = ellipsoid((300, 260), (150, 130), (140, 120))
+    disc[::7] = False  # background lines: many components
+    for m in (near, diagonal, disc):
+        for rank in (1, 2):
+            ref, n = ndimage.label(m, structure=ndimage.generate_binary_structure(2, rank))
+            comps = find_components(eligibility(m), rank)
+            assert len(comps) == n
+            got = np.zeros(m.shape, dtype=np.int64)
+            for c in comps:
+                got[c.slices] += c.mask() * c.id
+                assert c.size == c.mask().sum()
+            assert len(set(zip(got[m].tolist(), ref[m].tolist()))) == n
