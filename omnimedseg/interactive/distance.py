@@ -371,11 +371,14 @@ class _RowTable:
         bx = s1 * np.minimum(xs + 1, w - xs)
         out = np.minimum(by * by, bx * bx)
         if len(self.gsq):
-            step = max(1, int(4e6 // len(self.gsq)))
+            # chunks of <= 8192 values: larger temporaries cost page faults (measured 6x slower
+            # for 26k values on a loaded machine), and in-place sums
+            step = max(1, 8192 // len(self.gsq))
             for a in range(0, len(ys), step):
                 part = slice(a, a + step)
-                np.minimum(out[part], (self.dysq[:, ys[part] - self.y0] + self.gsq[:, xs[part] - self.x0]).min(axis=0),
-                           out=out[part])
+                terms = np.take(self.gsq, xs[part] - self.x0, axis=1)
+                terms += np.take(self.dysq, ys[part] - self.y0, axis=1)
+                np.minimum(out[part], terms.min(axis=0), out=out[part])
         return out
 
 
