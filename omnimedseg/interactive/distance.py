@@ -26,6 +26,7 @@ the result is the same set of voxels as ``distance_transform_edt`` of the zero-p
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 from scipy import ndimage
@@ -320,53 +321,44 @@ def _coarse_bg_2d(mask: np.ndarray) -> np.ndarray:
 
 
 class _RowTable:
-    """Exact squared EDT (one voxel of zero padding) at any voxel of the box ``[lo, hi]`` of a
-    2D mask whose EDT is at most ``reach`` there: per row holding background within ``reach``
-    of the box, the squared distance along the row to its nearest background voxel at every
-    column of the box; the distance at ``(y, x)`` is the min over these rows of
-    ``(s0 (y - r))^2 + g_r(x)^2`` and the analytic border term (rows without background are
-    covered by it).
+    """Exact squared EDT (one voxel of zero padding) of a 2D mask at any voxel of a box whose
+    EDT is at most ``reach``: the min over the rows holding background of
+    ``(s0 (y - r))^2 + g_r(x)^2`` (``g_r(x)``: distance along row ``r`` to its nearest
+    background voxel) and the analytic border term (rows without background are covered by
+    it). Runs of equal consecutive rows (a hole's rows, a border slab) are one entry ``[a, b]``,
+    whose nearest row to ``y`` is ``y`` clamped to the run: a near-full 512^2 mask has ~10 runs
+    for ~100 rows. :meth:`box` tabulates both terms over a box, :meth:`sq` evaluates."""
 
-    Consecutive rows equal within ``reach`` of the box's columns (a hole's rows, a border slab)
-    have the same ``g`` where it can matter (``<= reach``): one entry per run ``[a, b]``, whose
-    nearest row to ``y`` is ``y`` clamped to the run (on a near-full 512^2 mask ~10 runs
-    instead of ~100 rows)."""
-
-    def __init__(self, mask, s, lo, hi, reach, maybe_bg: np.ndarray | None = None):
-        """``maybe_bg``: ascending indices of the only rows that may hold background (all if
-        ``None``)."""
-        (h, w), (s0, s1) = mask.shape, s
-        self.shape, self.s, self.x0 = mask.shape, s, int(lo[1])
-        reach_sq = reach * reach * (1 + 1e-9) + 1e-9  # margin for the rounding of the bounds
-        span_y, span_x = (int(np.sqrt(reach_sq) / si) + 1 for si in (s0, s1))
-        r0, r1 = max(int(lo[0]) - span_y, 0), min(int(hi[0]) + span_y, h - 1)
-        if maybe_bg is None:
-            band = mask[r0:r1 + 1]
-            bg = np.flatnonzero(~band.all(axis=1))
-            rows, bg = band[bg], bg + r0
-        else:
-            maybe_bg = maybe_bg[(maybe_bg >= r0) & (maybe_bg <= r1)]
-            band = mask[maybe_bg]
-            has = ~band.all(axis=1)
-            rows, bg = band[has], maybe_bg[has]
-        window = rows[:, max(int(lo[1]) - span_x, 0):int(hi[1]) + span_x + 1]
+    def __init__(self, mask, s):
+        self.mask, self.s = mask, (float(s[0]), float(s[1]))
+        bg = np.flatnonzero(~mask.all(axis=1))
+        rows = mask[bg]
         first = np.ones(len(bg), dtype=bool)  # a row that starts a run
-        first[1:] = (np.diff(bg) != 1) | np.any(window[1:] != window[:-1], axis=1)
+        first[1:] = (np.diff(bg) != 1) | np.any(rows[1:] != rows[:-1], axis=1)
         starts = np.flatnonzero(first)
-        g = _row_distances(rows[starts], int(lo[1]), int(hi[1])) * s1
+        self.rows = rows[starts]
+        self.run_lo = bg[starts].astype(np.float64)
+        self.run_hi = bg[np.append(starts[1:], len(bg))[:len(starts)] - 1].astype(np.float64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def box(self, lo, hi, reach: float) -> None:
+        """Tabulate over the box ``[lo, hi]`` (inclusive), leaving out the runs whose
+        background is farther than ``reach`` from every voxel of it."""
+        s0, s1 = self.s
+        reach_sq = reach * reach * (1 + 1e-9) + 1e-9  # margin for the rounding of the bounds
+        g = _row_distances(self.rows, int(lo[1]), int(hi[1])) * s1
         gsq = g * g
-        run_lo = bg[starts].astype(np.float64)
-        run_hi = bg[np.append(starts[1:], len(bg))[:len(starts)] - 1].astype(np.float64)
-        # runs whose background is out of reach of every voxel of the box
-        gap = np.maximum(np.maximum(lo[0] - run_hi, run_lo - hi[0]), 0) * s0
+        gap = np.maximum(np.maximum(lo[0] - self.run_hi, self.run_lo - hi[0]), 0) * s0
         near = gap * gap + gsq.min(axis=1, initial=np.inf) <= reach_sq
-        # vertical term per run and box row: the run's nearest row to y is y clamped to it
         ys = np.arange(int(lo[0]), int(hi[0]) + 1)
-        dy = np.maximum(np.maximum(run_lo[near, None] - ys, ys - run_hi[near, None]), 0) * s0
-        self.y0, self.dysq, self.gsq = int(lo[0]), dy * dy, gsq[near]
+        dy = np.maximum(np.maximum(self.run_lo[near, None] - ys, ys - self.run_hi[near, None]), 0) * s0
+        self.y0, self.x0, self.dysq, self.gsq = int(lo[0]), int(lo[1]), dy * dy, gsq[near]
 
     def sq(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-        (h, w), (s0, s1) = self.shape, self.s
+        """Squared EDT at voxels ``(ys, xs)`` of the box."""
+        (h, w), (s0, s1) = self.mask.shape, self.s
         by = s0 * np.minimum(ys + 1, h - ys)
         bx = s1 * np.minimum(xs + 1, w - xs)
         out = np.minimum(by * by, bx * bx)
@@ -387,58 +379,74 @@ _SUB_OFFSETS = np.indices((_COARSE_2D // _SUB_2D,) * 2).reshape(2, -1).T
 _VOXEL_OFFSETS = np.indices((_SUB_2D,) * 2).reshape(2, -1).T
 #: below this many candidate sub-blocks their voxels are given exact distances straight away
 _DIRECT_SUBS = 16
+#: exact distances at every 8^2 block's centre instead of the coarse transform when
+#: (runs of background rows) x (blocks) is at most this (near-full masks: a few runs)
+_EXACT_COARSE = 65_536
+
+
+def _eligible(mask, excluded, ys, xs) -> np.ndarray:
+    return mask[ys, xs] if excluded is None else mask[ys, xs] & ~excluded[ys, xs]
 
 
 def _bounded_peak_2d(mask, s, excluded):
-    """:func:`edt_peak` in 2D by branch and bound: bounds per 8^2 block (step 1 of the module
-    docstring) give the blocks that may hold the maximum; exact distances at the centres of their 4^2 sub-blocks (the EDT is
-    1-Lipschitz: every voxel of a sub-block is within ``h4`` of its centre) give the sub-blocks
-    that still may; exact distances at their voxels give the arg-max."""
+    """:func:`edt_peak` in 2D by branch and bound. The EDT is 1-Lipschitz: every voxel of a
+    block lies within ``d(centre) + h`` (``h``: largest centre-to-voxel distance). Blocks of
+    8^2 voxels that may hold the maximum: from exact distances at their centres when the mask
+    has few runs of background rows, else from the coarse bounds of step 1 of the module
+    docstring; then exact distances at the centres of their 4^2 sub-blocks give the
+    sub-blocks that still may; exact distances at their voxels give the arg-max."""
     K, k = _COARSE_2D, _SUB_2D
-    shape = mask.shape
-    has_bg = _coarse_bg_2d(mask)
-    nb = has_bg.shape
-    h = 0.5 * (K - 1) * float(np.sqrt(np.sum(s ** 2)))
-    D = ndimage.distance_transform_edt(~has_bg, sampling=K * s) if has_bg.any() else np.full(nb, np.inf)
-    (lo0, hi0), (lo1, hi1) = (_border_bounds(shape[a], float(s[a]), K, nb[a]) for a in range(2))
-    upper = np.minimum(np.minimum(hi0[:, None], hi1[None, :]), D + 2 * h)
-    full = ~has_bg
-    if excluded is not None:
-        full &= ~_block_reduce(excluded, K, False, np.any)
-    if not full.any():
-        return None
-    lower = np.where(full, np.minimum(np.minimum(lo0[:, None], lo1[None, :]), D - 2 * h), -np.inf)
-    best = float(lower.max())  # (an exact distance at the best block's centre: measured no faster)
-    if best <= 0:
-        return None
-    cand = np.argwhere(upper >= best * (1 - 1e-9))  # (a block without foreground: upper <= 2h)
-    lo = cand.min(axis=0) * K
-    hi = np.minimum(cand.max(axis=0) * K + K, shape) - 1
-    if (hi[1] - lo[1] + 1) * (hi[0] - lo[0] + 1 + 2 * float(upper.max()) / s[0]) > _TABLE_LIMIT:
-        return None
-    bg_rows = (np.flatnonzero(has_bg.any(axis=1))[:, None] * K + np.arange(K)).ravel()
-    table = _RowTable(mask, s, lo, hi, float(upper[cand[:, 0], cand[:, 1]].max()), bg_rows[bg_rows < shape[0]])
-    sub = (cand[:, None, :] * (K // k) + _SUB_OFFSETS[None]).reshape(-1, 2)
-    sub = sub[(sub[:, 0] * k < shape[0]) & (sub[:, 1] * k < shape[1])]
-    if len(sub) > _DIRECT_SUBS:
-        # centre at offset 2: at most 2 voxels per axis from every voxel of the sub-block
-        # (partial sub-blocks at the far edge included)
-        cy = np.minimum(sub[:, 0] * k + k // 2, shape[0] - 1)
-        cx = np.minimum(sub[:, 1] * k + k // 2, shape[1] - 1)
+    shape = h, w = mask.shape
+    nb = (-(-h // K), -(-w // K))
+    table = _RowTable(mask, s)
+    if len(table) * nb[0] * nb[1] <= _EXACT_COARSE:
+        table.box((0, 0), (h - 1, w - 1), np.inf)
+        cand = np.indices(nb).reshape(2, -1).T
+        # centre at offset K/2: at most K/2 voxels per axis from every voxel of the block
+        # (partial blocks at the far edge included)
+        cy, cx = np.minimum(cand[:, 0] * K + K // 2, h - 1), np.minimum(cand[:, 1] * K + K // 2, w - 1)
         dc = np.sqrt(table.sq(cy, cx))
-        ok = mask[cy, cx] if excluded is None else mask[cy, cx] & ~excluded[cy, cx]
+        ok = _eligible(mask, excluded, cy, cx)
+        if not ok.any():
+            return None
+        best = float(dc[ok].max())
+        cand = cand[dc + math.hypot(K // 2 * s[0], K // 2 * s[1]) >= best * (1 - 1e-9)]
+    else:
+        has_bg = _coarse_bg_2d(mask)
+        hb = 0.5 * (K - 1) * math.hypot(s[0], s[1])
+        D = ndimage.distance_transform_edt(~has_bg, sampling=K * s) if has_bg.any() else np.full(nb, np.inf)
+        (lo0, hi0), (lo1, hi1) = (_border_bounds(shape[a], float(s[a]), K, nb[a]) for a in range(2))
+        upper = np.minimum(np.minimum(hi0[:, None], hi1[None, :]), D + 2 * hb)
+        full = ~has_bg
+        if excluded is not None:
+            full &= ~_block_reduce(excluded, K, False, np.any)
+        if not full.any():
+            return None
+        best = float(np.where(full, np.minimum(np.minimum(lo0[:, None], lo1[None, :]), D - 2 * hb), -np.inf).max())
+        if best <= 0:
+            return None
+        cand = np.argwhere(upper >= best * (1 - 1e-9))  # (a block without foreground: upper <= 2h)
+        lo = cand.min(axis=0) * K
+        hi = np.minimum(cand.max(axis=0) * K + K, shape) - 1
+        if len(table) * (hi[1] - lo[1] + 1) > _TABLE_LIMIT:
+            return None
+        table.box(lo, hi, float(upper[cand[:, 0], cand[:, 1]].max()))
+    sub = (cand[:, None, :] * (K // k) + _SUB_OFFSETS[None]).reshape(-1, 2)
+    sub = sub[(sub[:, 0] * k < h) & (sub[:, 1] * k < w)]
+    if len(sub) > _DIRECT_SUBS:
+        cy, cx = np.minimum(sub[:, 0] * k + k // 2, h - 1), np.minimum(sub[:, 1] * k + k // 2, w - 1)
+        dc = np.sqrt(table.sq(cy, cx))
+        ok = _eligible(mask, excluded, cy, cx)
         if ok.any():
             best = max(best, float(dc[ok].max()))
-        sub = sub[dc + float(np.sqrt(np.sum((k // 2 * s) ** 2))) >= best * (1 - 1e-9)]
+        sub = sub[dc + math.hypot(k // 2 * s[0], k // 2 * s[1]) >= best * (1 - 1e-9)]
     if len(sub) * k * k > _POINTS_2D:
         return None
     vox = (sub[:, None, :] * k + _VOXEL_OFFSETS[None]).reshape(-1, 2)
+    vox = vox[(vox[:, 0] < h) & (vox[:, 1] < w)]
+    vox = vox[_eligible(mask, excluded, vox[:, 0], vox[:, 1])]
     ys, xs = vox[:, 0], vox[:, 1]
-    inside = (ys < shape[0]) & (xs < shape[1])
-    ys, xs = ys[inside], xs[inside]
-    ok = mask[ys, xs] if excluded is None else mask[ys, xs] & ~excluded[ys, xs]
-    ys, xs = ys[ok], xs[ok]
     d = np.sqrt(table.sq(ys, xs))
     top = float(d.max())
     tied = d >= top * (1 - PEAK_RTOL)
-    return top, np.sort(ys[tied] * shape[1] + xs[tied])
+    return top, np.sort(ys[tied] * w + xs[tied])

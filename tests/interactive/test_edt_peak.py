@@ -232,17 +232,21 @@ def test_2d_branch_and_bound_equals_full_transform(seed):
 
 def test_2d_bounded_path_gives_the_answer_itself():
     """The branch and bound answers (not the fallback) on the layouts it is made for, and it is
-    scipy's answer: near-full with holes and slabs, a disc cut by the border, anisotropic."""
+    scipy's answer: near-full with holes and slabs (exact distances at the block centres, also
+    with the deepest voxels excluded), a disc cut by the border (coarse transform), anisotropic."""
     m = np.ones((509, 300), bool)
     m[:3] = False
     m[100:140, 50:61] = False
     m[300:302, :] = False  # a background line across: two runs of equal rows
     disc = ellipsoid((260, 333), (0, 150), (200, 120))
-    for mask, sampling in ((m, None), (m, (0.7, 1.3)), (disc, None), (disc, (2.5, 1.0))):
+    clicked = np.zeros_like(m)
+    clicked.ravel()[scipy_peak(m)[1]] = True  # the deepest voxels already clicked
+    for mask, sampling, excluded in ((m, None, None), (m, (0.7, 1.3), None), (m, None, clicked),
+                                     (disc, None, None), (disc, (2.5, 1.0), None)):
         s = np.ones(2) if sampling is None else np.asarray(sampling)
-        found = _bounded_peak_2d(np.ascontiguousarray(mask), s, None)
+        found = _bounded_peak_2d(np.ascontiguousarray(mask), s, excluded)
         assert found is not None
-        ref_top, ref_flat = scipy_peak(mask, sampling)
+        ref_top, ref_flat = scipy_peak(mask, sampling, excluded)
         np.testing.assert_array_equal(found[1], ref_flat)
         assert np.isclose(found[0], ref_top, rtol=1e-12, atol=0)
 
@@ -265,7 +269,8 @@ def test_row_table_equals_scipy_on_its_box(sampling):
         lo = np.asarray([int(rng.integers(0, n // 2)) for n in shape])
         hi = lo + [int(rng.integers(0, n // 3)) for n in shape]
         window = tuple(slice(a, b + 1) for a, b in zip(lo, hi))
-        table = _RowTable(m, s, lo, hi, float(full[window].max()))
+        table = _RowTable(m, s)
+        table.box(lo, hi, float(full[window].max()))
         ys, xs = (g.ravel() for g in np.indices(hi - lo + 1))
         got = np.sqrt(table.sq(ys + lo[0], xs + lo[1])).reshape(hi - lo + 1)
         np.testing.assert_allclose(got, full[window], rtol=1e-12, atol=1e-12)
