@@ -371,9 +371,9 @@ class _RowTable:
         bx = s1 * np.minimum(xs + 1, w - xs)
         out = np.minimum(by * by, bx * bx)
         if len(self.gsq):
-            # chunks of <= 8192 values: larger temporaries cost page faults (measured 6x slower
-            # for 26k values on a loaded machine), and in-place sums
-            step = max(1, 8192 // len(self.gsq))
+            # chunks of < 128 kB (16000 values): larger temporaries are mapped afresh (page
+            # faults: measured 6x slower for 26k values on a loaded machine), in-place sums
+            step = max(1, 16_000 // len(self.gsq))
             for a in range(0, len(ys), step):
                 part = slice(a, a + step)
                 terms = np.take(self.gsq, xs[part] - self.x0, axis=1)
