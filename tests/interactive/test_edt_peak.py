@@ -312,7 +312,8 @@ def test_2d_center_click_is_the_naive_click_with_equal_components():
 def test_collapsed_one_component_test_equals_scipy_label(conn):
     """Collapsing runs of equal rows and columns keeps the components: on images made of
     repeated rows and columns (and with odd widths, Fortran order, diagonal-only contacts)
-    the test says "one component" exactly when scipy's labelling finds one."""
+    the test says "one component" only when scipy's labelling finds one, and always does when
+    the rows collapse to a few runs."""
     from omnimedseg.interactive.eligibility import _one_component_2d
 
     structure = ndimage.generate_binary_structure(2, 1 if conn == 4 else 2)
@@ -330,7 +331,10 @@ def test_collapsed_one_component_test_equals_scipy_label(conn):
         n = ndimage.label(m, structure=structure)[1]
         got = _one_component_2d(m, conn)
         distinct = 1 + int(np.any(m[1:] != m[:-1], axis=1).sum())
-        assert got == (n == 1 and distinct * 2 <= m.shape[0])
+        if got:
+            assert n == 1
+        if distinct <= 16 and distinct * 2 <= m.shape[0]:  # few runs: always decided
+            assert got == (n == 1)
         answers.add(got)
     assert answers == {True, False}
 
