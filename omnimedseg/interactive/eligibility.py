@@ -102,8 +102,6 @@ class Eligibility:
     positive: np.ndarray
     negative: np.ndarray
     target: str
-    #: ``negative`` built empty (no pass over it to find its components)
-    negative_empty: bool = field(default=False, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -142,7 +140,8 @@ def eligibility(label, prediction=None, image=None, *, target: str = "auto", ign
     pred = None if prediction is None else as_binary(prediction, "prediction", shape=label.shape)
     if target == "auto":
         target = "label" if pred is None else "errors"
-    empty = np.zeros(label.shape, dtype=bool)
+    # read-only all-False view without memory (a fresh zero array faults its pages in)
+    empty = np.broadcast_to(np.False_, label.shape)
     # M = label: a read-only view, not a copy (a full pass over the array on every call)
     whole = label.view()
     whole.flags.writeable = False
@@ -168,7 +167,7 @@ def eligibility(label, prediction=None, image=None, *, target: str = "auto", ign
         ign = as_binary(ignore, "ignore", shape=label.shape)
         pos = pos & ~ign
         neg = neg & ~ign
-    return Eligibility(positive=pos, negative=neg, target=target, negative_empty=neg is empty)
+    return Eligibility(positive=pos, negative=neg, target=target)
 
 
 @functools.lru_cache(maxsize=16)
@@ -289,8 +288,8 @@ def find_components(elig: Eligibility, connectivity="full", min_size: int = 1) -
     strides = [math.prod(elig.shape[a + 1:]) for a in range(elig.ndim)]
     found = []
     for positive, mask in ((True, elig.positive), (False, elig.negative)):
-        if not positive and elig.negative_empty:
-            continue
+        if mask.ndim and not any(mask.strides) and not mask.flat[0]:
+            continue  # a broadcast False (an empty polarity): no pass over it
         box = bounding_box(mask)
         if box is None:
             continue
