@@ -382,12 +382,20 @@ class _RowTable:
         return out
 
 
-#: voxel offsets of the 4^2 sub-blocks of an 8^2 block, and of the voxels of a 4^2 sub-block
-_SUB_OFFSETS = np.indices((_COARSE_2D // _SUB_2D,) * 2).reshape(2, -1).T
-_VOXEL_OFFSETS = np.indices((_SUB_2D,) * 2).reshape(2, -1).T
+@functools.lru_cache(maxsize=8)
+def _grid(n: int) -> np.ndarray:
+    """``(n * n, 2)`` offsets of an ``n x n`` grid, raster order (cached, read-only)."""
+    grid = np.indices((n, n)).reshape(2, -1).T
+    grid.setflags(write=False)
+    return grid
+
+
+#: blocks whose centres get exact distances first when the mask has few runs of background
+#: rows (16^2: a quarter of the evaluations of 8^2 blocks, measured faster on disc crops)
+_EXACT_BLOCK = 16
 #: below this many candidate sub-blocks their voxels are given exact distances straight away
 _DIRECT_SUBS = 16
-#: exact distances at every 8^2 block's centre instead of the coarse transform when
+#: exact distances at every 16^2 block's centre instead of the coarse transform when
 #: (runs of background rows) x (blocks) is at most this (near-full masks: a few runs)
 _EXACT_COARSE = 65_536
 
@@ -398,15 +406,16 @@ def _eligible(mask, excluded, ys, xs) -> np.ndarray:
 
 def _bounded_peak_2d(mask, s, excluded):
     """:func:`edt_peak` in 2D by branch and bound. The EDT is 1-Lipschitz: every voxel of a
-    block lies within ``d(centre) + h`` (``h``: largest centre-to-voxel distance). Blocks of
-    8^2 voxels that may hold the maximum: from exact distances at their centres when the mask
-    has few runs of background rows, else from the coarse bounds of step 1 of the module
-    docstring; then exact distances at the centres of their 4^2 sub-blocks give the
+    block lies within ``d(centre) + h`` (``h``: largest centre-to-voxel distance). The blocks
+    that may hold the maximum: 16^2 blocks from exact distances at their centres when the mask
+    has few runs of background rows, else 8^2 blocks from the coarse bounds of step 1 of the
+    module docstring; then exact distances at the centres of their 4^2 sub-blocks give the
     sub-blocks that still may; exact distances at their voxels give the arg-max."""
-    K, k = _COARSE_2D, _SUB_2D
+    k = _SUB_2D
     shape = h, w = mask.shape
-    nb = (-(-h // K), -(-w // K))
     table = _RowTable(mask, s)
+    K = _EXACT_BLOCK
+    nb = (-(-h // K), -(-w // K))
     if len(table) * nb[0] * nb[1] <= _EXACT_COARSE:
         table.box((0, 0), (h - 1, w - 1), np.inf)
         cand = np.indices(nb).reshape(2, -1).T
@@ -420,6 +429,8 @@ def _bounded_peak_2d(mask, s, excluded):
         best = float(dc[ok].max())
         cand = cand[dc + math.hypot(K // 2 * s[0], K // 2 * s[1]) >= best * (1 - 1e-9)]
     else:
+        K = _COARSE_2D
+        nb = (-(-h // K), -(-w // K))
         has_bg = _coarse_bg_2d(mask)
         hb = 0.5 * (K - 1) * math.hypot(s[0], s[1])
         D = ndimage.distance_transform_edt(~has_bg, sampling=K * s) if has_bg.any() else np.full(nb, np.inf)
@@ -439,7 +450,7 @@ def _bounded_peak_2d(mask, s, excluded):
         if len(table) * (hi[1] - lo[1] + 1) > _TABLE_LIMIT:
             return None
         table.box(lo, hi, float(upper[cand[:, 0], cand[:, 1]].max()))
-    sub = (cand[:, None, :] * (K // k) + _SUB_OFFSETS[None]).reshape(-1, 2)
+    sub = (cand[:, None, :] * (K // k) + _grid(K // k)[None]).reshape(-1, 2)
     sub = sub[(sub[:, 0] * k < h) & (sub[:, 1] * k < w)]
     if len(sub) > _DIRECT_SUBS:
         cy, cx = np.minimum(sub[:, 0] * k + k // 2, h - 1), np.minimum(sub[:, 1] * k + k // 2, w - 1)
@@ -450,7 +461,7 @@ def _bounded_peak_2d(mask, s, excluded):
         sub = sub[dc + math.hypot(k // 2 * s[0], k // 2 * s[1]) >= best * (1 - 1e-9)]
     if len(sub) * k * k > _POINTS_2D:
         return None
-    vox = (sub[:, None, :] * k + _VOXEL_OFFSETS[None]).reshape(-1, 2)
+    vox = (sub[:, None, :] * k + _grid(k)[None]).reshape(-1, 2)
     vox = vox[(vox[:, 0] < h) & (vox[:, 1] < w)]
     vox = vox[_eligible(mask, excluded, vox[:, 0], vox[:, 1])]
     ys, xs = vox[:, 0], vox[:, 1]
