@@ -18,9 +18,19 @@ a coarse transform plus exact distances for a few candidate voxels:
    background is farther than the blocks' upper bound (they cannot hold a nearest background
    voxel), plus the analytic border term.
 
-Hand-written because neither scipy nor the ``edt`` package offer an arg-max-only transform;
-the result is the same set of voxels as ``distance_transform_edt`` of the zero-padded mask
-(tested against it), small or thin components simply use that full transform.
+In 2D (:func:`_bounded_peak_2d`) a 512^2 mask leaves no room for a full-resolution pass
+beyond a few reads (the naive full transform takes ~12 ms; a click must take ~1 ms), so the
+same bounds drive a branch and bound on exact point distances instead of step 3 on a box:
+exact distances at block centres (16^2 blocks when the mask has few runs of equal
+background rows, else 8^2 blocks bounded by step 1), then at 4^2 sub-block centres, then at
+the voxels of the sub-blocks left; the EDT is 1-Lipschitz, so a block lies within
+``d(centre) + h`` of its centre's distance. Point distances come from :class:`_RowTable`.
+
+Hand-written because neither scipy nor the ``edt`` package offer an arg-max-only transform
+(``edt`` 3.1 on one thread, measured: 4 ms for a 512^2 near-full mask, where scipy takes 15 ms
+and this path 0.3-0.6 ms, and no faster than scipy on 4k-30k pixel crops); the result is the same set of voxels as
+``distance_transform_edt`` of the zero-padded mask (tested against it), small or thin
+components simply use that full transform.
 """
 
 from __future__ import annotations
