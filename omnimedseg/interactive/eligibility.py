@@ -276,6 +276,11 @@ class Component:
         return np.argwhere(self.mask()) + np.asarray(self.lo)
 
 
+#: up to this many components, each one's mask is made over its own box (size, first voxel,
+#: cached mask) instead of a bincount over the whole crop
+_FEW_COMPONENTS = 4
+
+
 def find_components(elig: Eligibility, connectivity="full", min_size: int = 1) -> list[Component]:
     """Connected components of each polarity separately (FN and FP never merge).
 
@@ -296,29 +301,37 @@ def find_components(elig: Eligibility, connectivity="full", min_size: int = 1) -
         offset = tuple(s.start for s in box)
         crop = mask[box]
         labels, n = _label(crop, structure)
-        whole = None
         if n == 1:
             # one component (the usual organ / body outline): its box is the mask's box and its
             # mask the crop itself (read-only view), no per-label pass over the volume
-            sizes = [0, np.count_nonzero(crop)]
             objects = [tuple(slice(0, s.stop - s.start) for s in box)]
             whole = crop.view()
             whole.flags.writeable = False
+            masks = {1: whole}
         else:
-            sizes = np.bincount(labels.ravel(), minlength=n + 1)
             objects = ndimage.find_objects(labels, max_label=n)  # (no pass for the max)
+            masks = {}
+            if n <= _FEW_COMPONENTS:
+                # each component's mask over its own box: its size, first voxel and (cached)
+                # mask, instead of a bincount over the whole crop (an int64 copy of the labels)
+                masks = {k: labels[sl] == k for k, sl in enumerate(objects, start=1) if sl is not None}
+                sizes = {k: np.count_nonzero(m) for k, m in masks.items()}
+            else:
+                sizes = np.bincount(labels.ravel(), minlength=n + 1)
         for k, sl in enumerate(objects, start=1):
-            if sl is None or sizes[k] < min_size:
+            own = masks.get(k)
+            size = int(np.count_nonzero(own) if n == 1 else sizes[k]) if sl is not None else 0
+            if sl is None or size < min_size:
                 continue
             # first voxel in raster order lies in the first plane (along axis 0) of its box
-            plane = labels[(sl[0].start,) + tuple(sl[1:])] == k
+            plane = own[0] if own is not None else labels[(sl[0].start,) + tuple(sl[1:])] == k
             first_local = np.unravel_index(int(np.argmax(plane)), plane.shape) if plane.ndim else ()
             first = (sl[0].start + offset[0],) + tuple(
                 int(f) + s.start + o for f, s, o in zip(first_local, sl[1:], offset[1:]))
             glob = tuple(slice(s.start + o, s.stop + o) for s, o in zip(sl, offset))
-            found.append(Component(id=0, positive=positive, size=int(sizes[k]), slices=glob,
+            found.append(Component(id=0, positive=positive, size=size, slices=glob,
                                    first_voxel=sum(int(f) * s for f, s in zip(first, strides)), _labels=labels,
-                                   _offset=offset, _k=k, _cache={} if whole is None else {"mask": whole}))
+                                   _offset=offset, _k=k, _cache={} if own is None else {"mask": own}))
     found.sort(key=lambda c: c.first_voxel)
     for i, c in enumerate(found, start=1):
         c.id = i
