@@ -14,7 +14,14 @@ import pytest
 from scipy import ndimage
 
 from omnimedseg.interactive import get_robot_user, make_rng
-from omnimedseg.interactive.distance import _block_reduce, _exact_sq, edt_peak
+from omnimedseg.interactive.distance import (
+    _block_reduce,
+    _bounded_peak_2d,
+    _coarse_bg_2d,
+    _exact_sq,
+    _RowTable,
+    edt_peak,
+)
 
 
 def scipy_peak(mask, sampling=None, excluded=None):
@@ -174,3 +181,204 @@ def test_exact_box_skipping_rows_out_of_reach_equals_scipy(shape, sampling):
         reach = float(full[window].max())
         got = _exact_sq(np.ascontiguousarray(m), s, lo, hi, budget=np.inf, reach=reach)
         np.testing.assert_allclose(np.sqrt(got), full[window], rtol=1e-12, atol=1e-12)
+
+
+def masks_2d(seed, n):
+    """2D layouts for the branch-and-bound path: near-full with rectangular holes and border
+    slabs (runs of equal rows), ellipses cut by the border, several equal discs, a wide ridge
+    (long plateau of ties), thin strips (fallback), sides not multiples of 8."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        shape = tuple(int(v) for v in rng.integers(101, 330, size=2))
+        kind = i % 6
+        if kind == 0:
+            m = np.ones(shape, bool)
+            m[:int(rng.integers(1, 4))] = False
+            for _ in range(3):
+                lo = [int(rng.integers(0, s - 5)) for s in shape]
+                m[tuple(slice(a, a + int(rng.integers(2, 40))) for a in lo)] = False
+        elif kind == 1:
+            m = ellipsoid(shape, [rng.uniform(0, s) for s in shape], [rng.uniform(s / 3, s) for s in shape])
+        elif kind == 2:  # equal discs: tied maxima in separate places
+            m = np.zeros(shape, bool)
+            r = min(shape) // 5
+            for cy, cx in ((r + 2, r + 2), (shape[0] - r - 3, shape[1] - r - 3)):
+                m |= ellipsoid(shape, (cy, cx), (r, r))
+        elif kind == 3:  # wide ridge: a band, every voxel of its middle row tied
+            m = np.zeros(shape, bool)
+            m[shape[0] // 3: shape[0] // 3 + int(rng.integers(20, 40))] = True
+        elif kind == 4:  # thin strips and a hole: the bounds prove nothing, full transform
+            m = np.zeros(shape, bool)
+            m[:, ::3] = True
+        else:  # sparse single-pixel background
+            m = rng.random(shape) > 0.0005
+        sampling = None if i % 3 == 0 else tuple(float(v) for v in rng.choice([0.5, 0.7, 1.0, 2.5, 3.0], size=2))
+        excluded = None
+        if i % 4 == 1:
+            excluded = np.zeros(shape, bool)
+            top, flat = edt_peak(m, sampling)
+            excluded.ravel()[flat[:3]] = True  # the deepest voxels already clicked
+            excluded[tuple(rng.integers(0, s, size=30) for s in shape)] = True
+        yield m, sampling, excluded
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_2d_branch_and_bound_equals_full_transform(seed):
+    for m, sampling, excluded in masks_2d(seed, 12):
+        assert_same_peak(m, sampling, excluded)
+        for view in (np.asfortranarray(m), m.T.copy().T, m[::-1].copy()[::-1]):
+            assert_same_peak(view, sampling, excluded)
+
+
+def test_2d_bounded_path_gives_the_answer_itself():
+    """The branch and bound answers (not the fallback) on the layouts it is made for, and it is
+    scipy's answer: near-full with holes and slabs (exact distances at the block centres, also
+    with the deepest voxels excluded), a disc cut by the border (coarse transform), anisotropic."""
+    m = np.ones((509, 300), bool)
+    m[:3] = False
+    m[100:140, 50:61] = False
+    m[300:302, :] = False  # a background line across: two runs of equal rows
+    disc = ellipsoid((260, 333), (0, 150), (200, 120))
+    clicked = np.zeros_like(m)
+    clicked.ravel()[scipy_peak(m)[1]] = True  # the deepest voxels already clicked
+    for mask, sampling, excluded in ((m, None, None), (m, (0.7, 1.3), None), (m, None, clicked),
+                                     (disc, None, None), (disc, (2.5, 1.0), None)):
+        s = np.ones(2) if sampling is None else np.asarray(sampling)
+        found = _bounded_peak_2d(np.ascontiguousarray(mask), s, excluded)
+        assert found is not None
+        ref_top, ref_flat = scipy_peak(mask, sampling, excluded)
+        np.testing.assert_array_equal(found[1], ref_flat)
+        assert np.isclose(found[0], ref_top, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("sampling", [(1.0, 1.0), (0.7, 2.5), (3.0, 0.5)])
+def test_row_table_equals_scipy_on_its_box(sampling):
+    """_RowTable merges runs of equal rows and skips rows out of reach; with the tightest valid
+    reach (the box's true maximum) its distances at every box voxel are scipy's."""
+    rng = np.random.default_rng(11)
+    s = np.asarray(sampling)
+    for _ in range(6):
+        shape = (int(rng.integers(60, 200)), int(rng.integers(60, 200)))
+        m = np.ones(shape, bool)
+        m[:int(rng.integers(0, 3))] = False
+        for _ in range(3):
+            lo = [int(rng.integers(0, n - 2)) for n in shape]
+            m[tuple(slice(a, a + int(rng.integers(1, 30))) for a in lo)] = False
+        m &= ~(rng.random(shape) < 0.001)
+        full = ndimage.distance_transform_edt(np.pad(m, 1), sampling=sampling)[1:-1, 1:-1]
+        lo = np.asarray([int(rng.integers(0, n // 2)) for n in shape])
+        hi = lo + [int(rng.integers(0, n // 3)) for n in shape]
+        window = tuple(slice(a, b + 1) for a, b in zip(lo, hi))
+        table = _RowTable(m, s)
+        table.box(lo, hi, float(full[window].max()))
+        ys, xs = (g.ravel() for g in np.indices(hi - lo + 1))
+        got = np.sqrt(table.sq(ys + lo[0], xs + lo[1])).reshape(hi - lo + 1)
+        np.testing.assert_allclose(got, full[window], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(130, 256), (67, 91), (16, 8), (509, 512)])
+def test_coarse_background_flags_equal_per_block_reduction(shape):
+    """8^2 block flags from uint64 words equal "holds a background voxel" over each block's
+    real voxels, partial blocks at the far edges included, on C and Fortran inputs."""
+    rng = np.random.default_rng(5)
+    for p in (0.01, 0.5, 0.99):
+        m = rng.random(shape) < p
+        want = np.empty(tuple(-(-n // 8) for n in shape), bool)
+        for b in np.ndindex(want.shape):
+            want[b] = not m[b[0] * 8:b[0] * 8 + 8, b[1] * 8:b[1] * 8 + 8].all()
+        for view in (m, np.asfortranarray(m)):
+            np.testing.assert_array_equal(_coarse_bg_2d(view), want)
+
+
+def test_2d_center_click_is_the_naive_click_with_equal_components():
+    """Two equal near-full halves (8-connected apart) and a satellite: the user picks the first
+    of the equal largest components (smaller id) and the same voxel as the naive full-EDT click
+    of that component with the same generator."""
+    user = get_robot_user("click_largest_center")
+    label = np.ones((300, 257), bool)
+    label[:, 128] = False  # two equal halves of 300 x 128
+    label[40:60, 20:45] = False
+    label[200:220, 150:175] = False
+    for case in range(4):
+        got = user.next_prompt(label, None, make_rng(0, case, "fg", 0, user.name))
+        first = np.zeros_like(label)
+        first[:, :128] = label[:, :128]
+        top, flat = scipy_peak(first)
+        pick = flat[int(make_rng(0, case, "fg", 0, user.name).integers(flat.size))]
+        assert got.coord == tuple(int(v) for v in np.unravel_index(int(pick), label.shape))
+
+
+@pytest.mark.parametrize("conn", [4, 8])
+def test_collapsed_one_component_test_equals_scipy_label(conn):
+    """Collapsing runs of equal rows and columns keeps the components: on images made of
+    repeated rows and columns (and with odd widths, Fortran order, diagonal-only contacts)
+    the test says "one component" only when scipy's labelling finds one, and always does when
+    the rows collapse to a few runs."""
+    from omnimedseg.interactive.eligibility import _one_component_2d
+
+    structure = ndimage.generate_binary_structure(2, 1 if conn == 4 else 2)
+    rng = np.random.default_rng(conn)
+    answers = set()
+    for trial in range(60):
+        small = rng.random(tuple(int(v) for v in rng.integers(3, 9, size=2))) < rng.uniform(0.5, 0.95)
+        if trial % 4 == 0:  # two blocks touching at a corner only: one component at 8, two at 4
+            small = np.zeros((4, 4), bool)
+            small[:2, :2] = small[2:, 2:] = True
+        m = np.repeat(np.repeat(small, rng.integers(1, 60, size=small.shape[0]), axis=0),
+                      rng.integers(1, 60, size=small.shape[1]), axis=1)
+        if trial % 3 == 1:
+            m = np.asfortranarray(m)
+        n = ndimage.label(m, structure=structure)[1]
+        got = _one_component_2d(m, conn)
+        distinct = 1 + int(np.any(m[1:] != m[:-1], axis=1).sum())
+        if got:
+            assert n == 1
+        if distinct <= 16 and distinct * 2 <= m.shape[0]:  # few runs: always decided
+            assert got == (n == 1)
+        answers.add(got)
+    assert answers == {True, False}
+
+
+def test_components_of_large_2d_masks_equal_scipy_label():
+    """find_components on masks large enough for the collapsed test: one near-full component,
+    two parts joined only diagonally, a mask with distinct rows; same partition as scipy."""
+    from omnimedseg.interactive import eligibility, find_components
+
+    near = np.ones((300, 260), bool)
+    near[:2] = False
+    near[50:90, 30:70] = False
+    diagonal = np.zeros((300, 260), bool)
+    diagonal[:150, :130] = diagonal[150:, 130:] = True
+    disc = ellipsoid((300, 260), (150, 130), (140, 120))
+    disc[::7] = False  # background lines: many components
+    for m in (near, diagonal, disc):
+        for rank in (1, 2):
+            ref, n = ndimage.label(m, structure=ndimage.generate_binary_structure(2, rank))
+            comps = find_components(eligibility(m), rank)
+            assert len(comps) == n
+            got = np.zeros(m.shape, dtype=np.int64)
+            for c in comps:
+                got[c.slices] += c.mask() * c.id
+                assert c.size == c.mask().sum()
+            assert len(set(zip(got[m].tolist(), ref[m].tolist()))) == n
+
+
+def test_bounding_box_equals_argwhere_extent():
+    """bounding_box (end-slab shortcut, uint64 words when the last side is a multiple of 8)
+    gives the extent of np.argwhere on 1D/2D/3D masks, C and Fortran, sparse and empty."""
+    from omnimedseg.interactive.eligibility import bounding_box
+
+    rng = np.random.default_rng(4)
+    for trial in range(300):
+        ndim = 1 + trial % 3
+        shape = tuple(int(v) for v in rng.integers(1, 20, size=ndim))
+        if trial % 2:
+            shape = shape[:-1] + (8 * int(rng.integers(1, 4)),)
+        m = rng.random(shape) < rng.choice([0.0, 0.002, 0.05, 0.5, 1.0])
+        if trial % 5 == 0:
+            m = np.asfortranarray(m)
+        want = None
+        if m.any():
+            idx = np.argwhere(m)
+            want = tuple(slice(int(a), int(b) + 1) for a, b in zip(idx.min(axis=0), idx.max(axis=0)))
+        assert bounding_box(m) == want
