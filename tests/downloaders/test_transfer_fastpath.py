@@ -99,3 +99,23 @@ def test_full_disk_is_one_line_error_naming_the_part(emulator, tmp_path):
                                             r"free disk space"):
         _transfer.fetch(remote, dest, client=HttpClient(rate=0))
     assert not (dest / "big.bin").exists()
+
+
+def test_a_small_body_dropped_midway_is_fetched_again_whole_without_a_part_record(emulator, tmp_path, monkeypatch):
+    """Below NO_RECORD_BELOW no part record is written (it cost more than the body): a dropped
+    transfer starts again at byte 0 instead of resuming, and the file is still verified."""
+    monkeypatch.setenv("OMNIMEDSEG_RETRIES", "2")
+    data = payload(40_000, 5)
+    emu = emulator(ZenodoEmulator)
+    emu.add_record("102", {"small.bin": data})
+    remote = parse_files(ZenodoDownloader().record("102"), emu.url)[0]
+    assert remote.size < _transfer.NO_RECORD_BELOW
+    writes = []
+    save = _transfer._HttpTransfer._save_state
+    monkeypatch.setattr(_transfer._HttpTransfer, "_save_state", lambda self, r: writes.append(save(self, r)))
+    emu.inject("drop", after=1000, match="small.bin")
+    out = _transfer.fetch(remote, tmp_path, client=HttpClient(rate=0))
+    assert out.read_bytes() == data and not writes
+    gets = emu.log(path_contains="small.bin")
+    assert len(gets) == 2 and not [r for r in gets if r.headers.get("Range")]  # dropped, then whole again
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.bin"]
