@@ -8,8 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.converters.fake._idc import download_and_convert, expected_volume
-from tests.converters.fake.hcc_tace_seg import CLASSES, make_remote_files
+from tests.converters.fake._idc import AIR_HU, assert_masks_on_their_structures, download_and_convert, expected_volume
+from tests.converters.fake.hcc_tace_seg import CLASSES, HU, Z, make_remote_files, offset, polygon
 
 pytest.importorskip("highdicom", reason="the fake SEG files are written with highdicom (test extra)")
 pytestmark = [pytest.mark.filterwarnings("ignore:The string .* is unlikely to represent:UserWarning")]
@@ -25,13 +25,17 @@ def test_hcc_tace_seg_end_to_end(tmp_path):
     for case_id, t in truth.items():
         case = cases[case_id]
         image = nib.load(out / case["image"])
-        # the image is the acquisition the SEG references: 100 * acquisition + slice - 1024 HU
+        # the image is the acquisition the SEG references: each slice's air holds its acquisition and index
         values = np.asarray(image.dataobj)
-        assert values.shape == (16, 16, 6)
-        assert [int(values[0, 0, k]) for k in range(6)] == [100 * t["acquisition"] + k - 1024 for k in range(6)]
+        assert values.shape == (24, 20, 6)
+        assert [int(values[0, 0, k]) for k in range(6)] == [AIR_HU + offset(t["acquisition"], k) for k in range(6)]
         for c, name in enumerate(CLASSES):
             mask = np.asarray(nib.load(out / case["masks"][name]).dataobj).astype(bool)
             assert np.array_equal(mask, expected_volume(t["mask"][..., c])), (case_id, name)
+        # in plane: each mask lies on the HU painted for its structure, in the right place in patient space
+        assert_masks_on_their_structures(
+            out / case["image"], {name: out / case["masks"][name] for name in CLASSES}, list(CLASSES),
+            lambda name, k: HU[name] + offset(t["acquisition"], k), lambda name, k: polygon(name, k, t["seed"]), Z)
     provenance = json.loads((out / "provenance.json").read_text())
     text = json.dumps(provenance)
     assert truth["HCC_001"]["seg"].name in text and truth["HCC_001"]["ct_uuid"] in text

@@ -8,8 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.converters.fake._idc import download_and_convert, expected_volume
-from tests.converters.fake.lctsc import CLASSES, ROIS, expected_planes, make_remote_files
+from tests.converters.fake._idc import assert_masks_on_their_structures, download_and_convert, expected_volume
+from tests.converters.fake.lctsc import CLASSES, HU, ROIS, Z, expected_planes, make_remote_files, polygon
 
 pytestmark = [pytest.mark.filterwarnings("ignore:The string .* is unlikely to represent:UserWarning")]
 
@@ -19,12 +19,15 @@ def test_lctsc_end_to_end(tmp_path):
     assert json.loads((out / "splits.json").read_text()) == {"test": ["LCTSC-Test-S1-101"],
                                                              "train": ["LCTSC-Train-S1-001"]}
     cases = {c["case_id"]: c for c in json.loads((out / "dataset.json").read_text())["cases"]}
-    for case_id in truth:
+    for case_id, t in truth.items():
         case = cases[case_id]
-        assert np.asarray(nib.load(out / case["image"]).dataobj).shape == (16, 16, 5)
+        assert np.asarray(nib.load(out / case["image"]).dataobj).shape == (24, 20, 5)
         for name, roi in zip(CLASSES, ROIS):
             mask = np.asarray(nib.load(out / case["masks"][name]).dataobj).astype(bool)
-            assert np.array_equal(mask, expected_volume(expected_planes(roi))), (case_id, name)
+            assert np.array_equal(mask, expected_volume(expected_planes(roi, t["grid"]))), (case_id, name)
+        # in plane: each mask lies on the HU painted for its structure, in the right place in patient space
+        assert_masks_on_their_structures(out / case["image"], {name: out / case["masks"][name] for name in CLASSES},
+                                         list(HU), lambda name, k: HU[name], polygon, Z)
     assert "CC-BY-3.0" in (out / "LICENSE.txt").read_text()
     assert "10.1002/mp.13141" in (out / "CITATION.bib").read_text()
 

@@ -55,8 +55,9 @@ def pixel_to_lps(files_by_k, k, points):
 
 def make_rtstruct(path: Path, series_files: list[Path], rois: dict[str, list[tuple[int, list]]],
                   series_uid: str | None = None, frame_uid: str | None = None, ctype="CLOSED_PLANAR",
-                  z_offset=0.0, with_refs=True) -> Path:
-    """An RTSTRUCT (pydicom) with, per ROI, contours given as (slice file index, pixel polygon)."""
+                  z_offset=0.0, with_refs=True, in_mm=False) -> Path:
+    """An RTSTRUCT (pydicom) with, per ROI, contours given as (slice file index, pixel polygon);
+    ``in_mm``: the polygons are (x, y) patient mm instead, put at the z of the slice's ImagePositionPatient."""
     first = pydicom.dcmread(series_files[0], stop_before_pixels=True)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = RTSTRUCT_SOP
@@ -88,7 +89,8 @@ def make_rtstruct(path: Path, series_files: list[Path], rois: dict[str, list[tup
         for k, poly in contours:
             c = Dataset()
             c.ContourGeometricType = ctype
-            pts = pixel_to_lps(series_files, k, poly) + np.array([0, 0, z_offset])
+            pts = (np.column_stack([np.asarray(poly, float), np.full(len(poly), float(_slice_z(series_files[k])))])
+                   if in_mm else pixel_to_lps(series_files, k, poly)) + np.array([0, 0, z_offset])
             c.NumberOfContourPoints = len(pts)
             c.ContourData = [f"{v:.6f}" for v in pts.ravel()]
             if with_refs:
@@ -104,6 +106,10 @@ def make_rtstruct(path: Path, series_files: list[Path], rois: dict[str, list[tup
         ds.RTROIObservationsSequence.append(obs)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def _slice_z(path) -> float:
+    return float(pydicom.dcmread(path, stop_before_pixels=True).ImagePositionPatient[2])
 
 
 def rowcol(mask):

@@ -3,8 +3,13 @@
 HCC_001: "PRE LIVER" (one acquisition) and "LIVER 3 PHASE (AP)" with acquisitions 1-3 at the same
 six positions; the expert SEG is drawn on acquisition 2, except one frame whose source reference
 points at acquisition 1 at the same position (the SEG references SOPs across acquisitions).
-HCC_002: one single-acquisition series and its SEG. Segment labels: Liver, Mass, Portal vein,
-Abdominal aorta (see the card). Pixel values: 100 * AcquisitionNumber + slice index - 1024 HU.
+HCC_002: one single-acquisition series and its SEG, imaged head-first prone (both in-plane axes
+flipped). Segment labels: Liver, Mass, Portal vein, Abdominal aorta (see the card).
+
+The CT shows the segmented anatomy (``_idc``): air, body, liver (the tumour inside it) near the
+patient's right anterior corner, portal vein, aorta, each its own HU (:data:`HU`) plus
+``offset(acquisition, k)`` = 10 * (acquisition - 1) + k, so the acquisition and slice a converted
+voxel came from can be read off its value (the "PRE LIVER" series: 30 + k).
 """
 
 from __future__ import annotations
@@ -17,22 +22,51 @@ import pydicom
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from tests.converters.fake._idc import SHAPE, instance_name, row_for, series_uuid, write_ct, write_fake_index
+from tests.converters.fake._idc import HFP, HFS, Grid, box, instance_name, outline, paint, row_for, series_uuid, write_ct, \
+    write_fake_index
 
 LABELS = ("Liver", "Mass", "Portal vein", "Abdominal aorta")
 TYPES = ("Liver", "Mass", "PortalVein", "AbdominalAorta")  # SNOMED CT property types (pydicom codes.SCT)
 CLASSES = ("liver", "liver_tumour", "portal_vein", "aorta")
 Z = [0.0, 2.5, 5.0, 7.5, 10.0, 12.5]
+BODY_HU = 0
+HU = {"liver": 60, "liver_tumour": 120, "portal_vein": 170, "aorta": 220}  # painted in this order
+# Polygons in patient mm (_idc.outline: (n, m) ~ between HFS columns n, n+1 and rows m, m+1; columns
+# run to the patient's left, rows to posterior). Air around the body, one column on the patient's
+# right, two on the left; an L-shaped liver in the right anterior corner with the tumour inside.
+BODY = box(0, 1, 21, 17)
+POLYGONS = {
+    "liver": outline((1, 2), (11, 2), (11, 8), (6, 8), (6, 12), (1, 12)),
+    "liver_tumour": box(3, 4, 6, 6),
+    "portal_vein": box(11, 7, 13, 10),
+    "aorta": box(14, 12, 16, 14),
+}
+SLICES = {"liver": range(1, 5), "liver_tumour": range(2, 4), "portal_vein": range(0, 3), "aorta": range(3, 6)}
+# per patient seed: the tumour moves (1, 1) pixels, the vein 1 pixel towards the patient's left
+SHIFTS = {"liver": (0.0, 0.0), "liver_tumour": (0.9, 0.7), "portal_vein": (0.9, 0.0), "aorta": (0.0, 0.0)}
 
 
-def masks_for(seed: int) -> np.ndarray:
-    """(k, rows, cols, 4) bool: a box per segment, shifted by ``seed``; the tumour inside the liver."""
-    m = np.zeros((len(Z), *SHAPE, 4), bool)
-    m[1:5, 2 + seed:10, 3:12, 0] = True
-    m[2:4, 4 + seed:6 + seed, 5:7, 1] = True
-    m[0:3, 11:13, 8 + seed:10 + seed, 2] = True
-    m[3:6, 13:15, 1:3, 3] = True
-    return m
+def offset(acquisition: int, k: int) -> int:
+    """HU added to every pixel of slice k of a 3-phase acquisition (acquisition 0: the "PRE LIVER" series)."""
+    return 30 + k if acquisition == 0 else 10 * (acquisition - 1) + k
+
+
+def polygon(name: str, k: int, seed: int) -> list | None:
+    """Where ``name`` is on slice k of a patient (``seed`` moves the tumour and the vein), None when absent."""
+    if k not in SLICES[name]:
+        return None
+    return [(x + SHIFTS[name][0] * seed, y + SHIFTS[name][1] * seed) for x, y in POLYGONS[name]]
+
+
+def anatomy(grid: Grid, k: int, seed: int, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """HU plane (no phase offset) and the (rows, cols, 4) segment masks of slice k at ``z``."""
+    hu, masks = paint(grid, z, [(BODY_HU, BODY)] + [(HU[c], polygon(c, k, seed)) for c in CLASSES])
+    return hu, np.stack(masks[1:], axis=-1)
+
+
+def masks_for(seed: int, grid: Grid = HFS, z_positions=Z) -> np.ndarray:
+    """(k, rows, cols, 4) bool: the segments as drawn on ``grid``; the tumour inside the liver."""
+    return np.stack([anatomy(grid, k, seed, z)[1] for k, z in enumerate(z_positions)])
 
 
 def write_seg(root: Path, patient_id: str, sources: list[Path], mask: np.ndarray, description: str,
@@ -64,25 +98,28 @@ def make_remote_files(root: Path, extra_patients: int = 0) -> dict:
     where one case is a small part of the release (``download --sample``)."""
     rows, truth = [], {}
     coll = "hcc_tace_seg"
-    patients = [("HCC_001", [1, 2, 3], 0), ("HCC_002", [1], 1)]
-    patients += [(f"HCC_{i:03d}", [1], i % 3) for i in range(3, 3 + extra_patients)]
-    for patient, phases, seed in patients:
+    patients = [("HCC_001", [1, 2, 3], 0, HFS), ("HCC_002", [1], 1, HFP)]
+    patients += [(f"HCC_{i:03d}", [1], i % 3, HFS) for i in range(3, 3 + extra_patients)]
+    for patient, phases, seed, grid in patients:
         study, frame = generate_uid(), generate_uid()
-        pre_uid, _ = write_ct(root, patient, study, frame, [z + 50 for z in Z], [1], "PRE LIVER", 2, base_value=500)
-        ct_uid, acqs = write_ct(root, patient, study, frame, Z, phases, "LIVER 3 PHASE (AP)", 4)
+        pre = [z + 50 for z in Z]
+        pre_uid, _ = write_ct(root, patient, study, frame, pre, [1], "PRE LIVER", 2, grid=grid,
+                              hu=lambda acq, k: anatomy(grid, k, seed, pre[k])[0] + offset(0, k))
+        ct_uid, acqs = write_ct(root, patient, study, frame, Z, phases, "LIVER 3 PHASE (AP)", 4, grid=grid,
+                                hu=lambda acq, k: anatomy(grid, k, seed, Z[k])[0] + offset(acq, k))
         drawn_on = 2 if len(phases) > 1 else 1
         sources = list(acqs[drawn_on - 1])
         if len(phases) > 1:
             sources[5] = acqs[0][5]  # one frame references acquisition 1 at the same position
-        mask = masks_for(seed)
+        mask = masks_for(seed, grid)
         seg_uid, seg_path = write_seg(root, patient, sources, mask, "Segmentation")
-        ai_uid, _ = write_seg(root, patient, sources, masks_for(2), "AIMI liver-tumor AI segmentation", "AUTOMATIC")
+        ai_uid, _ = write_seg(root, patient, sources, masks_for(2, grid), "AIMI liver-tumor AI segmentation", "AUTOMATIC")
         for uid, modality, extra in ((pre_uid, "CT", {}), (ct_uid, "CT", {}), (seg_uid, "SEG", {}),
                                      (ai_uid, "SEG", {"analysis_result_id": "bamf_aimi_annotations",
                                                       "source_DOI": "10.5281/zenodo.8345959"})):
             rows.append(row_for(root / series_uuid(uid), coll, patient, uid, modality, **{
                 "source_DOI": "10.7937/tcia.5fna-0924", "license_short_name": "CC BY 4.0", **extra}))
-        truth[patient] = {"mask": mask, "acquisition": drawn_on, "seg": seg_path, "ct_uuid": series_uuid(ct_uid),
+        truth[patient] = {"mask": mask, "acquisition": drawn_on, "grid": grid, "seed": seed, "seg": seg_path, "ct_uuid": series_uuid(ct_uid),
                           "ai_uuid": series_uuid(ai_uid)}
     write_fake_index(root, rows)
     return truth
