@@ -1,6 +1,6 @@
 """Small real DICOM in the layout IDC serves: ``<crdc_series_uuid>/<instance uuid>.dcm`` + the index.
 
-The fake CTs carry anatomy, not one value per slice: structures are convex polygons in patient
+The fake CTs carry anatomy, not one value per slice: structures are polygons in patient
 coordinates (LPS mm), every pixel takes the HU of the structure its centre lies in (computed with
 the DICOM equation, PS3.3 C.7.6.2.1.1), and the SEG frames / RTSTRUCT contours are made from the
 same polygons. So a converter that flips, transposes or shifts masks against the CT, or maps
@@ -93,7 +93,8 @@ def inside(polygon, points: np.ndarray, pixel_centres: bool = True) -> np.ndarra
             result ^= ((y0 > y) != (y1 > y)) & (x < x0 + (y - y0) * (x1 - x0) / (y1 - y0))
         t = np.clip(((x - x0) * (x1 - x0) + (y - y0) * (y1 - y0)) / ((x1 - x0) ** 2 + (y1 - y0) ** 2), 0, 1)
         nearest = np.minimum(nearest, np.hypot(x - x0 - t * (x1 - x0), y - y0 - t * (y1 - y0)))
-    assert not pixel_centres or nearest.min() >= 0.05, f"fixture polygon {polygon} passes within 0.05 mm of a pixel centre"
+    assert not pixel_centres or nearest.min() >= 0.05, \
+        f"fixture polygon {polygon} passes within 0.05 mm of a pixel centre"
     return result
 
 

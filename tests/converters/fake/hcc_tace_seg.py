@@ -22,8 +22,19 @@ import pydicom
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from tests.converters.fake._idc import HFP, HFS, Grid, box, instance_name, outline, paint, row_for, series_uuid, write_ct, \
-    write_fake_index
+from tests.converters.fake._idc import (
+    HFP,
+    HFS,
+    Grid,
+    box,
+    instance_name,
+    outline,
+    paint,
+    row_for,
+    series_uuid,
+    write_ct,
+    write_fake_index,
+)
 
 LABELS = ("Liver", "Mass", "Portal vein", "Abdominal aorta")
 TYPES = ("Liver", "Mass", "PortalVein", "AbdominalAorta")  # SNOMED CT property types (pydicom codes.SCT)
@@ -113,13 +124,14 @@ def make_remote_files(root: Path, extra_patients: int = 0) -> dict:
             sources[5] = acqs[0][5]  # one frame references acquisition 1 at the same position
         mask = masks_for(seed, grid)
         seg_uid, seg_path = write_seg(root, patient, sources, mask, "Segmentation")
-        ai_uid, _ = write_seg(root, patient, sources, masks_for(2, grid), "AIMI liver-tumor AI segmentation", "AUTOMATIC")
+        ai_uid, _ = write_seg(root, patient, sources, masks_for(2, grid), "AIMI liver-tumor AI segmentation",
+                              "AUTOMATIC")
         for uid, modality, extra in ((pre_uid, "CT", {}), (ct_uid, "CT", {}), (seg_uid, "SEG", {}),
                                      (ai_uid, "SEG", {"analysis_result_id": "bamf_aimi_annotations",
                                                       "source_DOI": "10.5281/zenodo.8345959"})):
             rows.append(row_for(root / series_uuid(uid), coll, patient, uid, modality, **{
                 "source_DOI": "10.7937/tcia.5fna-0924", "license_short_name": "CC BY 4.0", **extra}))
-        truth[patient] = {"mask": mask, "acquisition": drawn_on, "grid": grid, "seed": seed, "seg": seg_path, "ct_uuid": series_uuid(ct_uid),
-                          "ai_uuid": series_uuid(ai_uid)}
+        truth[patient] = {"mask": mask, "acquisition": drawn_on, "grid": grid, "seed": seed, "seg": seg_path,
+                          "ct_uuid": series_uuid(ct_uid), "ai_uuid": series_uuid(ai_uid)}
     write_fake_index(root, rows)
     return truth

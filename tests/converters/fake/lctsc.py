@@ -16,8 +16,19 @@ import numpy as np
 import pydicom
 from pydicom.uid import generate_uid
 
-from tests.converters.fake._idc import HFP, HFS, Grid, box, instance_name, outline, paint, row_for, series_uuid, \
-    write_ct, write_fake_index
+from tests.converters.fake._idc import (
+    HFP,
+    HFS,
+    Grid,
+    box,
+    instance_name,
+    outline,
+    paint,
+    row_for,
+    series_uuid,
+    write_ct,
+    write_fake_index,
+)
 from tests.formats.test_rtstruct import make_rtstruct
 
 ROIS = ("SpinalCord", "Lung_R", "Lung_L", "Heart", "Esophagus")
