@@ -625,7 +625,7 @@ class _Pipeline:
     def _write(self, view: memoryview) -> None:
         if not self.direct:
             self.unflushed += len(view)
-        if self.direct:
+        else:
             whole = len(view) - len(view) % ALIGN
             try:
                 view = view[os.write(self.fd, view[:whole]):] if whole else view

@@ -140,14 +140,6 @@ def _border_bounds(n: int, s: float, k: int, nb: int):
     return bounds
 
 
-def _block_voxels(blocks: np.ndarray, k: int, shape) -> np.ndarray:
-    """Voxel coordinates ``(m, ndim)`` of the given block coordinates, inside ``shape``."""
-    ndim = len(shape)
-    offsets = np.indices((k,) * ndim).reshape(ndim, -1).T
-    coords = (blocks[:, None, :] * k + offsets[None]).reshape(-1, ndim)
-    return coords[np.all(coords < np.asarray(shape), axis=1)]
-
-
 def _row_distances(rows: np.ndarray, z0: int, z1: int) -> np.ndarray:
     """Distance (in voxels) along each row to its nearest background voxel, for z in ``[z0, z1]``;
     the padding at -1 and ``len(row)`` counts as background."""

@@ -90,7 +90,8 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
         if hit.size == 0:
             return None
         slices.append(slice(int(hit[0]), int(hit[-1]) + 1))
-        mask, data = mask[ends + (slices[-1],)], data[ends + (slices[-1],)] if axis < mask.ndim - 1 else data
+        if axis < mask.ndim - 1:  # later axes search the box found so far (the words' last axis is not narrowed)
+            mask, data = mask[ends + (slices[-1],)], data[ends + (slices[-1],)]
     return tuple(slices)
 
 
