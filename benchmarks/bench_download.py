@@ -202,22 +202,31 @@ def main() -> None:
                 rows.append((f"big file {alg}-verified, estimated ceiling", mib / bound,
                              f"{'':8}  {t['curl'] / bound:.2f}x curl ({how})"))
 
-            def small_files(remotes, tag):
-                """(curl's time, ours) for the small files: curl one process in sequence, ours 8 at a time."""
+            def small_files(remotes, tag, repeat):
+                """(curl's time, ours) for the small files, best of ``repeat`` runs taking turns: curl one
+                process in sequence, ours 8 at a time. Both outputs are removed untimed before every run (a
+                verified file already there is not fetched again; file creation here costs from 0.02 to 0.8 ms,
+                drifting with the file system's state, so one run of each is not a comparison)."""
                 urls = work / f"urls-{tag}.txt"
                 urls.write_text("".join(f'url = "{r.url}"\noutput = "{work / f"curl-{tag}" / r.name}"\n'
                                         for r in remotes))
-                curl_time = timed(lambda: subprocess.run(["curl", "-s", "--create-dirs", "-K", str(urls)], check=True))
-                return curl_time, timed(lambda: fetch_all(remotes, out / tag, client=client, jobs=8))
-            t_curl_s, t_ours_s = small_files(small_remotes, "small")
+                cases = {"curl": lambda: subprocess.run(["curl", "-s", "--create-dirs", "-K", str(urls)], check=True),
+                         "ours": lambda: fetch_all(remotes, out / tag, client=client, jobs=8)}
+                times = interleaved(cases, repeat, lambda: [shutil.rmtree(folder, ignore_errors=True)
+                                                            for folder in (work / f"curl-{tag}", out / tag)])
+                return times["curl"], times["ours"]
+            (t_curl_s, cpu_curl_s), (t_ours_s, cpu_ours_s) = small_files(small_remotes, "small", args.repeat)
             with emulator(work / "small", f"slow:seconds={LATENCY}") as (slow_url, slow_id):
                 os.environ["OMNIMEDSEG_ZENODO_URL"] = slow_url
-                t_curl_slow, t_ours_slow = small_files(parse_files(ZenodoDownloader().record(slow_id), slow_url),
-                                                       "slow")
-            rows.append((f"{n_small} small curl, sequential, loopback", n_small / t_curl_s, f"{'':8}  "))
+                # one run each: the latency dominates (and a run of curl's sequence takes 20 s)
+                (t_curl_slow, _), (t_ours_slow, _) = small_files(
+                    parse_files(ZenodoDownloader().record(slow_id), slow_url), "slow", 1)
+            rows.append((f"{n_small} small curl, sequential, loopback", n_small / t_curl_s,
+                         f"{cpu_curl_s:6.2f} s  {cpu_curl_s / n_small * 1000:.2f} ms CPU per file"))
             ours_small = len(rows)
             rows.append((f"{n_small} small omnimedseg --jobs 8, loopback", n_small / t_ours_s,
-                         f"{'':8}  {t_curl_s / t_ours_s:.2f}x curl"))
+                         f"{cpu_ours_s:6.2f} s  {t_curl_s / t_ours_s:.2f}x curl, "
+                         f"{cpu_ours_s / n_small * 1000:.2f} ms CPU per file"))
             ms = f"{LATENCY * 1000:.0f} ms"
             rows.append((f"{n_small} small curl, sequential, {ms} per file", n_small / t_curl_slow, f"{'':8}  "))
             rows.append((f"{n_small} small omnimedseg --jobs 8, {ms} per file", n_small / t_ours_slow,

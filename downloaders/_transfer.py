@@ -24,7 +24,7 @@ import shutil
 import threading
 import time
 import unicodedata
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 from urllib.parse import unquote, urlparse
@@ -73,10 +73,9 @@ def safe_name(name: str, where: str = "remote file name") -> str:
     if not text or any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise DownloadError(f"{where}: refusing unsafe name {name!r} (empty or control characters)")
     text = text.replace("\\", "/")
-    path = PurePosixPath(text)
-    if text.startswith("/") or re.match(r"^[A-Za-z]:", text) or ".." in path.parts:
+    parts = [p for p in text.split("/") if p not in ("", ".")]  # as PurePosixPath reads it, at a tenth of the cost
+    if text.startswith("/") or re.match(r"^[A-Za-z]:", text) or ".." in parts:
         raise DownloadError(f"{where}: refusing unsafe name {name!r} (absolute path or '..')")
-    parts = [p for p in path.parts if p not in ("", ".")]
     if not parts:
         raise DownloadError(f"{where}: refusing unsafe name {name!r} (no file name)")
     return "/".join(parts)
@@ -85,11 +84,13 @@ def safe_name(name: str, where: str = "remote file name") -> str:
 def target_path(dest_dir: Path, name: str) -> Path:
     """``dest_dir/name``, checked to stay inside ``dest_dir`` even through symlinks."""
     rel = safe_name(name)
-    root = Path(dest_dir).resolve()
-    out = (root / rel).resolve()
-    if root not in out.parents:
+    # os.path.realpath, not Path.resolve: the same resolution without the extra stat() per call
+    # that Path.resolve adds (up to Python 3.12) to report symlink loops; a loop fails at open anyway
+    root = os.path.realpath(dest_dir)
+    out = os.path.realpath(os.path.join(root, rel))
+    if not out.startswith(os.path.join(root, "")):
         raise DownloadError(f"{name!r} would be written outside {root}")
-    return root / rel
+    return Path(root, rel)
 
 
 def filename_from_disposition(header: str | None) -> str | None:
@@ -150,15 +151,16 @@ def fetch(remote: RemoteFile, dest_dir: Path, progress: Progress = SILENT, clien
     before the rename, raising :class:`ChecksumMismatchError` (an HTTP transfer then retries once).
     """
     target = target_path(Path(dest_dir), remote.name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.is_file():
-        try:
-            verify_file(target, remote)
-            if check is not None and not remote.hashes:
-                check(target, remote)
-            return target
-        except ChecksumMismatchError:
-            pass  # stale or foreign: fetch again; replaced only after verification
+    try:
+        verify_file(target, remote)
+        if check is not None and not remote.hashes:
+            check(target, remote)
+        return target
+    except FileNotFoundError:
+        if not target.parent.is_dir():
+            target.parent.mkdir(parents=True, exist_ok=True)
+    except ChecksumMismatchError:
+        pass  # stale or foreign: fetch again; replaced only after verification
     if not remote.url:
         raise DownloadError(f"{remote.name}: no URL to fetch it from; check the dataset card")
     scheme = urlparse(remote.url).scheme
@@ -182,9 +184,7 @@ def fetch(remote: RemoteFile, dest_dir: Path, progress: Progress = SILENT, clien
         _check_digest(part, remote, digest, dataset_id)
         if check is not None and scheme != "http" and scheme != "https":
             check(part, remote)
-        with open(part, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(part, target)
+        os.replace(part, target)  # every transport fsyncs its part: a crash never leaves a truncated final file
         _sibling(target, SIDE).unlink(missing_ok=True)
     return target
 
@@ -230,19 +230,32 @@ def fetch_all(remotes: Iterable[RemoteFile], dest_dir: Path, progress: Progress 
     cancel = threading.Event()
     total = sum(r.size or 0 for r in remotes)
 
+    finished, lock, unsettled = threading.Event(), threading.Lock(), len(remotes)
+
     def stops(future) -> bool:
         return future.done() and not future.cancelled() and future.exception() is not None \
             and not isinstance(future.exception(), ChecksumMismatchError)
+
+    def settle(future) -> None:
+        """Runs as each transfer ends: O(1) per file (waiting on every future in turn cost O(files)
+        every round, a tenth of the CPU for thousands of small files)."""
+        nonlocal unsettled
+        with lock:
+            unsettled -= 1
+            if not unsettled or stops(future):
+                finished.set()
     with progress.task(f"{len(remotes)} files", total or None, unit="B") as overall:
         overall_progress = _Tee(progress, overall)
         with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="omnimedseg-fetch") as pool:
             futures = [pool.submit(fetch, r, dest_dir, overall_progress, client, refresh, cancel, check, dataset_id)
                        for r in remotes]
+            for future in futures:
+                future.add_done_callback(settle)
+            if not futures:
+                finished.set()
             try:
-                while True:
-                    done, pending = wait(futures, timeout=0.2)
-                    if not pending or any(stops(f) for f in done):
-                        break
+                while not finished.wait(0.2):  # a timeout, so that Ctrl-C is seen
+                    pass
             except KeyboardInterrupt:
                 cancel.set()
                 for f in futures:
@@ -311,6 +324,8 @@ class _HttpTransfer:
 
     # --- the side record: what the .part belongs to -------------------------------------------
     def _load_state(self) -> dict:
+        if self.size is not None and self.size <= NO_RECORD_BELOW:
+            return {}  # never resumed (no record is written for it): its part is simply written again
         try:
             state = json.loads(self.side.read_text())
         except (OSError, ValueError):
@@ -357,6 +372,7 @@ class _HttpTransfer:
             if self.size is not None and offset == self.size and offset > 0:
                 digest = hasher.hexdigest()
                 if self.expected is None or digest == self.expected:
+                    _fsync(self.part)  # complete from an earlier run, which may have died before its fsync
                     advance(max(0, offset - self.shown))
                     return {self.alg: digest}
                 self._reset()
@@ -481,6 +497,7 @@ class _HttpTransfer:
                                             f"{self.repin}")
                     pipe.put(slot, n)
                     show(n)
+                pipe.close(sync=self.size is None or received == self.size)  # a complete part is made durable
             finally:
                 pipe.close()  # the digest covers every byte written
             _reuse_connection(response)
@@ -692,18 +709,35 @@ class _Pipeline:
                     self.error.__cause__ = exc
             self.free.put(slot)
 
-    def close(self) -> None:
+    def close(self, sync: bool = False) -> None:
+        """Wait for the threads and close the part; ``sync`` fsyncs it first (on the fd that wrote it:
+        opening the part again to fsync cost five more system calls per file)."""
         if self.closed:
             return
         self.closed = True
         (self.to_hash if self.threaded else self.to_write).put(None)
         for thread in self.threads:
             thread.join()
-        os.close(self.fd)
+        try:
+            if sync and self.error is None:
+                os.fsync(self.fd)
+        except OSError as exc:
+            self.error = _PartWriteError(exc)
+            self.error.__cause__ = exc
+        finally:
+            os.close(self.fd)
         self.views = []  # the buffers go back to the pool only once no view of ours can write into them
         _BUFFERS.give_back(self.buffers)
         if self.error is not None:
             raise self.error
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _clear_direct(fd: int) -> bool:
@@ -729,6 +763,8 @@ def _copy_local(remote: RemoteFile, part: Path, advance: Callable[[float], None]
             dst.write(chunk)
             hasher.update(chunk)
             advance(len(chunk))
+        dst.flush()
+        os.fsync(dst.fileno())
     return {alg: hasher.hexdigest()}
 
 
@@ -759,6 +795,8 @@ def _fetch_ftp(remote: RemoteFile, part: Path, advance: Callable[[float], None])
                 hasher.update(chunk)
                 advance(len(chunk))
             ftp.retrbinary(f"RETR {unquote(url.path)}", write, blocksize=CHUNK, rest=offset or None)
+            out.flush()
+            os.fsync(out.fileno())
     except (OSError, ftplib.Error) as exc:
         raise DownloadError(f"{remote.name}: FTP transfer from {redact(remote.url)} failed ({exc}); "
                             f"rerun to resume") from None

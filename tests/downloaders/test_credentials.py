@@ -157,13 +157,17 @@ def test_https_to_http_downgrade_is_refused_before_any_request():
     client = HttpClient(retries=0)
     sent = []
 
-    def send(prepared, **kw):
-        sent.append(prepared.url)
-        response = requests.Response()
-        response.status_code, response.url, response.raw = 302, prepared.url, io.BytesIO(b"")
-        response.headers["Location"] = "http://127.0.0.1:9/file.bin"
-        return response
-    client.session.send = send
+    class HandBuilt(requests.adapters.BaseAdapter):
+        def send(self, prepared, **kw):
+            sent.append(prepared.url)
+            response = requests.Response()
+            response.status_code, response.url, response.raw = 302, prepared.url, io.BytesIO(b"")
+            response.headers["Location"] = "http://127.0.0.1:9/file.bin"
+            return response
+
+        def close(self):
+            pass
+    client.session.mount("https://", HandBuilt())
     with pytest.raises(DownloadError, match="file.bin: refusing redirect from https to plain http"):
         client.request("GET", "https://data.example.org/file.bin", what="file.bin")
     assert sent == ["https://data.example.org/file.bin"]  # the http URL was never requested

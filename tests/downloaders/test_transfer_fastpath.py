@@ -119,3 +119,62 @@ def test_a_small_body_dropped_midway_is_fetched_again_whole_without_a_part_recor
     gets = emu.log(path_contains="small.bin")
     assert len(gets) == 2 and not [r for r in gets if r.headers.get("Range")]  # dropped, then whole again
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.bin"]
+
+
+def test_a_symlink_below_the_folder_never_leads_a_name_outside_it(tmp_path):
+    outside, root = tmp_path / "outside", tmp_path / "real"
+    outside.mkdir()
+    (root / "inner").mkdir(parents=True)
+    (root / "escape").symlink_to(outside)
+    (root / "alias").symlink_to(root / "inner")
+    (tmp_path / "link").symlink_to(root)  # the folder itself may be reached through a link
+    with pytest.raises(DownloadError, match="'escape/x.bin' would be written outside"):
+        _transfer.target_path(root, "escape/x.bin")
+    assert _transfer.target_path(tmp_path / "link", "alias/x.bin") == root / "alias" / "x.bin"
+    assert _transfer.target_path(root, "new/deeper/x.bin") == root / "new" / "deeper" / "x.bin"
+
+
+@pytest.mark.parametrize("size", [40_000, 3 << 20], ids=["small_inline", "big_threaded"])
+def test_every_part_is_fsynced_before_its_rename(emulator, tmp_path, monkeypatch, size):
+    """Durability: after a crash the final name never holds fewer bytes than verified. Each transport
+    fsyncs its part (HTTP on the fd that wrote it), including a part completed by an earlier run."""
+    import os
+
+    data = payload(size, 6)
+    emu = emulator(ZenodoEmulator)
+    emu.add_record("103", {"f.bin": data})
+    remote = parse_files(ZenodoDownloader().record("103"), emu.url)[0]
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def spy_fsync(fd):
+        events.append(("fsync", os.fstat(fd).st_ino))
+        fsync(fd)
+
+    def spy_replace(src, dst):
+        if str(src).endswith(".part"):  # not the part record, written by atomic_write_text
+            events.append(("replace", os.stat(src).st_ino))
+        replace(src, dst)
+    monkeypatch.setattr(os, "fsync", spy_fsync)
+    monkeypatch.setattr(os, "replace", spy_replace)
+    local = tmp_path / "src.bin"
+    local.write_bytes(data)
+    sources = {"http": remote, "file": RemoteFile(remote.name, remote.size, remote.hashes, local.as_uri())}
+    for kind, source in sources.items():
+        events.clear()
+        out = _transfer.fetch(source, tmp_path / kind, client=HttpClient(rate=0))
+        assert out.read_bytes() == data
+        replaced = [e for e in events if e[0] == "replace"]
+        assert len(replaced) == 1 and ("fsync", replaced[0][1]) in events[:events.index(replaced[0])], (kind, events)
+    if size > _transfer.NO_RECORD_BELOW:  # a part completed by a run that died before its fsync and rename
+        dest = tmp_path / "resumed"
+        dest.mkdir()
+        (dest / "f.bin.part").write_bytes(data)
+        alg, digest = remote.strongest_hash
+        (dest / "f.bin.part.json").write_text(json.dumps({"size": remote.size, "hash": [alg, digest]}))
+        events.clear()
+        requests_before = len(emu.log(path_contains="f.bin"))
+        assert _transfer.fetch(remote, dest, client=HttpClient(rate=0)).read_bytes() == data
+        assert len(emu.log(path_contains="f.bin")) == requests_before  # nothing fetched again
+        replaced = [e for e in events if e[0] == "replace"]
+        assert ("fsync", replaced[0][1]) in events[:events.index(replaced[0])]
