@@ -325,7 +325,8 @@ class _HttpTransfer:
     # --- the side record: what the .part belongs to -------------------------------------------
     def _load_state(self) -> dict:
         if self.size is not None and self.size <= NO_RECORD_BELOW:
-            return {}  # never resumed (no record is written for it): its part is simply written again
+            self.part.unlink(missing_ok=True)  # never resumed (no record is written for it): written anew
+            return {}
         try:
             state = json.loads(self.side.read_text())
         except (OSError, ValueError):
