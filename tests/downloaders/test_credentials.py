@@ -276,3 +276,35 @@ def test_zenodo_get_child_gets_a_minimal_environment(monkeypatch):
     env = child_environment()
     assert "ZENODO_TOKEN" not in env and "AWS_SECRET_ACCESS_KEY" not in env
     assert env["HTTPS_PROXY"] == "http://proxy.example:3128" and env["PATH"] and env["PYTHONIOENCODING"] == "utf-8"
+
+
+def test_cookies_a_server_sets_are_sent_back_as_a_requests_session_would():
+    """Load balancers pin a client with a cookie; the client keeps the session's cookie jar although it
+    calls requests' adapter directly (Session.send is skipped for its per-request cost)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Sticky(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            body = (self.headers.get("Cookie") or "none").encode()
+            self.send_response(200)
+            if self.path == "/set":
+                self.send_header("Set-Cookie", "lb=node7; Path=/")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sticky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        client = HttpClient(rate=0)
+        assert client.request("GET", f"{base}/echo").text == "none"
+        assert client.request("GET", f"{base}/set").text == "none"
+        assert client.request("GET", f"{base}/echo").text == "lb=node7"
+        assert HttpClient(rate=0).request("GET", f"{base}/echo").text == "none"  # per client, never shared
+    finally:
+        server.shutdown()
+        server.server_close()
