@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import re
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -377,6 +378,13 @@ class HttpClient:
             try:
                 response = self._send_once(method, url, headers, stream, params=params, what=what)
             except (requests.ConnectionError, requests.Timeout) as exc:
+                refused = certificate_refused(exc)
+                if refused:  # not transient: retrying would only delay the advice
+                    hop = getattr(getattr(exc, "request", None), "url", None) or url
+                    raise DownloadError(f"{what or redact(url)}: the TLS certificate of {origin(hop)[1]} was refused "
+                                        f"({refused}); if your network inspects HTTPS (many hospital and university "
+                                        f"proxies do), set REQUESTS_CA_BUNDLE to its CA bundle (a PEM file) and "
+                                        f"rerun") from None
                 last = f"{type(exc).__name__}"
                 if attempt < self.retries:
                     time.sleep(self.backoff(attempt))
@@ -406,6 +414,22 @@ class HttpClient:
             kind = response.headers.get("Content-Type", "?")
             raise DownloadError(f"{what or redact(url)}: expected JSON from {redact(response.url)}, "
                                 f"got {kind} ({len(response.content)} bytes)") from None
+
+
+def certificate_refused(exc: BaseException) -> str | None:
+    """Why a server's TLS certificate was refused (``unable to get local issuer certificate``,
+    ``IP address mismatch``...), found anywhere in the chain requests and urllib3 wrap it in, or None."""
+    seen, todo = set(), [exc]
+    while todo:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, ssl.SSLCertVerificationError):
+            return item.verify_message or str(item)
+        todo += [x for x in (getattr(item, "reason", None), item.__cause__, item.__context__, *item.args)
+                 if isinstance(x, BaseException)]
+    return None
 
 
 def http_error(response: requests.Response, url: str, what: str = "") -> DownloadError:

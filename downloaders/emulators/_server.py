@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import re
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -139,17 +140,21 @@ class Emulator:
         self.url = self.storage_url = ""
 
     # --- lifecycle ---------------------------------------------------------------------------
-    def start(self, port: int = 0, host: str = "127.0.0.1") -> "Emulator":
-        """Serve the API on ``host:port`` (0: any free port) and the storage host on a free port."""
+    def start(self, port: int = 0, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> "Emulator":
+        """Serve the API on ``host:port`` (0: any free port) and the storage host on a free port;
+        over HTTPS with ``tls`` (a server context holding the certificate: tests make one with trustme)."""
         for role in ("api", "storage"):
             server = _Server((host, port if role == "api" else 0), _handler(self, role))
+            if tls is not None:  # the handshake runs as each connection is accepted; a refused one is dropped
+                server.socket = tls.wrap_socket(server.socket, server_side=True)
             thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True,
                                       name=f"emulator-{self.platform}-{role}")
             thread.start()
             self._servers.append(server)
             self._threads.append(thread)
-        self.url = f"http://{host}:{self._servers[0].server_address[1]}"
-        self.storage_url = f"http://{host}:{self._servers[1].server_address[1]}"
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://{host}:{self._servers[0].server_address[1]}"
+        self.storage_url = f"{scheme}://{host}:{self._servers[1].server_address[1]}"
         return self
 
     def stop(self) -> None:

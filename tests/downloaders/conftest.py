@@ -47,8 +47,8 @@ def emulator(monkeypatch):
     """Start an emulator class, point omnimedseg at it, stop it at test end."""
     started = []
 
-    def start(cls, **kw):
-        emu = cls(**kw).start()
+    def start(cls, tls=None, **kw):
+        emu = cls(**kw).start(tls=tls)
         started.append(emu)
         for k, v in emu.env.items():
             monkeypatch.setenv(k, v)
@@ -56,3 +56,21 @@ def emulator(monkeypatch):
     yield start
     for emu in started:
         emu.stop()
+
+
+@pytest.fixture(scope="session")
+def test_ca():
+    """A certificate authority made for the tests (trustme): emulators serve HTTPS with its certificate
+    for 127.0.0.1, and a client trusts it only when told to (``REQUESTS_CA_BUNDLE``)."""
+    trustme = pytest.importorskip("trustme", reason="pip install -e '.[test]'")
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls(test_ca):
+    """A server context for ``emulator(cls, tls=tls)``."""
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    test_ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context

@@ -1,9 +1,11 @@
 """Institutional proxies: the client honours HTTP(S)_PROXY and NO_PROXY from the environment
-(read once per origin for a client's life), through a real forward proxy on loopback."""
+(read once per origin for a client's life), through a real forward proxy on loopback (plain HTTP
+relayed, HTTPS tunnelled with CONNECT to an emulator serving TLS)."""
 
 from __future__ import annotations
 
 import http.client
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -38,6 +40,32 @@ class _ForwardProxy(BaseHTTPRequestHandler):
         self.wfile.write(body)
         upstream.close()
 
+    def do_CONNECT(self):  # noqa: N802 - HTTPS through the proxy: a byte tunnel, TLS stays end to end
+        self.seen.append(f"CONNECT {self.path}")
+        host, _, port = self.path.rpartition(":")
+        upstream = socket.create_connection((host, int(port)), timeout=5)
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.close_connection = True
+
+        def pump(source, sink):
+            try:
+                while chunk := source.recv(65536):
+                    sink.sendall(chunk)
+            except OSError:
+                pass
+            finally:
+                for sock in (source, sink):
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+        back = threading.Thread(target=pump, args=(upstream, self.connection), daemon=True)
+        back.start()
+        pump(self.connection, upstream)
+        back.join(timeout=5)
+        upstream.close()
+
     def log_message(self, *args):
         pass
 
@@ -69,3 +97,19 @@ def test_downloads_go_through_the_environment_proxy_unless_no_proxy_names_the_ho
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     path = fetch(remote, tmp_path / "direct", client=HttpClient(rate=0))
     assert path.read_bytes() == data and len(seen) == 2  # a new client reads the environment again
+
+
+def test_https_goes_through_the_proxy_tunnel_with_the_institution_ca(proxy, emulator, tls, test_ca, monkeypatch,
+                                                                       tmp_path):
+    proxy_url, seen = proxy
+    emu = emulator(StaticEmulator, tls=tls)
+    data = bytes(range(256)) * 700
+    blob = emu.add_files({"scan.nii.gz": data})["scan.nii.gz"]
+    remote = RemoteFile("scan.nii.gz", len(data), {"md5": blob.md5}, f"{emu.url}/scan.nii.gz")
+    bundle = tmp_path / "ca.pem"
+    test_ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    monkeypatch.setenv("HTTPS_PROXY", proxy_url)
+    assert fetch(remote, tmp_path / "tunnel", client=HttpClient(rate=0)).read_bytes() == data
+    assert seen == [f"CONNECT {emu.url.removeprefix('https://')}"] and emu.log()  # tunnelled, answered over TLS

@@ -1,0 +1,67 @@
+"""HTTPS on loopback: the emulators serve TLS with a certificate from a CA made for the tests (trustme).
+The client trusts it only through ``REQUESTS_CA_BUNDLE``, as users behind an institutional HTTPS proxy
+trust their network's CA; a refused certificate is one line of advice at once, never retries that end
+in "check the network"."""
+
+from __future__ import annotations
+
+import pytest
+from dl_helpers import downloads, payload
+
+from omnimedseg.downloaders import download_dataset
+from omnimedseg.downloaders._http import HttpClient
+from omnimedseg.downloaders.emulators import ZenodoEmulator
+from omnimedseg.errors import DownloadError
+
+FILES = {"scan.nii.gz": payload(300_000, 3), "README.txt": b"read me\n"}  # one with a part record, one without
+
+
+@pytest.fixture
+def ca_bundle(test_ca, tmp_path):
+    path = tmp_path / "institution-ca.pem"
+    test_ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+def _trust_only(monkeypatch, bundle=None):
+    for key in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(key, raising=False)
+    if bundle is not None:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+
+
+def test_a_dataset_downloads_over_https_through_its_storage_redirect(emulator, tls, ca_bundle, make_card,
+                                                                    monkeypatch):
+    emu = emulator(ZenodoEmulator, tls=tls, redirect_to_storage=True)
+    emu.add_record("101", FILES)
+    _trust_only(monkeypatch, ca_bundle)
+    monkeypatch.setenv("ZENODO_TOKEN", "zen-s3cr3t")
+    download_dataset(make_card("zenodo", "101", FILES, version="101"))
+    for name, data in FILES.items():
+        assert (downloads() / name).read_bytes() == data
+    assert emu.url.startswith("https://") and emu.storage_url.startswith("https://")
+    assert emu.log("storage") and all("Authorization" not in r.headers for r in emu.log("storage"))
+
+
+@pytest.mark.parametrize("case", ["untrusted", "wrong_name"])
+def test_a_refused_certificate_is_one_line_of_advice_without_retries(emulator, test_ca, ca_bundle, make_card,
+                                                                     monkeypatch, case):
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    # untrusted: the client is not given the CA (an institutional proxy's certificate, say); wrong_name: the
+    # CA is trusted, but the certificate names another host
+    test_ca.issue_cert("127.0.0.1" if case == "untrusted" else "files.example.org").configure_cert(context)
+    emu = emulator(ZenodoEmulator, tls=context)
+    emu.add_record("101", FILES)
+    _trust_only(monkeypatch, None if case == "untrusted" else ca_bundle)
+    waits = []
+    monkeypatch.setattr(HttpClient, "backoff", lambda self, attempt, response=None: waits.append(attempt) or 0.0)
+    with pytest.raises(DownloadError) as caught:
+        download_dataset(make_card("zenodo", "101", FILES, version="101"))
+    message = str(caught.value)
+    port = emu.url.rpartition(":")[2]
+    reason = "unable to get local issuer certificate" if case == "untrusted" else "mismatch"
+    assert f"the TLS certificate of 127.0.0.1:{port} was refused (" in message and reason in message
+    assert "set REQUESTS_CA_BUNDLE to its CA bundle" in message and "\n" not in message
+    assert waits == [] and not emu.log()  # refused at once: no retry, no request ever reached the server
