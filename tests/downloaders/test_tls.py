@@ -65,3 +65,14 @@ def test_a_refused_certificate_is_one_line_of_advice_without_retries(emulator, t
     assert f"the TLS certificate of 127.0.0.1:{port} was refused (" in message and reason in message
     assert "set REQUESTS_CA_BUNDLE to its CA bundle" in message and "\n" not in message
     assert waits == [] and not emu.log()  # refused at once: no retry, no request ever reached the server
+
+
+def test_a_redirect_from_https_to_plain_http_is_refused_before_it_is_followed(emulator, tls, ca_bundle, make_card,
+                                                                              monkeypatch):
+    emu = emulator(ZenodoEmulator, tls=tls, redirect_to_storage=True)
+    emu.add_record("101", FILES)
+    emu.storage_url = "http://127.0.0.1:9"  # the storage redirect now points at plain http (nothing listens)
+    _trust_only(monkeypatch, ca_bundle)
+    with pytest.raises(DownloadError, match=r"refusing redirect from https to plain http \(http://127\.0\.0\.1:9/"):
+        download_dataset(make_card("zenodo", "101", FILES, version="101"))
+    assert emu.log("api") and not emu.log("storage")
