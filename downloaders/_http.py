@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import re
+import socket
 import ssl
 import threading
 import time
@@ -385,7 +386,7 @@ class HttpClient:
                                         f"({refused}); if your network inspects HTTPS (many hospital and university "
                                         f"proxies do), set REQUESTS_CA_BUNDLE to its CA bundle (a PEM file) and "
                                         f"rerun") from None
-                last = f"{type(exc).__name__}"
+                last = network_failure(exc)
                 if attempt < self.retries:
                     time.sleep(self.backoff(attempt))
                     continue
@@ -416,20 +417,38 @@ class HttpClient:
                                 f"got {kind} ({len(response.content)} bytes)") from None
 
 
-def certificate_refused(exc: BaseException) -> str | None:
-    """Why a server's TLS certificate was refused (``unable to get local issuer certificate``,
-    ``IP address mismatch``...), found anywhere in the chain requests and urllib3 wrap it in, or None."""
+def _cause(exc: BaseException, kind: type[BaseException] | tuple[type[BaseException], ...]) -> BaseException | None:
+    """The first exception of ``kind`` in the chain requests and urllib3 wrap the socket's error in."""
     seen, todo = set(), [exc]
     while todo:
         item = todo.pop()
         if id(item) in seen:
             continue
         seen.add(id(item))
-        if isinstance(item, ssl.SSLCertVerificationError):
-            return item.verify_message or str(item)
+        if isinstance(item, kind):
+            return item
         todo += [x for x in (getattr(item, "reason", None), item.__cause__, item.__context__, *item.args)
                  if isinstance(x, BaseException)]
     return None
+
+
+def certificate_refused(exc: BaseException) -> str | None:
+    """Why a server's TLS certificate was refused (``unable to get local issuer certificate``,
+    ``IP address mismatch``...), or None."""
+    refused = _cause(exc, ssl.SSLCertVerificationError)
+    return (refused.verify_message or str(refused)) if refused is not None else None
+
+
+def network_failure(exc: BaseException) -> str:
+    """What went wrong on the network, in words (for the one-line error after the last retry)."""
+    host = origin(getattr(getattr(exc, "request", None), "url", None) or "")[1] or "the server"
+    if _cause(exc, socket.gaierror) is not None:
+        return f"{host.rpartition(':')[0] or host} could not be resolved (no network, or no DNS)"
+    if _cause(exc, ConnectionRefusedError) is not None:
+        return f"{host} refused the connection"
+    if isinstance(exc, requests.Timeout) or _cause(exc, TimeoutError) is not None:
+        return f"{host} did not answer in time (${ENV_TIMEOUT} sets the read timeout)"
+    return f"{type(exc).__name__} from {host}"
 
 
 def http_error(response: requests.Response, url: str, what: str = "") -> DownloadError:

@@ -1,7 +1,7 @@
-"""HTTPS on loopback: the emulators serve TLS with a certificate from a CA made for the tests (trustme).
-The client trusts it only through ``REQUESTS_CA_BUNDLE``, as users behind an institutional HTTPS proxy
-trust their network's CA; a refused certificate is one line of advice at once, never retries that end
-in "check the network"."""
+"""Connections that fail, and HTTPS. The emulators serve TLS with a certificate from a CA made for the
+tests (trustme); the client trusts it only through ``REQUESTS_CA_BUNDLE``, as users behind an institutional
+HTTPS proxy trust their network's CA. A refused certificate is one line of advice at once, never retries
+that end in "check the network"; other network failures are named in the line after the last retry."""
 
 from __future__ import annotations
 
@@ -76,3 +76,33 @@ def test_a_redirect_from_https_to_plain_http_is_refused_before_it_is_followed(em
     with pytest.raises(DownloadError, match=r"refusing redirect from https to plain http \(http://127\.0\.0\.1:9/"):
         download_dataset(make_card("zenodo", "101", FILES, version="101"))
     assert emu.log("api") and not emu.log("storage")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_network_failures_are_named_after_the_last_retry(monkeypatch):
+    """The one line after the retries says what failed, not only requests' exception class."""
+    import socket
+
+    port = _free_port()  # nothing listens there any more
+    with pytest.raises(DownloadError, match=rf"x.bin: 127.0.0.1:{port} refused the connection after 2 attempts"):
+        HttpClient(rate=0, retries=1).request("GET", f"http://127.0.0.1:{port}/x.bin", what="x.bin")
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel's backlog) but never answers
+    monkeypatch.setenv("OMNIMEDSEG_TIMEOUT", "0.2")
+    try:
+        with pytest.raises(DownloadError, match=r"127.0.0.1:\d+ did not answer in time \(\$OMNIMEDSEG_TIMEOUT"):
+            HttpClient(rate=0, retries=0).request("GET", f"http://127.0.0.1:{silent.getsockname()[1]}/x.bin")
+    finally:
+        silent.close()
+
+    def no_dns(*args, **kwargs):  # what an offline machine's resolver answers (no query leaves this test)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    with pytest.raises(DownloadError, match=r"zenodo.org could not be resolved \(no network, or no DNS\)"):
+        HttpClient(rate=0, retries=0).request("GET", "https://zenodo.org/api/records/1")
