@@ -53,7 +53,7 @@ def downloader_for(card: Card, sources: list[Path] | None = None) -> Downloader:
 
 
 def download_dataset(card: Card, root: str | os.PathLike | None = None, sources: list[Path] | None = None,
-                     offline: bool = False, progress: Progress = SILENT, jobs: int = 4,
+                     offline: bool = False, progress: Progress = SILENT, jobs: int | None = None,
                      engine: str = "default", wait: bool | None = None,
                      say: Callable[[str], None] | None = None) -> Path:
     """Fetch and verify every file of ``card``, prepare the raw tree, then write the lock.
@@ -62,6 +62,7 @@ def download_dataset(card: Card, root: str | os.PathLike | None = None, sources:
     on disk against the lock. ``engine="zenodo-get"`` uses the optional zenodo-get adapter.
     ``wait=False`` refuses instead of waiting when another process works on the dataset;
     ``say`` receives notices (waiting, files kept instead of read from ``sources``).
+    ``jobs``: files fetched in parallel (None: the platform's own default, ``Downloader.jobs``).
     Returns the raw folder a converter reads.
     """
     with dataset_lock(card.id, root, wait=wait, say=say):
@@ -88,7 +89,8 @@ def download_dataset(card: Card, root: str | os.PathLike | None = None, sources:
         elif engine != "default":
             raise UsageError(f"unknown engine {engine!r}; choose 'default' or 'zenodo-get'")
         else:
-            fetch_all(manifest.files, folder, progress, client=getattr(downloader, "client", None), jobs=jobs,
+            fetch_all(manifest.files, folder, progress, client=getattr(downloader, "client", None),
+                      jobs=jobs or downloader.jobs,
                       refresh=getattr(downloader, "refresh", None), check=getattr(downloader, "check_part", None),
                       dataset_id=card.id)
         if sources and say is not None:
@@ -126,7 +128,7 @@ def _identities(folder: Path, manifest: Manifest) -> dict[str, tuple[int, int]]:
 
 
 def verify_dataset(card: Card, root: str | os.PathLike | None = None, repair: bool = False,
-                   progress: Progress = SILENT, jobs: int = 4, wait: bool | None = None,
+                   progress: Progress = SILENT, jobs: int | None = None, wait: bool | None = None,
                    say: Callable[[str], None] | None = None) -> dict[str, str]:
     """Re-check every downloaded file against the lock and the raw tree against its marker.
 
@@ -169,7 +171,8 @@ def verify_dataset(card: Card, root: str | os.PathLike | None = None, repair: bo
                 downloader = load_plugin("downloaders", manifest.platform, Downloader)()
                 if hasattr(downloader, "bind"):
                     downloader.bind(manifest)  # expiring links are re-listed from the lock's record and version
-            fetch_all(bad, folder, progress, client=getattr(downloader, "client", None), jobs=jobs,
+            fetch_all(bad, folder, progress, client=getattr(downloader, "client", None),
+                      jobs=jobs or getattr(downloader, "jobs", Downloader.jobs),
                       refresh=getattr(downloader, "refresh", None), check=getattr(downloader, "check_part", None),
                       dataset_id=card.id)
             for remote in bad:

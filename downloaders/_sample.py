@@ -47,7 +47,7 @@ def is_side_file(name: str) -> bool:
 
 
 def download_sample(card: Card, n: int, root: str | os.PathLike | None = None, sources: list[Path] | None = None,
-                    progress: Progress = SILENT, jobs: int = 4) -> Path:
+                    progress: Progress = SILENT, jobs: int | None = None) -> Path:
     """Fetch what the first ``n`` cases of each split need into ``raw/<id>``; returns the raw folder.
 
     A complete (non-sample) raw tree is left as it is: it already holds every case.
@@ -58,6 +58,7 @@ def download_sample(card: Card, n: int, root: str | os.PathLike | None = None, s
         return raw
     downloader = downloader_for(card, sources)
     manifest = downloader.resolve(card)
+    jobs = jobs or downloader.jobs
     client = getattr(downloader, "client", None) or HttpClient()
     refresh = getattr(downloader, "refresh", None)
     check = getattr(downloader, "check_part", None)

@@ -18,7 +18,8 @@ from omnimedseg.progress import human_bytes
 @click.option("--from", "sources", multiple=True, type=click.Path(exists=True, path_type=Path),
               help="Take the files from this folder or file instead of the platform (repeatable).")
 @click.option("--offline", is_flag=True, help="Fetch nothing; verify the files on disk against the lock.")
-@jobs_option(4, "Files fetched in parallel (each host also has its own limit).")
+@jobs_option(None, "Files fetched in parallel (default: the platform's, 4; IDC 16; each host also has "
+                   "its own limit).")
 @click.option("--engine", type=click.Choice(["default", "zenodo-get"]), default="default", show_default=True,
               help="Transfer engine; zenodo-get (optional extra, AGPL-3.0) works for Zenodo only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -27,7 +28,7 @@ from omnimedseg.progress import human_bytes
 @click.option("--sample", type=click.IntRange(1), default=None,
               help="Fetch only what 'convert --sample N' needs: N cases per split (ZIP members by HTTP Range).")
 @pass_env
-def download(env: Env, dataset_id: str, sources: tuple[Path, ...], offline: bool, jobs: int, engine: str,
+def download(env: Env, dataset_id: str, sources: tuple[Path, ...], offline: bool, jobs: int | None, engine: str,
              as_json: bool, accept_licence: bool, sample: int | None) -> None:
     """Download DATASET_ID into <root>/downloads and unpack it into <root>/raw."""
     from omnimedseg.downloaders import download_dataset

@@ -15,10 +15,10 @@ from omnimedseg.errors import ChecksumMismatchError
 @click.argument("dataset_id")
 @click.option("--repair", is_flag=True, help="Fetch missing or corrupt files again (bad files are kept as *.corrupt) "
                                              "and rebuild a damaged raw/ tree.")
-@jobs_option(4, "Files fetched in parallel when repairing.")
+@jobs_option(None, "Files fetched in parallel when repairing (default: the platform's, 4; IDC 16).")
 @click.option("--json", "as_json", is_flag=True, help="Print the per-file status as JSON.")
 @pass_env
-def verify(env: Env, dataset_id: str, repair: bool, jobs: int, as_json: bool) -> None:
+def verify(env: Env, dataset_id: str, repair: bool, jobs: int | None, as_json: bool) -> None:
     """Verify DATASET_ID's downloads (sizes and hashes) against manifest.lock.json, and its raw/ tree, offline."""
     from omnimedseg.downloaders import verify_dataset
 

@@ -250,3 +250,23 @@ def test_dicom_header_grows_the_range_until_the_whole_header_is_read(tmp_path):
     parsed = pydicom.dcmread(io.BytesIO(header), stop_before_pixels=True)
     assert len(parsed.ReferencedImageSequence) == 1500
     assert parsed.ReferencedImageSequence[-1].ReferencedSOPInstanceUID == items[-1].ReferencedSOPInstanceUID
+
+
+def test_idc_fetches_sixteen_instances_at_once_unless_jobs_says_otherwise(emulator, make_card, monkeypatch):
+    """A collection is tens of thousands of small DICOM objects: the platform sets the default parallelism
+    (``Downloader.jobs``), ``download --jobs`` still wins."""
+    from click.testing import CliRunner
+
+    from omnimedseg.cli import cli
+    from omnimedseg.downloaders import _dataset
+
+    _serve(emulator)
+    card = make_card("idc", "coll?analysis_result_id=", None, version="v25")
+    asked, fetch_all = [], _dataset.fetch_all
+    monkeypatch.setattr(_dataset, "fetch_all", lambda *a, **kw: asked.append(kw["jobs"]) or fetch_all(*a, **kw))
+    for args in ([], ["--jobs", "2"]):
+        result = CliRunner().invoke(cli, ["--registry", str(card.path.parent), "download", card.id, *args])
+        assert result.exit_code == 0, result.output
+    assert asked == [IdcDownloader.jobs, 2] and IdcDownloader.jobs == 16
+    help_text = " ".join(CliRunner().invoke(cli, ["download", "--help"]).output.split())
+    assert "(default: the platform's, 4; IDC 16;" in help_text
