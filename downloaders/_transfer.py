@@ -314,16 +314,30 @@ def _reuse_connection(response: requests.Response) -> None:
 
 
 class _Tee:
-    """A Progress whose per-file tasks also advance one overall byte counter."""
+    """A Progress whose per-file tasks also advance one overall byte counter.
+
+    A file of known size under ``OWN_TASK_FROM`` bytes only advances the overall task: an IDC collection is
+    tens of thousands of small DICOM objects, and a bar (or, in a log, a "started" and a "done" line) for
+    each would bury the one line that says how far the download is.
+    """
+
+    OWN_TASK_FROM = 16 << 20
 
     def __init__(self, progress: Progress, overall: Callable[[float], None]):
         self.progress, self.overall, self.lock = progress, overall, threading.Lock()
+
+    def _overall_only(self, n: float = 1) -> None:
+        with self.lock:
+            self.overall(n)
 
     def task(self, description, total=None, unit="it"):
         from contextlib import contextmanager
 
         @contextmanager
         def both():
+            if total is not None and total < self.OWN_TASK_FROM:
+                yield self._overall_only
+                return
             with self.progress.task(description, total, unit) as advance:
                 def step(n: float = 1) -> None:
                     advance(n)

@@ -217,9 +217,11 @@ def test_repair_advice_is_a_real_command():
     assert repair_command("/elsewhere/x.png") == "omnimedseg verify <dataset id> --repair"
 
 
-def test_file_reported_done_only_after_verification(emulator, make_card):
+def test_file_reported_done_only_after_verification(emulator, make_card, monkeypatch):
+    from omnimedseg.downloaders import _transfer
     from omnimedseg.progress import Progress
 
+    monkeypatch.setattr(_transfer._Tee, "OWN_TASK_FROM", 0)  # a file this small has its own task only here
     emu, card = _zenodo(emulator, make_card, {"a.bin": payload(5000, 1)})
     emu.inject("wrong_bytes", times=-1)
     stream = io.StringIO()

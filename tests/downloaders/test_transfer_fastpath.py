@@ -188,3 +188,26 @@ def test_every_part_is_fsynced_before_its_rename(emulator, tmp_path, monkeypatch
         assert len(emu.log(path_contains="f.bin")) == requests_before  # nothing fetched again
         replaced = [e for e in events if e[0] == "replace"]
         assert ("fsync", replaced[0][1]) in events[:events.index(replaced[0])]
+
+
+def test_many_small_files_report_one_overall_task_and_big_files_their_own(tmp_path, monkeypatch):
+    """A log gets "started"/"done" lines for a big file and the overall task, not two lines per small file."""
+    import io
+
+    from omnimedseg.progress import Progress
+
+    monkeypatch.setattr(_transfer._Tee, "OWN_TASK_FROM", 50_000)
+    sources = {f"s/{i:02d}.dcm": payload(2_000, i) for i in range(30)} | {"big.bin": payload(60_000, 99)}
+    remotes = []
+    for name, data in sources.items():
+        path = tmp_path / "src" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        remotes.append(RemoteFile(name, len(data), {"sha256": hashlib.sha256(data).hexdigest()}, path.as_uri()))
+    log = io.StringIO()
+    _transfer.fetch_all(remotes, tmp_path / "out", progress=Progress(stream=log), jobs=4)
+    lines = log.getvalue().splitlines()
+    assert all((tmp_path / "out" / name).read_bytes() == data for name, data in sources.items())
+    assert [line.split(":")[0] for line in lines if "started" in line] == ["31 files", "big.bin"]
+    assert sum("done" in line for line in lines) == 2 and not any(".dcm" in line for line in lines)
+    assert lines[-1].startswith("31 files: done (")
