@@ -84,3 +84,19 @@ def test_signed_storage_faults(platform, fault, emulator, make_card, monkeypatch
     faults, expected = STORAGE_ONLY[fault]
     emu, _ = _run(platform, faults, expected, emulator, make_card, monkeypatch, redirect_to_storage=True)
     assert not [r for r in emu.log("storage") if r.method == "HEAD"]  # we never HEAD a GET-signed URL
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_fault_matrix_over_https(fault, emulator, make_card, monkeypatch, tls, test_ca, tmp_path):
+    """The same faults through TLS, API and signed storage both HTTPS (the test CA trusted as an institution's
+    would be): a dropped or cut stream surfaces as an SSL error or a ragged EOF instead of a socket error."""
+    bundle = tmp_path / "ca.pem"
+    test_ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    faults, expected = FAULTS[fault]
+    emu, files = _run("zenodo", faults, expected, emulator, make_card, monkeypatch, tls=tls, redirect_to_storage=True)
+    assert emu.url.startswith("https://") and emu.storage_url.startswith("https://")
+    if fault == "connection dropped after N bytes":
+        starts = [int(r.headers["Range"][6:-1]) for r in emu.requests if r.headers.get("Range")]
+        assert starts and min(starts) >= 65536  # resumed over TLS too, never restarted at 0
