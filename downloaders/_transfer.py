@@ -255,7 +255,6 @@ def fetch_all(remotes: Iterable[RemoteFile], dest_dir: Path, progress: Progress 
     root = os.path.realpath(dest_dir)  # once, not per file
     cancel = threading.Event()
     total = sum(r.size or 0 for r in remotes)
-
     finished, lock, unsettled = threading.Event(), threading.Lock(), len(remotes)
 
     def stops(future) -> bool:
