@@ -118,8 +118,11 @@ def libcurl_multi(remotes, out: Path, jobs: int = 8) -> None:
         part = out / f"{remote.name}.part"
         part.parent.mkdir(parents=True, exist_ok=True)
         fd, digest = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), hashlib.md5()
+        def write(data: bytes) -> None:
+            os.write(fd, data)
+            digest.update(data)
         handle.setopt(pycurl.URL, remote.url)
-        handle.setopt(pycurl.WRITEFUNCTION, lambda data: (os.write(fd, data), digest.update(data)) and None)
+        handle.setopt(pycurl.WRITEFUNCTION, write)
         active[handle] = (remote, fd, digest, str(part))
         multi.add_handle(handle)
     with ThreadPoolExecutor(4) as finisher:

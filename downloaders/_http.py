@@ -379,14 +379,14 @@ class HttpClient:
             try:
                 response = self._send_once(method, url, headers, stream, params=params, what=what)
             except (requests.ConnectionError, requests.Timeout) as exc:
+                hop = getattr(getattr(exc, "request", None), "url", None) or url  # a redirect's target, maybe
                 refused = certificate_refused(exc)
                 if refused:  # not transient: retrying would only delay the advice
-                    hop = getattr(getattr(exc, "request", None), "url", None) or url
                     raise DownloadError(f"{what or redact(url)}: the TLS certificate of {origin(hop)[1]} was refused "
                                         f"({refused}); if your network inspects HTTPS (many hospital and university "
                                         f"proxies do), set REQUESTS_CA_BUNDLE to its CA bundle (a PEM file) and "
                                         f"rerun") from None
-                last = network_failure(exc)
+                last = network_failure(exc, hop)
                 if attempt < self.retries:
                     time.sleep(self.backoff(attempt))
                     continue
@@ -439,9 +439,9 @@ def certificate_refused(exc: BaseException) -> str | None:
     return (refused.verify_message or str(refused)) if refused is not None else None
 
 
-def network_failure(exc: BaseException) -> str:
-    """What went wrong on the network, in words (for the one-line error after the last retry)."""
-    host = origin(getattr(getattr(exc, "request", None), "url", None) or "")[1] or "the server"
+def network_failure(exc: BaseException, url: str) -> str:
+    """What went wrong on the network reaching ``url``, in words (for the one-line error after the last retry)."""
+    host = origin(url)[1] or "the server"
     if _cause(exc, socket.gaierror) is not None:
         return f"{host.rpartition(':')[0] or host} could not be resolved (no network, or no DNS)"
     if _cause(exc, ConnectionRefusedError) is not None:

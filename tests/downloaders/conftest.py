@@ -74,3 +74,23 @@ def tls(test_ca):
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     test_ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
     return context
+
+
+@pytest.fixture
+def ca_bundle(test_ca, tmp_path):
+    """The test CA as a PEM file, as an institution hands out its CA bundle."""
+    path = tmp_path / "institution-ca.pem"
+    test_ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture
+def trust(monkeypatch):
+    """``trust(bundle)``: the client verifies servers with ``bundle`` (``REQUESTS_CA_BUNDLE``), or with its
+    default CAs when ``bundle`` is None; whatever the machine's environment said is ignored."""
+    def set_bundle(bundle=None) -> None:
+        for key in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+            monkeypatch.delenv(key, raising=False)
+        if bundle is not None:
+            monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    return set_bundle

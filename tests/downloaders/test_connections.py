@@ -16,25 +16,11 @@ from omnimedseg.errors import DownloadError
 FILES = {"scan.nii.gz": payload(300_000, 3), "README.txt": b"read me\n"}  # one with a part record, one without
 
 
-@pytest.fixture
-def ca_bundle(test_ca, tmp_path):
-    path = tmp_path / "institution-ca.pem"
-    test_ca.cert_pem.write_to_path(str(path))
-    return path
-
-
-def _trust_only(monkeypatch, bundle=None):
-    for key in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        monkeypatch.delenv(key, raising=False)
-    if bundle is not None:
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
-
-
-def test_a_dataset_downloads_over_https_through_its_storage_redirect(emulator, tls, ca_bundle, make_card,
-                                                                    monkeypatch):
+def test_a_dataset_downloads_over_https_through_its_storage_redirect(emulator, tls, ca_bundle, trust,
+                                                                    make_card, monkeypatch):
     emu = emulator(ZenodoEmulator, tls=tls, redirect_to_storage=True)
     emu.add_record("101", FILES)
-    _trust_only(monkeypatch, ca_bundle)
+    trust(ca_bundle)
     monkeypatch.setenv("ZENODO_TOKEN", "zen-s3cr3t")
     download_dataset(make_card("zenodo", "101", FILES, version="101"))
     for name, data in FILES.items():
@@ -44,8 +30,8 @@ def test_a_dataset_downloads_over_https_through_its_storage_redirect(emulator, t
 
 
 @pytest.mark.parametrize("case", ["untrusted", "wrong_name"])
-def test_a_refused_certificate_is_one_line_of_advice_without_retries(emulator, test_ca, ca_bundle, make_card,
-                                                                     monkeypatch, case):
+def test_a_refused_certificate_is_one_line_of_advice_without_retries(emulator, test_ca, ca_bundle, trust,
+                                                                     make_card, monkeypatch, case):
     import ssl
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -54,7 +40,7 @@ def test_a_refused_certificate_is_one_line_of_advice_without_retries(emulator, t
     test_ca.issue_cert("127.0.0.1" if case == "untrusted" else "files.example.org").configure_cert(context)
     emu = emulator(ZenodoEmulator, tls=context)
     emu.add_record("101", FILES)
-    _trust_only(monkeypatch, None if case == "untrusted" else ca_bundle)
+    trust(None if case == "untrusted" else ca_bundle)
     waits = []
     monkeypatch.setattr(HttpClient, "backoff", lambda self, attempt, response=None: waits.append(attempt) or 0.0)
     with pytest.raises(DownloadError) as caught:
@@ -67,12 +53,12 @@ def test_a_refused_certificate_is_one_line_of_advice_without_retries(emulator, t
     assert waits == [] and not emu.log()  # refused at once: no retry, no request ever reached the server
 
 
-def test_a_redirect_from_https_to_plain_http_is_refused_before_it_is_followed(emulator, tls, ca_bundle, make_card,
-                                                                              monkeypatch):
+def test_a_redirect_from_https_to_plain_http_is_refused_before_it_is_followed(emulator, tls, ca_bundle, trust,
+                                                                              make_card):
     emu = emulator(ZenodoEmulator, tls=tls, redirect_to_storage=True)
     emu.add_record("101", FILES)
     emu.storage_url = "http://127.0.0.1:9"  # the storage redirect now points at plain http (nothing listens)
-    _trust_only(monkeypatch, ca_bundle)
+    trust(ca_bundle)
     with pytest.raises(DownloadError, match=r"refusing redirect from https to plain http \(http://127\.0\.0\.1:9/"):
         download_dataset(make_card("zenodo", "101", FILES, version="101"))
     assert emu.log("api") and not emu.log("storage")

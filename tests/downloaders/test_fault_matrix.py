@@ -87,13 +87,10 @@ def test_signed_storage_faults(platform, fault, emulator, make_card, monkeypatch
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
-def test_fault_matrix_over_https(fault, emulator, make_card, monkeypatch, tls, test_ca, tmp_path):
+def test_fault_matrix_over_https(fault, emulator, make_card, monkeypatch, tls, ca_bundle, trust):
     """The same faults through TLS, API and signed storage both HTTPS (the test CA trusted as an institution's
     would be): a dropped or cut stream surfaces as an SSL error or a ragged EOF instead of a socket error."""
-    bundle = tmp_path / "ca.pem"
-    test_ca.cert_pem.write_to_path(str(bundle))
-    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    trust(ca_bundle)
     faults, expected = FAULTS[fault]
     emu, files = _run("zenodo", faults, expected, emulator, make_card, monkeypatch, tls=tls, redirect_to_storage=True)
     assert emu.url.startswith("https://") and emu.storage_url.startswith("https://")

@@ -99,17 +99,14 @@ def test_downloads_go_through_the_environment_proxy_unless_no_proxy_names_the_ho
     assert path.read_bytes() == data and len(seen) == 2  # a new client reads the environment again
 
 
-def test_https_goes_through_the_proxy_tunnel_with_the_institution_ca(proxy, emulator, tls, test_ca, monkeypatch,
-                                                                       tmp_path):
+def test_https_goes_through_the_proxy_tunnel_with_the_institution_ca(proxy, emulator, tls, ca_bundle, trust,
+                                                                       monkeypatch, tmp_path):
     proxy_url, seen = proxy
     emu = emulator(StaticEmulator, tls=tls)
     data = bytes(range(256)) * 700
     blob = emu.add_files({"scan.nii.gz": data})["scan.nii.gz"]
     remote = RemoteFile("scan.nii.gz", len(data), {"md5": blob.md5}, f"{emu.url}/scan.nii.gz")
-    bundle = tmp_path / "ca.pem"
-    test_ca.cert_pem.write_to_path(str(bundle))
-    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    trust(ca_bundle)
     monkeypatch.setenv("HTTPS_PROXY", proxy_url)
     assert fetch(remote, tmp_path / "tunnel", client=HttpClient(rate=0)).read_bytes() == data
     assert seen == [f"CONNECT {emu.url.removeprefix('https://')}"] and emu.log()  # tunnelled, answered over TLS

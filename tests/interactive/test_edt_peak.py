@@ -140,27 +140,34 @@ def test_center_click_on_near_full_mask_is_the_naive_click(shape):
         assert got.coord == tuple(int(v) for v in np.unravel_index(int(pick), shape))
 
 
+def _components_checked_against_scipy(m: np.ndarray, rank: int):
+    """find_components of ``m`` at connectivity ``rank``, checked to be scipy's partition (count, sizes,
+    the same voxels together); returns them and their ids painted into an int64 image."""
+    from omnimedseg.interactive import eligibility, find_components
+
+    ref, n = ndimage.label(m, structure=ndimage.generate_binary_structure(m.ndim, rank))
+    comps = find_components(eligibility(m), rank)
+    assert len(comps) == n
+    got = np.zeros(m.shape, dtype=np.int64)
+    for c in comps:
+        got[c.slices] += c.mask() * c.id
+        assert c.size == c.mask().sum()
+    assert len(set(zip(got[m].tolist(), ref[m].tolist()))) == n  # same partition
+    return comps, got
+
+
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_components_partition_equals_scipy_label(ndim):
     """find_components (cc3d inside) gives scipy's components for every connectivity, on
     C, Fortran and flipped inputs; cc3d 4.1 mislabels 2D bool images at 8-connectivity."""
-    from omnimedseg.interactive import eligibility, find_components
-
     rng = np.random.default_rng(ndim)
     for trial in range(40):
         shape = tuple(int(v) for v in rng.integers(3, 30, size=ndim))
         m = ndimage.gaussian_filter(rng.random(shape), rng.uniform(0.5, 3)) > rng.uniform(0.4, 0.6)
         m = [m, np.asfortranarray(m), m[::-1].copy()[::-1]][trial % 3]
         for rank in range(1, ndim + 1):
-            ref, n = ndimage.label(m, structure=ndimage.generate_binary_structure(ndim, rank))
-            comps = find_components(eligibility(m), rank)
-            assert len(comps) == n
-            got = np.zeros(m.shape, dtype=np.int64)
-            for c in comps:
-                got[c.slices] += c.mask() * c.id
-                assert c.size == c.mask().sum()
+            comps, got = _components_checked_against_scipy(m, rank)
             assert np.array_equal(got > 0, m)
-            assert len(set(zip(got[m].tolist(), ref[m].tolist()))) == n  # same partition
             firsts = [c.first_voxel for c in comps]
             assert firsts == sorted(firsts) and all(m.ravel()[f] for f in firsts)
 
@@ -342,8 +349,6 @@ def test_collapsed_one_component_test_equals_scipy_label(conn):
 def test_components_of_large_2d_masks_equal_scipy_label():
     """find_components on masks large enough for the collapsed test: one near-full component,
     two parts joined only diagonally, a mask with distinct rows; same partition as scipy."""
-    from omnimedseg.interactive import eligibility, find_components
-
     near = np.ones((300, 260), bool)
     near[:2] = False
     near[50:90, 30:70] = False
@@ -353,14 +358,7 @@ def test_components_of_large_2d_masks_equal_scipy_label():
     disc[::7] = False  # background lines: many components
     for m in (near, diagonal, disc):
         for rank in (1, 2):
-            ref, n = ndimage.label(m, structure=ndimage.generate_binary_structure(2, rank))
-            comps = find_components(eligibility(m), rank)
-            assert len(comps) == n
-            got = np.zeros(m.shape, dtype=np.int64)
-            for c in comps:
-                got[c.slices] += c.mask() * c.id
-                assert c.size == c.mask().sum()
-            assert len(set(zip(got[m].tolist(), ref[m].tolist()))) == n
+            _components_checked_against_scipy(m, rank)
 
 
 def test_bounding_box_equals_argwhere_extent():
