@@ -21,7 +21,8 @@ turns ("ceiling" rows: curl's receive + the hash on one core, the slower of the 
 estimates, our receive path is a little cheaper than curl's). "curl + md5" is the equivalent
 verified shell pipeline; "curl + fsync" has the engine's durability (it fsyncs before the rename).
 Small files are timed on bare loopback (per-file CPU only) and with a platform's 20 ms latency per
-request (what users wait for).
+request (what users wait for); with pycurl installed they go through libcurl's lane (``downloaders/_curl.py``)
+and an extra row times the engine's own transfer alone (``OMNIMEDSEG_LIBCURL=0``).
 """
 
 from __future__ import annotations
@@ -98,51 +99,6 @@ def emulator(folder: Path, *faults: str):
         server.wait()
 
 
-def libcurl_multi(remotes, out: Path, jobs: int = 8) -> None:
-    """A prototype, not the engine: libcurl's multi interface (pycurl) fetching ``jobs`` files at once in one
-    thread, with the engine's durability (``.part``, md5 while writing, fsync and rename in a small thread
-    pool). It measures what a transport in C would reach for many small files, where the engine's per-file
-    cost is mostly requests, urllib3 and ``http.client`` (issue 17). No redirects, retries or resume."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    import pycurl
-
-    def finish(fd: int, part: str) -> None:
-        os.fsync(fd)
-        os.close(fd)
-        os.replace(part, part.removesuffix(".part"))
-    waiting, active, multi = list(remotes), {}, pycurl.CurlMulti()
-
-    def start(handle) -> None:
-        remote = waiting.pop()
-        part = out / f"{remote.name}.part"
-        part.parent.mkdir(parents=True, exist_ok=True)
-        fd, digest = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), hashlib.md5()
-        def write(data: bytes) -> None:
-            os.write(fd, data)
-            digest.update(data)
-        handle.setopt(pycurl.URL, remote.url)
-        handle.setopt(pycurl.WRITEFUNCTION, write)
-        active[handle] = (remote, fd, digest, str(part))
-        multi.add_handle(handle)
-    with ThreadPoolExecutor(4) as finisher:
-        for handle in [pycurl.Curl() for _ in range(min(jobs, len(waiting)))]:
-            start(handle)
-        while active:
-            while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
-                pass
-            multi.select(1.0)
-            left, done, failed = multi.info_read()
-            for handle in done + [f[0] for f in failed]:
-                multi.remove_handle(handle)
-                remote, fd, digest, part = active.pop(handle)
-                if digest.hexdigest() != remote.hashes["md5"]:
-                    raise RuntimeError(f"{remote.name}: md5 mismatch")
-                finisher.submit(finish, fd, part)
-                if waiting:
-                    start(handle)
-
-
 def hash_file(path: Path, alg: str) -> str:
     h = hashlib.new(alg)
     with open(path, "rb") as fh:
@@ -165,8 +121,10 @@ def main() -> None:
     big_size = (args.big_mib or (64 if args.quick else 1024)) << 20
     n_small = 100 if args.quick else 1000
     os.environ["OMNIMEDSEG_MAX_RPS"] = "0"
+    from omnimedseg.downloaders import _curl
     from omnimedseg.downloaders._http import HttpClient
     from omnimedseg.downloaders._transfer import fetch, fetch_all
+    lane = _curl.available()
     from omnimedseg.downloaders.zenodo import ZenodoDownloader, parse_files
     from omnimedseg.registry import RemoteFile
 
@@ -257,10 +215,16 @@ def main() -> None:
                 urls = work / f"urls-{tag}.txt"
                 urls.write_text("".join(f'url = "{r.url}"\noutput = "{work / f"curl-{tag}" / r.name}"\n'
                                         for r in remotes))
+                def without_libcurl():
+                    os.environ["OMNIMEDSEG_LIBCURL"] = "0"
+                    try:
+                        fetch_all(remotes, out / tag, client=client, jobs=8)
+                    finally:
+                        del os.environ["OMNIMEDSEG_LIBCURL"]
                 cases = {"curl": lambda: subprocess.run(["curl", "-s", "--create-dirs", "-K", str(urls)], check=True),
                          "ours": lambda: fetch_all(remotes, out / tag, client=client, jobs=8)}
-                if importlib.util.find_spec("pycurl") is not None:
-                    cases["libcurl"] = lambda: libcurl_multi(remotes, out / tag, jobs=8)
+                if lane:
+                    cases["requests"] = without_libcurl
                 aside = work / "aside"
 
                 def move_aside():
@@ -269,29 +233,31 @@ def main() -> None:
                             aside.mkdir(exist_ok=True)
                             folder.rename(aside / f"{len(list(aside.iterdir()))}")
                 times = interleaved(cases, repeat, move_aside)
-                return times["curl"], times["ours"], times.get("libcurl")
-            (t_curl_s, cpu_curl_s), (t_ours_s, cpu_ours_s), libcurl = small_files(small_remotes, "small", args.repeat)
+                return times["curl"], times["ours"], times.get("requests")
+            (t_curl_s, cpu_curl_s), (t_ours_s, cpu_ours_s), plain = small_files(small_remotes, "small", args.repeat)
             with emulator(work / "small", f"slow:seconds={LATENCY}") as (slow_url, slow_id):
                 os.environ["OMNIMEDSEG_ZENODO_URL"] = slow_url
                 # one run each: the latency dominates (and a run of curl's sequence takes 20 s)
-                (t_curl_slow, _), (t_ours_slow, _), _ = small_files(
+                (t_curl_slow, _), (t_ours_slow, _), slow_plain = small_files(
                     parse_files(ZenodoDownloader().record(slow_id), slow_url), "slow", 1)
             rows.append((f"{n_small} small curl, sequential, loopback", n_small / t_curl_s,
                          f"{cpu_curl_s:6.2f} s  {cpu_curl_s / n_small * 1000:.2f} ms CPU per file"))
             ours_small = len(rows)
-            rows.append((f"{n_small} small omnimedseg --jobs 8, loopback", n_small / t_ours_s,
+            how = "libcurl" if lane else "requests: pip install pycurl for libcurl"
+            rows.append((f"{n_small} small omnimedseg --jobs 8 ({how}), loopback", n_small / t_ours_s,
                          f"{cpu_ours_s:6.2f} s  {t_curl_s / t_ours_s:.2f}x curl, "
                          f"{cpu_ours_s / n_small * 1000:.2f} ms CPU per file"))
-            if libcurl:
-                rows.append((f"{n_small} small libcurl multi prototype, loopback", n_small / libcurl[0],
-                             f"{libcurl[1]:6.2f} s  {t_curl_s / libcurl[0]:.2f}x curl, {libcurl[1] / n_small * 1000:.2f} ms "
-                             f"CPU per file (pycurl, the engine's durability; not the engine)"))
-            else:
-                rows.append(("libcurl multi prototype", 0, "skipped: pip install pycurl to measure a transport in C"))
+            if plain:
+                rows.append((f"{n_small} small omnimedseg, OMNIMEDSEG_LIBCURL=0, loopback", n_small / plain[0],
+                             f"{plain[1]:6.2f} s  {t_curl_s / plain[0]:.2f}x curl, {plain[1] / n_small * 1000:.2f} ms "
+                             f"CPU per file (the engine's own transfer only)"))
             ms = f"{LATENCY * 1000:.0f} ms"
             rows.append((f"{n_small} small curl, sequential, {ms} per file", n_small / t_curl_slow, f"{'':8}  "))
             rows.append((f"{n_small} small omnimedseg --jobs 8, {ms} per file", n_small / t_ours_slow,
                          f"{'':8}  {t_curl_slow / t_ours_slow:.2f}x curl"))
+            if slow_plain:
+                rows.append((f"{n_small} small omnimedseg, OMNIMEDSEG_LIBCURL=0, {ms} per file", n_small / slow_plain[0],
+                             f"{'':8}  {t_curl_slow / slow_plain[0]:.2f}x curl"))
             try:
                 if args.no_zenodo_get or importlib.util.find_spec("zenodo_get") is None:
                     raise ImportError("zenodo_get")

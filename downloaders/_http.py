@@ -29,6 +29,8 @@ from omnimedseg.errors import DownloadError
 
 USER_AGENT = f"omnimedseg/{__version__} (+https://github.com/omnimedseg/omnimedseg)"
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 10
 ENV_OFFLINE = "OMNIMEDSEG_OFFLINE"
 ENV_MAX_RPS = "OMNIMEDSEG_MAX_RPS"  # overrides every per-host request rate (0 = unlimited)
 ENV_TIMEOUT = "OMNIMEDSEG_TIMEOUT"  # read timeout in seconds
@@ -214,15 +216,21 @@ class _Host:
     next_at: float = 0.0  # when the bucket is full again (GCRA theoretical arrival time)
     blocked_until: float = 0.0  # a server-requested pause (Retry-After), never shortened by the burst
 
-    def wait_turn(self) -> None:
-        """Token bucket: ``burst`` requests at once, then one per ``interval`` to this host."""
+    def reserve(self) -> float:
+        """Token bucket: ``burst`` requests at once, then one per ``interval`` to this host. Takes the next
+        turn and returns when it comes (``time.monotonic``); a transport that waits on many requests at
+        once (libcurl's) starts it then instead of sleeping."""
         with self.lock:
             now = time.monotonic()
             due = max(now, self.next_at)
             start = max(now, due - (self.burst - 1) * self.interval, self.blocked_until)
             self.next_at = max(due, start) + self.interval
-        if start > now:
-            time.sleep(start - now)
+        return start
+
+    def wait_turn(self) -> None:
+        delay = self.reserve() - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
 
     def hold_off(self, seconds: float) -> None:
         with self.lock:
@@ -280,44 +288,51 @@ class HttpClient:
                 out.update(cred.headers)
         return out
 
-    def _send_once(self, method: str, url: str, headers: dict | None, stream: bool, max_redirects: int = 10,
+    def _send_once(self, method: str, url: str, headers: dict | None, stream: bool, max_redirects: int = MAX_REDIRECTS,
                    params: dict | None = None, what: str = "") -> requests.Response:
-        """One logical request, following redirects by hand so credentials stay on their origin.
-
-        Every hop is checked on the URL exactly as it will be sent (after ``params`` are merged):
-        its scheme and authority (:func:`unsafe_url`), and the origin of a credential is compared
-        with the origin urllib3 will connect to, never with another parser's idea of it.
-        """
+        """One logical request, following redirects by hand so credentials stay on their origin."""
         first = url
         what = what or redact(first)
         for hop in range(max_redirects + 1):
-            via = "redirect to" if hop else "URL"
-            check_url(url, what, via=via)  # as received: parsers disagree on exactly the URLs refused here
-            prepared = self._prepare(method, url, params, headers)
-            check_url(prepared.url, what, via=via)  # as it will be sent
-            host = self.host(prepared.url)
-            if offline():
-                raise DownloadError(f"{what}: offline mode (${ENV_OFFLINE}) forbids network access "
-                                    f"({redact(url)}); unset {ENV_OFFLINE} to download")
-            prepared.headers.update(self._headers_for(prepared.url, None))
+            prepared, host = self.prepare_hop(method, url, params, headers, what, hop)
             host.wait_turn()
             with host.semaphore:
                 response = self._send(prepared, stream)
             params = None
-            self._respect_quota(response, host)
-            if response.status_code in (301, 302, 303, 307, 308) and "Location" in response.headers:
-                target = urljoin(prepared.url, response.headers["Location"])
-                response.close()
-                if urlsplit(prepared.url).scheme == "https" and urlsplit(target).scheme == "http" \
-                        and not self.allow_downgrade:
-                    raise DownloadError(f"{what}: refusing redirect from https to plain http "
-                                        f"({redact(target)})")
-                if response.status_code == 303:
-                    method = "GET"
-                url = target
-                continue
-            return response
+            self.respect_quota(response, host)
+            location = response.headers.get("Location") if response.status_code in REDIRECT_STATUSES else None
+            if location is None:
+                return response
+            response.close()
+            if response.status_code == 303:
+                method = "GET"
+            url = self.redirect_target(prepared.url, location, what)
         raise DownloadError(f"{what}: more than {max_redirects} redirects from {redact(first)}")
+
+    def prepare_hop(self, method: str, url: str, params: dict | None, headers: dict | None, what: str,
+                    hop: int = 0) -> tuple[requests.PreparedRequest, _Host]:
+        """One hop's request exactly as it will be sent, and its host (for pacing); both transports send these.
+
+        The URL is checked as received and as it will be sent (after ``params`` are merged): its scheme
+        and authority (:func:`unsafe_url`); a credential goes only to the origin urllib3 will connect to,
+        never to another parser's idea of it.
+        """
+        via = "redirect to" if hop else "URL"
+        check_url(url, what, via=via)  # as received: parsers disagree on exactly the URLs refused here
+        prepared = self._prepare(method, url, params, headers)
+        check_url(prepared.url, what, via=via)  # as it will be sent
+        if offline():
+            raise DownloadError(f"{what}: offline mode (${ENV_OFFLINE}) forbids network access "
+                                f"({redact(url)}); unset {ENV_OFFLINE} to download")
+        prepared.headers.update(self._headers_for(prepared.url, None))
+        return prepared, self.host(prepared.url)
+
+    def redirect_target(self, url: str, location: str, what: str) -> str:
+        """Where a redirect from ``url`` leads; a step down from https to plain http is refused."""
+        target = urljoin(url, location)
+        if urlsplit(url).scheme == "https" and urlsplit(target).scheme == "http" and not self.allow_downgrade:
+            raise DownloadError(f"{what}: refusing redirect from https to plain http ({redact(target)})")
+        return target
 
     def _prepare(self, method: str, url: str, params: dict | None, headers: dict | None) -> requests.PreparedRequest:
         """The request as ``Session.prepare_request`` would build it (session headers under ours, the
@@ -333,7 +348,7 @@ class HttpClient:
         """One hop through the session's adapter (what ``Session.send`` does, without its hooks and
         redirect machinery: redirects are followed by :meth:`_send_once`); cookies the server sets are
         kept in the session as ``Session.send`` keeps them."""
-        settings = self._environment_settings(prepared.url)
+        settings = self.environment_settings(prepared.url)
         adapter = self.session.get_adapter(prepared.url)
         response = adapter.send(prepared, stream=stream, timeout=self.timeout, verify=settings["verify"],
                                 cert=settings["cert"], proxies=settings["proxies"])
@@ -343,7 +358,7 @@ class HttpClient:
             response.content  # noqa: B018  (read the body now: the connection goes back to the pool)
         return response
 
-    def _environment_settings(self, url: str) -> dict:
+    def environment_settings(self, url: str) -> dict:
         """requests' proxies, CA bundle and client certificate for ``url``, read from the environment
         once per origin for the life of this client (never changed by callers)."""
         key = origin(url)
@@ -353,7 +368,7 @@ class HttpClient:
         return settings
 
     @staticmethod
-    def _respect_quota(response: requests.Response, host: _Host) -> None:
+    def respect_quota(response: requests.Response, host: _Host) -> None:
         """Slow down before the quota runs out (X-RateLimit-Remaining), not after a 429."""
         remaining = response.headers.get("X-RateLimit-Remaining", "")
         if remaining.isdigit() and int(remaining) == 0:

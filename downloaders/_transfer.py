@@ -245,6 +245,8 @@ def fetch_all(remotes: Iterable[RemoteFile], dest_dir: Path, progress: Progress 
               check: Callable[[Path, RemoteFile], None] | None = None, dataset_id: str = "") -> list[Path]:
     """Fetch many files with at most ``jobs`` in flight (the client also limits per host).
 
+    Small files go first through libcurl when it is installed (:mod:`._curl`); whatever it does not
+    finish, and every other file, goes through :func:`fetch`'s transfer in ``jobs`` threads.
     Ctrl-C cancels the workers between chunks; their ``.part`` files stay for a rerun.
     A file whose bytes fail verification does not stop the others (their bytes are good and a
     rerun needs them); any other failure (network, access) stops new transfers. The error raised
@@ -255,36 +257,36 @@ def fetch_all(remotes: Iterable[RemoteFile], dest_dir: Path, progress: Progress 
     root = os.path.realpath(dest_dir)  # once, not per file
     cancel = threading.Event()
     total = sum(r.size or 0 for r in remotes)
-    finished, lock, unsettled = threading.Event(), threading.Lock(), len(remotes)
-
-    def stops(future) -> bool:
-        return future.done() and not future.cancelled() and future.exception() is not None \
-            and not isinstance(future.exception(), ChecksumMismatchError)
-
-    def settle(future) -> None:
-        """Runs as each transfer ends: O(1) per file (waiting on every future in turn cost O(files)
-        every round, a tenth of the CPU for thousands of small files)."""
-        nonlocal unsettled
-        with lock:
-            unsettled -= 1
-            if not unsettled or stops(future):
-                finished.set()
     with progress.task(f"{len(remotes)} files", total or None, unit="B") as overall:
         overall_progress = _Tee(progress, overall)
+        paths = _through_libcurl(remotes, root, client, jobs, overall_progress, cancel, check)
+        rest = [(i, r) for i, r in enumerate(remotes) if i not in paths]
+        finished, lock, unsettled = threading.Event(), threading.Lock(), len(rest)
+
+        def stops(future) -> bool:
+            return future.done() and not future.cancelled() and future.exception() is not None \
+                and not isinstance(future.exception(), ChecksumMismatchError)
+
+        def settle(future) -> None:
+            """Runs as each transfer ends: O(1) per file (waiting on every future in turn cost O(files)
+            every round, a tenth of the CPU for thousands of small files)."""
+            nonlocal unsettled
+            with lock:
+                unsettled -= 1
+                if not unsettled or stops(future):
+                    finished.set()
         with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="omnimedseg-fetch") as pool:
             def one(remote: RemoteFile) -> Path:
                 return _fetch_to(_inside(root, remote.name), remote, overall_progress, client, refresh, cancel,
                                  check, dataset_id)
-            futures = [pool.submit(one, r) for r in remotes]
+            futures = [pool.submit(one, r) for _, r in rest]
             for future in futures:
                 future.add_done_callback(settle)
             if not futures:
                 finished.set()
             try:
-                while not finished.wait(0.2):  # a timeout, so that Ctrl-C is seen
-                    pass
+                _wait_for(finished, cancel)
             except KeyboardInterrupt:
-                cancel.set()
                 for f in futures:
                     f.cancel()
                 raise
@@ -293,7 +295,7 @@ def fetch_all(remotes: Iterable[RemoteFile], dest_dir: Path, progress: Progress 
                     cancel.set()
                     for f in futures:
                         f.cancel()
-    failed = [(r.name, f.exception()) for r, f in zip(remotes, futures)
+    failed = [(r.name, f.exception()) for (_, r), f in zip(rest, futures)
               if f.done() and not f.cancelled() and f.exception() and not isinstance(f.exception(), Cancelled)]
     if failed:
         first = failed[0][1]
@@ -301,7 +303,46 @@ def fetch_all(remotes: Iterable[RemoteFile], dest_dir: Path, progress: Progress 
             others = ", ".join(name for name, _ in failed[1:])
             raise type(first)(f"{first} (also failed: {others})")
         raise first
-    return [f.result() for f in futures]
+    paths.update((i, f.result()) for (i, _), f in zip(rest, futures))
+    return [paths[i] for i in range(len(remotes))]
+
+
+def _wait_for(finished: threading.Event, cancel: threading.Event) -> None:
+    """Wait in the main thread with a timeout, so that Ctrl-C is seen; Ctrl-C sets ``cancel``."""
+    try:
+        while not finished.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        cancel.set()
+        raise
+
+
+def _through_libcurl(remotes: list[RemoteFile], root: str, client: HttpClient, jobs: int, progress: _Tee,
+                     cancel: threading.Event, check: Callable[[Path, RemoteFile], None] | None) -> dict[int, Path]:
+    """{index: path} of the small files libcurl's lane fetched (:mod:`._curl`); none when pycurl is
+    missing or a platform check (TCIA's) must see each part, which the engine's transfer runs."""
+    from omnimedseg.downloaders import _curl  # it builds on this module
+
+    if check is not None or not _curl.available():
+        return {}
+    items = []
+    for i, remote in enumerate(remotes):
+        try:
+            target = _inside(root, remote.name)
+        except DownloadError:
+            continue  # the engine raises it, naming the file
+        if _curl.takes(remote, target):
+            items.append((i, remote, target))
+    if not items:
+        return {}
+    lane = _curl.CurlLane(client, jobs, progress, cancel)
+    with ThreadPoolExecutor(1, thread_name_prefix="omnimedseg-libcurl") as runner:
+        done = threading.Event()
+        future = runner.submit(lane.run, items)
+        future.add_done_callback(lambda _: done.set())
+        _wait_for(done, cancel)
+        finished = future.result()
+    return {i: target for i, _, target in items if i in finished}
 
 
 def _reuse_connection(response: requests.Response) -> None:

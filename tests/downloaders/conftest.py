@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 import os
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import pytest
 from dl_helpers import CARD, file_entry
@@ -37,9 +42,20 @@ def fast_network(monkeypatch, tmp_path):
             monkeypatch.delenv(key)
     for key in ("ZENODO_TOKEN", "ZENODO_ACCESS_TOKEN", "GITHUB_TOKEN", "DATAVERSE_API_TOKEN", "FIGSHARE_TOKEN",
                 "OSF_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN",
-                "OMNIMEDSEG_OFFLINE", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+                "OMNIMEDSEG_OFFLINE", "OMNIMEDSEG_LIBCURL", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-kaggle-config"))  # never the user's kaggle.json
+
+
+@pytest.fixture(params=["libcurl", "engine"])
+def transport(request, monkeypatch):
+    """Small files through libcurl's lane first (``downloaders/_curl.py``), or only through the engine's own
+    transfer (``OMNIMEDSEG_LIBCURL=0``, as without pycurl): every rule must hold on both."""
+    if request.param == "libcurl":
+        pytest.importorskip("pycurl", reason="pip install -e '.[test]'")
+    else:
+        monkeypatch.setenv("OMNIMEDSEG_LIBCURL", "0")
+    return request.param
 
 
 @pytest.fixture
@@ -94,3 +110,67 @@ def trust(monkeypatch):
         if bundle is not None:
             monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
     return set_bundle
+
+
+class _ForwardProxy(BaseHTTPRequestHandler):
+    """A plain-HTTP forward proxy: records the absolute URL asked for and relays the answer."""
+
+    seen: list[str]
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        self.seen.append(self.path)
+        target = urlsplit(self.path)
+        upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=5)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("proxy-connection", "connection")}
+        upstream.request("GET", target.path or "/", headers=headers)
+        reply = upstream.getresponse()
+        body = reply.read()
+        self.send_response(reply.status)
+        for key, value in reply.getheaders():
+            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        upstream.close()
+
+    def do_CONNECT(self):  # noqa: N802 - HTTPS through the proxy: a byte tunnel, TLS stays end to end
+        self.seen.append(f"CONNECT {self.path}")
+        host, _, port = self.path.rpartition(":")
+        upstream = socket.create_connection((host, int(port)), timeout=5)
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.close_connection = True
+
+        def pump(source, sink):
+            try:
+                while chunk := source.recv(65536):
+                    sink.sendall(chunk)
+            except OSError:
+                pass
+            finally:
+                for sock in (source, sink):
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+        back = threading.Thread(target=pump, args=(upstream, self.connection), daemon=True)
+        back.start()
+        pump(self.connection, upstream)
+        back.join(timeout=5)
+        upstream.close()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def proxy():
+    """(URL, the requests it relayed) of a forward proxy on loopback, as an institution runs."""
+    handler = type("Handler", (_ForwardProxy,), {"seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler.seen
+    server.shutdown()
+    server.server_close()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
@@ -75,3 +78,32 @@ def file_entry(name: str, data: bytes | None, algs=("md5",), extract: bool = Fal
     if url:
         text += f'url = "{url}"\n'
     return text
+
+
+@contextmanager
+def sticky_server():
+    """(base URL, the Cookie header of every request) of a server pinning clients as load balancers do:
+    a path under ``/set`` sets the cookie ``lb=node7``; every answer's body is ``ok``."""
+    seen: list[str | None] = []
+
+    class Sticky(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            seen.append(self.headers.get("Cookie"))
+            self.send_response(200)
+            if self.path.startswith("/set"):
+                self.send_header("Set-Cookie", "lb=node7; Path=/")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sticky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()

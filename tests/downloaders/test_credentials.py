@@ -10,7 +10,7 @@ import json
 import logging
 
 import pytest
-from dl_helpers import downloads, payload
+from dl_helpers import downloads, payload, sticky_server
 
 from omnimedseg.downloaders import download_dataset
 from omnimedseg.downloaders._http import HttpClient, lock_url, redact, unsafe_url
@@ -281,30 +281,9 @@ def test_zenodo_get_child_gets_a_minimal_environment(monkeypatch):
 def test_cookies_a_server_sets_are_sent_back_as_a_requests_session_would():
     """Load balancers pin a client with a cookie; the client keeps the session's cookie jar although it
     calls requests' adapter directly (Session.send is skipped for its per-request cost)."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Sticky(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's naming
-            body = (self.headers.get("Cookie") or "none").encode()
-            self.send_response(200)
-            if self.path == "/set":
-                self.send_header("Set-Cookie", "lb=node7; Path=/")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Sticky)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        base = f"http://127.0.0.1:{server.server_address[1]}"
+    with sticky_server() as (base, seen):
         client = HttpClient(rate=0)
-        assert client.request("GET", f"{base}/echo").text == "none"
-        assert client.request("GET", f"{base}/set").text == "none"
-        assert client.request("GET", f"{base}/echo").text == "lb=node7"
-        assert HttpClient(rate=0).request("GET", f"{base}/echo").text == "none"  # per client, never shared
-    finally:
-        server.shutdown()
-        server.server_close()
+        for path in ("/echo", "/set", "/echo"):
+            client.request("GET", f"{base}{path}")
+        HttpClient(rate=0).request("GET", f"{base}/echo")
+    assert seen == [None, None, "lb=node7", None]  # kept by the client, never shared with another

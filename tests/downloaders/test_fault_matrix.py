@@ -1,5 +1,6 @@
-"""Every fault, alone and combined, on every platform: verified files or one clear error, never
-a corrupt file under a final name. ``pytest -v`` prints the matrix (fault x platform)."""
+"""Every fault, alone and combined, on every platform and on both transports of small files (libcurl's
+lane and the engine's own): verified files or one clear error, never a corrupt file under a final name.
+``pytest -v`` prints the matrix (fault x platform x transport)."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def _run(platform, faults, expected, emulator, make_card, monkeypatch, **kw):
 
 @pytest.mark.parametrize("platform", sorted(PLATFORMS))
 @pytest.mark.parametrize("fault", list(FAULTS))
-def test_fault_matrix(platform, fault, emulator, make_card, monkeypatch):
+def test_fault_matrix(platform, fault, emulator, make_card, monkeypatch, transport):
     faults, expected = FAULTS[fault]
     emu, files = _run(platform, faults, expected, emulator, make_card, monkeypatch)
     if fault == "connection dropped after N bytes":  # resumed, not restarted: Range sent at the drop offset
@@ -87,7 +88,7 @@ def test_signed_storage_faults(platform, fault, emulator, make_card, monkeypatch
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
-def test_fault_matrix_over_https(fault, emulator, make_card, monkeypatch, tls, ca_bundle, trust):
+def test_fault_matrix_over_https(fault, emulator, make_card, monkeypatch, tls, ca_bundle, trust, transport):
     """The same faults through TLS, API and signed storage both HTTPS (the test CA trusted as an institution's
     would be): a dropped or cut stream surfaces as an SSL error or a ragged EOF instead of a socket error."""
     trust(ca_bundle)

@@ -4,81 +4,10 @@ relayed, HTTPS tunnelled with CONNECT to an emulator serving TLS)."""
 
 from __future__ import annotations
 
-import http.client
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
-
-import pytest
-
 from omnimedseg.downloaders._http import HttpClient
 from omnimedseg.downloaders._transfer import fetch
 from omnimedseg.downloaders.emulators.platforms import StaticEmulator
 from omnimedseg.registry import RemoteFile
-
-
-class _ForwardProxy(BaseHTTPRequestHandler):
-    """A plain-HTTP forward proxy: records the absolute URL asked for and relays the answer."""
-
-    seen: list[str]
-
-    def do_GET(self):  # noqa: N802 - http.server's naming
-        self.seen.append(self.path)
-        target = urlsplit(self.path)
-        upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=5)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("proxy-connection", "connection")}
-        upstream.request("GET", target.path or "/", headers=headers)
-        reply = upstream.getresponse()
-        body = reply.read()
-        self.send_response(reply.status)
-        for key, value in reply.getheaders():
-            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-                self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-        upstream.close()
-
-    def do_CONNECT(self):  # noqa: N802 - HTTPS through the proxy: a byte tunnel, TLS stays end to end
-        self.seen.append(f"CONNECT {self.path}")
-        host, _, port = self.path.rpartition(":")
-        upstream = socket.create_connection((host, int(port)), timeout=5)
-        self.send_response(200, "Connection established")
-        self.end_headers()
-        self.close_connection = True
-
-        def pump(source, sink):
-            try:
-                while chunk := source.recv(65536):
-                    sink.sendall(chunk)
-            except OSError:
-                pass
-            finally:
-                for sock in (source, sink):
-                    try:
-                        sock.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-        back = threading.Thread(target=pump, args=(upstream, self.connection), daemon=True)
-        back.start()
-        pump(self.connection, upstream)
-        back.join(timeout=5)
-        upstream.close()
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def proxy():
-    handler = type("Handler", (_ForwardProxy,), {"seen": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler.seen
-    server.shutdown()
-    server.server_close()
 
 
 def test_downloads_go_through_the_environment_proxy_unless_no_proxy_names_the_host(proxy, emulator,
