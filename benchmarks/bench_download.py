@@ -207,21 +207,34 @@ def main() -> None:
                              f"{'':8}  {t['curl'] / bound:.2f}x curl ({how})"))
 
             def small_files(remotes, tag, repeat):
-                """(curl's time, ours) for the small files, best of ``repeat`` runs taking turns: curl one
-                process in sequence, ours 8 at a time. Both outputs are moved aside untimed before every run (a
-                verified file already there is not fetched again) and deleted only at the end: ext4 avoids
-                reusing recently deleted inodes, and with thousands of them each file creation scanned for a
-                free one (0.02 ms became 0.8 ms, for both sides; perf: ``recently_deleted`` in ``ext4_create``)."""
+                """{case: (best wall time, least CPU)} for the small files, best of ``repeat`` runs taking turns:
+                curl one process in sequence (and the same followed by an fsync of each file: the engine's
+                durability, as "curl + fsync" for the big file), ours 8 at a time. Every output is moved aside
+                untimed before every run (a verified file already there is not fetched again) and deleted only at
+                the end: ext4 avoids reusing recently deleted inodes, and with thousands of them each file creation
+                scanned for a free one (0.02 ms became 0.8 ms, for both sides; perf: ``recently_deleted`` in
+                ``ext4_create``)."""
                 urls = work / f"urls-{tag}.txt"
                 urls.write_text("".join(f'url = "{r.url}"\noutput = "{work / f"curl-{tag}" / r.name}"\n'
                                         for r in remotes))
+
+                def curl_sequence():
+                    subprocess.run(["curl", "-s", "--create-dirs", "-K", str(urls)], check=True)
+
+                def curl_sequence_fsync():
+                    curl_sequence()
+                    for remote in remotes:
+                        fd = os.open(work / f"curl-{tag}" / remote.name, os.O_RDONLY)
+                        os.fsync(fd)
+                        os.close(fd)
+
                 def without_libcurl():
                     os.environ["OMNIMEDSEG_LIBCURL"] = "0"
                     try:
                         fetch_all(remotes, out / tag, client=client, jobs=8)
                     finally:
                         del os.environ["OMNIMEDSEG_LIBCURL"]
-                cases = {"curl": lambda: subprocess.run(["curl", "-s", "--create-dirs", "-K", str(urls)], check=True),
+                cases = {"curl": curl_sequence, "curl_fsync": curl_sequence_fsync,
                          "ours": lambda: fetch_all(remotes, out / tag, client=client, jobs=8)}
                 if lane:
                     cases["requests"] = without_libcurl
@@ -232,32 +245,36 @@ def main() -> None:
                         if folder.exists():
                             aside.mkdir(exist_ok=True)
                             folder.rename(aside / f"{len(list(aside.iterdir()))}")
-                times = interleaved(cases, repeat, move_aside)
-                return times["curl"], times["ours"], times.get("requests")
-            (t_curl_s, cpu_curl_s), (t_ours_s, cpu_ours_s), plain = small_files(small_remotes, "small", args.repeat)
+                return interleaved(cases, repeat, move_aside)
+            small = small_files(small_remotes, "small", args.repeat)
             with emulator(work / "small", f"slow:seconds={LATENCY}") as (slow_url, slow_id):
                 os.environ["OMNIMEDSEG_ZENODO_URL"] = slow_url
                 # one run each: the latency dominates (and a run of curl's sequence takes 20 s)
-                (t_curl_slow, _), (t_ours_slow, _), slow_plain = small_files(
-                    parse_files(ZenodoDownloader().record(slow_id), slow_url), "slow", 1)
+                slow = small_files(parse_files(ZenodoDownloader().record(slow_id), slow_url), "slow", 1)
+            (t_curl_s, cpu_curl_s), (t_curl_sync, cpu_curl_sync), (t_ours_s, cpu_ours_s) = \
+                small["curl"], small["curl_fsync"], small["ours"]
             rows.append((f"{n_small} small curl, sequential, loopback", n_small / t_curl_s,
                          f"{cpu_curl_s:6.2f} s  {cpu_curl_s / n_small * 1000:.2f} ms CPU per file"))
+            rows.append((f"{n_small} small curl + fsync each (same durability)", n_small / t_curl_sync,
+                         f"{cpu_curl_sync:6.2f} s  {cpu_curl_sync / n_small * 1000:.2f} ms CPU per file"))
             ours_small = len(rows)
             how = "libcurl" if lane else "requests: pip install pycurl for libcurl"
             rows.append((f"{n_small} small omnimedseg --jobs 8 ({how}), loopback", n_small / t_ours_s,
-                         f"{cpu_ours_s:6.2f} s  {t_curl_s / t_ours_s:.2f}x curl, "
-                         f"{cpu_ours_s / n_small * 1000:.2f} ms CPU per file"))
-            if plain:
-                rows.append((f"{n_small} small omnimedseg, OMNIMEDSEG_LIBCURL=0, loopback", n_small / plain[0],
-                             f"{plain[1]:6.2f} s  {t_curl_s / plain[0]:.2f}x curl, {plain[1] / n_small * 1000:.2f} ms "
-                             f"CPU per file (the engine's own transfer only)"))
+                         f"{cpu_ours_s:6.2f} s  {t_curl_s / t_ours_s:.2f}x curl, {t_curl_sync / t_ours_s:.2f}x "
+                         f"curl+fsync, {cpu_ours_s / n_small * 1000:.2f} ms CPU per file"))
+            if "requests" in small:
+                t_plain, cpu_plain = small["requests"]
+                rows.append((f"{n_small} small omnimedseg, OMNIMEDSEG_LIBCURL=0, loopback", n_small / t_plain,
+                             f"{cpu_plain:6.2f} s  {t_curl_s / t_plain:.2f}x curl, {t_curl_sync / t_plain:.2f}x "
+                             f"curl+fsync, {cpu_plain / n_small * 1000:.2f} ms CPU per file (the engine's own "
+                             f"transfer only)"))
             ms = f"{LATENCY * 1000:.0f} ms"
-            rows.append((f"{n_small} small curl, sequential, {ms} per file", n_small / t_curl_slow, f"{'':8}  "))
-            rows.append((f"{n_small} small omnimedseg --jobs 8, {ms} per file", n_small / t_ours_slow,
-                         f"{'':8}  {t_curl_slow / t_ours_slow:.2f}x curl"))
-            if slow_plain:
-                rows.append((f"{n_small} small omnimedseg, OMNIMEDSEG_LIBCURL=0, {ms} per file", n_small / slow_plain[0],
-                             f"{'':8}  {t_curl_slow / slow_plain[0]:.2f}x curl"))
+            rows.append((f"{n_small} small curl, sequential, {ms} per file", n_small / slow["curl"][0], f"{'':8}  "))
+            rows.append((f"{n_small} small omnimedseg --jobs 8, {ms} per file", n_small / slow["ours"][0],
+                         f"{'':8}  {slow['curl'][0] / slow['ours'][0]:.2f}x curl"))
+            if "requests" in slow:
+                rows.append((f"{n_small} small omnimedseg, OMNIMEDSEG_LIBCURL=0, {ms} per file",
+                             n_small / slow["requests"][0], f"{'':8}  {slow['curl'][0] / slow['requests'][0]:.2f}x curl"))
             try:
                 if args.no_zenodo_get or importlib.util.find_spec("zenodo_get") is None:
                     raise ImportError("zenodo_get")
