@@ -246,3 +246,47 @@ def test_a_wrong_hash_pinned_is_the_engines_checksum_error(emulator, tmp_path):
     with pytest.raises(ChecksumMismatchError, match=r"^a.png: expected md5 0{32}, received [0-9a-f]{32} from .*twice"):
         _transfer.fetch_all([wrong], tmp_path / "out", client=HttpClient(rate=0))
     assert not (tmp_path / "out" / "a.png").exists()
+
+
+def test_hostile_redirects_and_an_encoded_body_meet_the_engines_rules(tmp_path, lane_log):
+    """A redirect loop, a redirect to a local file, a gzip body sent although identity was asked: the lane
+    follows none of them itself; the engine refuses the first two in one line and decodes the third."""
+    import gzip
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    data = payload(5000, 7)
+
+    class Hostile(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            target = {"/loop.png": "/loop.png", "/local.png": "file:///etc/passwd"}.get(self.path)
+            body = gzip.compress(data) if self.path == "/gzip.png" else b""
+            self.send_response(302 if target else 200)
+            if target:
+                self.send_header("Location", target)
+            else:
+                self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    md5 = hashlib.md5(data).hexdigest()
+    try:
+        for name, error in (("loop.png", r"more than 10 redirects"),
+                            ("local.png", r"refusing redirect to file:///etc/passwd: its scheme 'file'")):
+            with pytest.raises(DownloadError, match=rf"^{name}: {error}"):
+                _transfer.fetch_all([RemoteFile(name, len(data), {"md5": md5}, f"{base}/{name}")], tmp_path / "out")
+        _transfer.fetch_all([RemoteFile("gzip.png", len(data), {"md5": md5}, f"{base}/gzip.png")], tmp_path / "out")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (tmp_path / "out" / "gzip.png").read_bytes() == data
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["gzip.png"]
+    assert sum("/loop.png 302" in line for line in lane_log()) == 11  # ten redirects followed, the 11th refused
+    assert [line for line in lane_log() if "/etc/passwd" in line or "file:" in line] == []
