@@ -54,6 +54,7 @@ except ImportError:  # optional: without it every file goes through the engine's
 ENV_LIBCURL = "OMNIMEDSEG_LIBCURL"
 log = logging.getLogger(__name__)
 FINISHERS = 4  # threads that hash, write, fsync and rename received bodies (the fsync waits for the disk)
+BACKLOG = 4 * FINISHERS  # received bodies waiting for them: when the disk is slower than the network, we wait
 # libcurl errors that say the host cannot be reached as asked (DNS, connect, proxy, TLS, timeout): the lane
 # stops at once and the engine retries, then names the failure. Any other error (a dropped or cut body, a
 # body longer than pinned) concerns one file, until ``MISSES_IN_A_ROW`` files in a row went to the engine.
@@ -65,10 +66,11 @@ MISSES_IN_A_ROW = 8
 
 
 def available() -> bool:
-    """Whether the lane can run: pycurl is installed, ``$OMNIMEDSEG_LIBCURL`` does not turn it off, and
-    the network may be used (offline mode is the engine's to report)."""
+    """Whether the lane can run: pycurl is installed on libcurl >= 8.4 (older ones check ``MAXFILESIZE``
+    only against a Content-Length, so an endless body would fill memory), ``$OMNIMEDSEG_LIBCURL`` does not
+    turn it off, and the network may be used (offline mode is the engine's to report)."""
     off = os.environ.get(ENV_LIBCURL, "").strip().lower() in ("0", "false", "no", "off")
-    return pycurl is not None and not off and not offline()
+    return pycurl is not None and pycurl.version_info()[2] >= 0x080400 and not off and not offline()
 
 
 def takes(remote: RemoteFile, target: Path) -> bool:
@@ -91,6 +93,7 @@ class _Transfer:
     options: list = field(default_factory=list)
     body: list = field(default_factory=list)
     header_lines: list = field(default_factory=list)
+    data: bytes = b""
 
 
 class CurlLane:
@@ -104,6 +107,7 @@ class CurlLane:
         self.misses = 0  # files in a row handed to the engine
         self._options: dict[tuple[str, str], list | None] = {}
         self._folders: set[str] = set()
+        self._backlog = threading.Semaphore(BACKLOG)
 
     # --- the loop -------------------------------------------------------------------------------
     def run(self, items: list[tuple[int, RemoteFile, Path]]) -> set[int]:
@@ -129,7 +133,8 @@ class CurlLane:
                             self._start(handle, held)
                             multi.add_handle(handle)
                             active[handle] = held
-                        except pycurl.error:  # an option libcurl refuses for this URL: the engine's then
+                        except Exception as exc:  # noqa: BLE001 - an option libcurl refuses: the engine's file
+                            log.debug("libcurl: %s not started (%r); the engine takes it", held.remote.name, exc)
                             held.host.semaphore.release()
                             idle.append(handle)
                             self._miss()
@@ -153,6 +158,8 @@ class CurlLane:
                 for handle in [*idle, *active]:
                     handle.close()
                 multi.close()
+                if self.cancel.is_set():  # Ctrl-C: bodies not yet written stay unfinished
+                    finisher.shutdown(cancel_futures=True)
         return self.finished
 
     @staticmethod
@@ -186,14 +193,15 @@ class CurlLane:
             prepared, transfer.host = self.client.prepare_hop("GET", transfer.url, None,
                                                               {"Accept-Encoding": "identity"},
                                                               transfer.remote.name, transfer.hop)
-        except DownloadError:
+            options = self._origin_options(prepared.url)
+            # latin-1, as http.client encodes header values (a cookie may hold any byte)
+            headers = [f"{key}: {value}".encode("latin-1") for key, value in prepared.headers.items()]
+        except (DownloadError, UnicodeError):
             return self._miss()
-        options = self._origin_options(prepared.url)
         if options is None:
             return self._miss()
         transfer.prepared_url = prepared.url
-        transfer.options = [(pycurl.URL, prepared.url), *options,
-                            (pycurl.HTTPHEADER, [f"{key}: {value}" for key, value in prepared.headers.items()])]
+        transfer.options = [(pycurl.URL, prepared.url), *options, (pycurl.HTTPHEADER, headers)]
         transfer.start_at = transfer.host.reserve()
         return transfer
 
@@ -203,18 +211,20 @@ class CurlLane:
         key = origin(url)
         if key not in self._options:
             settings = self.client.environment_settings(url)
-            proxy = requests.utils.select_proxy(url, settings["proxies"]) or ""  # "": no proxy, not libcurl's own
-            options = [(pycurl.PROXY, proxy)]
+            # requests already applied NO_PROXY in choosing; "" and "" keep libcurl from reading the environment
+            proxy = requests.utils.select_proxy(url, settings["proxies"]) or ""
+            options = [(pycurl.PROXY, proxy), (pycurl.NOPROXY, "")]
             verify = settings["verify"]
             if verify is True:
                 verify = requests.utils.extract_zipped_paths(requests.utils.DEFAULT_CA_BUNDLE_PATH)
             if verify is False:
                 options += [(pycurl.SSL_VERIFYPEER, 0), (pycurl.SSL_VERIFYHOST, 0)]
-            else:
+            else:  # exactly requests' CAs: a file or a folder, never libcurl's built-in bundle besides
+                folder = os.path.isdir(verify)
                 options += [(pycurl.SSL_VERIFYPEER, 1), (pycurl.SSL_VERIFYHOST, 2),
-                            (pycurl.CAPATH if os.path.isdir(verify) else pycurl.CAINFO, verify)]
-                if proxy.startswith("https://"):
-                    options.append((pycurl.PROXY_CAINFO, verify))
+                            (pycurl.CAPATH, verify if folder else None), (pycurl.CAINFO, None if folder else verify),
+                            (pycurl.PROXY_CAPATH, verify if folder else None),
+                            (pycurl.PROXY_CAINFO, None if folder else verify)]
             self._options[key] = None if settings["cert"] else options
         return self._options[key]
 
@@ -232,7 +242,10 @@ class CurlLane:
     def _start(self, handle, transfer: _Transfer) -> None:
         transfer.body, transfer.header_lines = [], []
         for option, value in transfer.options:
-            handle.setopt(option, value)
+            if value is None:
+                handle.unsetopt(option)  # NULL: not libcurl's default either
+            else:
+                handle.setopt(option, value)
         handle.setopt(pycurl.MAXFILESIZE, max(1, transfer.remote.size))  # a longer body is cut off (0: no limit)
         handle.setopt(pycurl.WRITEFUNCTION, transfer.body.append)
         handle.setopt(pycurl.HEADERFUNCTION, transfer.header_lines.append)
@@ -268,6 +281,7 @@ class CurlLane:
                     and not transfer.remote.name.lower().endswith((".html", ".htm"))):
             return self._miss()  # an error page, an encoded body, a maintenance page: the engine's messages
         self.misses = 0
+        self._backlog.acquire()  # released by _keep
         finisher.submit(self._keep, transfer, goog_md5(headers.get("x-goog-hash", "")))
 
     def _miss(self, stop: bool = False) -> None:
@@ -296,23 +310,36 @@ class CurlLane:
     # --- keeping a body (finisher threads) --------------------------------------------------------
     def _keep(self, transfer: _Transfer, server_md5: str | None) -> None:
         """Verify the body, write and fsync its part, rename it into place; leave it to the engine otherwise."""
-        remote, target = transfer.remote, transfer.target
-        data = b"".join(transfer.body)
-        transfer.body = []
+        try:
+            if self._verified(transfer, server_md5):
+                self._write(transfer)
+        finally:
+            self._backlog.release()
+
+    @staticmethod
+    def _verified(transfer: _Transfer, server_md5: str | None) -> bool:
+        remote = transfer.remote
+        transfer.data, transfer.body = b"".join(transfer.body), []
         alg, expected = _expected(remote)
-        if len(data) != remote.size or (expected is not None and hashlib.new(alg, data).hexdigest() != expected):
-            return
-        if expected is None and server_md5 and hashlib.md5(data).hexdigest() != server_md5:
-            return
+        if len(transfer.data) != remote.size:
+            return False
+        if expected is not None:
+            return hashlib.new(alg, transfer.data).hexdigest() == expected
+        return not server_md5 or hashlib.md5(transfer.data).hexdigest() == server_md5
+
+    def _write(self, transfer: _Transfer) -> None:
+        remote, target = transfer.remote, transfer.target
         part = target.with_name(target.name + PART)
         try:
             folder = str(target.parent)
             if folder not in self._folders:
                 os.makedirs(folder, exist_ok=True)
                 self._folders.add(folder)
-            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+            part.unlink(missing_ok=True)  # a part left by a killed run, or a link planted there: never written through
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+                         | getattr(os, "O_CLOEXEC", 0), 0o644)
             try:
-                view = memoryview(data)
+                view = memoryview(transfer.data)
                 while view:
                     view = view[os.write(fd, view):]
                 os.fsync(fd)  # durable before the rename, as every part of the engine's
@@ -320,8 +347,11 @@ class CurlLane:
                 os.close(fd)
             os.replace(part, target)
             target.with_name(target.name + SIDE).unlink(missing_ok=True)
-        except OSError:
-            return  # a full disk or a permission: the engine's transfer says so in one line
+        except OSError:  # a full disk or a permission: the engine's transfer says so in one line
+            part.unlink(missing_ok=True)
+            return
+        finally:
+            transfer.data = b""
         with self.progress.task(remote.name, remote.size, unit="B") as advance:
             advance(remote.size)
         with self.lock:

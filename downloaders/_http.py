@@ -101,6 +101,10 @@ def unsafe_url(url: str, schemes: tuple[str, ...] = WEB_SCHEMES) -> str | None:
     theirs = origin(url)[1].rpartition(":")[0].strip("[]")
     if not theirs or ours != theirs:
         return "its host is read differently by the connection library"
+    try:
+        theirs.encode("idna")  # what the connection will do (an empty label, ``a..b``, fails only there)
+    except UnicodeError:
+        return "its host name is not a valid name"
     return None
 
 
@@ -319,7 +323,10 @@ class HttpClient:
         """
         via = "redirect to" if hop else "URL"
         check_url(url, what, via=via)  # as received: parsers disagree on exactly the URLs refused here
-        prepared = self._prepare(method, url, params, headers)
+        try:
+            prepared = self._prepare(method, url, params, headers)
+        except ValueError as exc:  # requests' InvalidURL and InvalidHeader are ValueErrors too
+            raise DownloadError(f"{what}: refusing {via} {redact(url)}: it cannot be sent ({exc})") from None
         check_url(prepared.url, what, via=via)  # as it will be sent
         if offline():
             raise DownloadError(f"{what}: offline mode (${ENV_OFFLINE}) forbids network access "
@@ -329,7 +336,11 @@ class HttpClient:
 
     def redirect_target(self, url: str, location: str, what: str) -> str:
         """Where a redirect from ``url`` leads; a step down from https to plain http is refused."""
-        target = urljoin(url, location)
+        try:
+            target = urljoin(url, location)
+        except ValueError as exc:  # "http://[": an unclosed IPv6 literal
+            raise DownloadError(f"{what}: refusing redirect to {redact(location)}: it cannot be parsed ({exc})") \
+                from None
         if urlsplit(url).scheme == "https" and urlsplit(target).scheme == "http" and not self.allow_downgrade:
             raise DownloadError(f"{what}: refusing redirect from https to plain http ({redact(target)})")
         return target

@@ -341,8 +341,10 @@ def _through_libcurl(remotes: list[RemoteFile], root: str, client: HttpClient, j
         future = runner.submit(lane.run, items)
         future.add_done_callback(lambda _: done.set())
         _wait_for(done, cancel)
-        finished = future.result()
-    return {i: target for i, _, target in items if i in finished}
+        if future.exception() is not None:  # a bug in the lane must not cost the download: the engine goes on
+            _curl.log.warning("libcurl's lane stopped (%r); the requests transport takes the files left",
+                              future.exception())
+    return {i: target for i, _, target in items if i in lane.finished}
 
 
 def _reuse_connection(response: requests.Response) -> None:

@@ -81,9 +81,9 @@ def file_entry(name: str, data: bytes | None, algs=("md5",), extract: bool = Fal
 
 
 @contextmanager
-def sticky_server():
+def sticky_server(cookie: str = "lb=node7"):
     """(base URL, the Cookie header of every request) of a server pinning clients as load balancers do:
-    a path under ``/set`` sets the cookie ``lb=node7``; every answer's body is ``ok``."""
+    a path under ``/set`` sets ``cookie``; every answer's body is ``ok``."""
     seen: list[str | None] = []
 
     class Sticky(BaseHTTPRequestHandler):
@@ -93,7 +93,7 @@ def sticky_server():
             seen.append(self.headers.get("Cookie"))
             self.send_response(200)
             if self.path.startswith("/set"):
-                self.send_header("Set-Cookie", "lb=node7; Path=/")
+                self.send_header("Set-Cookie", f"{cookie}; Path=/")
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"ok")

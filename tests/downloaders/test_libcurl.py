@@ -202,12 +202,13 @@ def test_https_through_the_proxy_tunnel_with_the_institution_ca(proxy, emulator,
     assert seen == [f"CONNECT {emu.url.removeprefix('https://')}"] and lane_log()[0].startswith("libcurl: GET https")
 
 
-def test_cookies_a_server_sets_are_sent_back(tmp_path, lane_log):
-    with sticky_server() as (base, seen):
+@pytest.mark.parametrize("cookie", ["lb=node7", "lb=caf\xe9"], ids=["ascii", "latin-1"])
+def test_cookies_a_server_sets_are_sent_back(tmp_path, lane_log, cookie):
+    with sticky_server(cookie) as (base, seen):
         remotes = [RemoteFile(f"{i}.txt", 2, {"md5": hashlib.md5(b"ok").hexdigest()},
                               f"{base}/{'set/' if i == 0 else ''}{i}.txt") for i in range(4)]
-        _transfer.fetch_all(remotes, tmp_path / "out", client=HttpClient(rate=0), jobs=1)
-    assert seen == [None, "lb=node7", "lb=node7", "lb=node7"] and len(lane_log()) == 4
+        _transfer.fetch_all(remotes, tmp_path / "out", client=HttpClient(rate=0, per_host=1), jobs=1)
+    assert seen == [None, cookie, cookie, cookie] and len(lane_log()) == 4  # as http.client sends it: latin-1
 
 
 def test_the_lane_keeps_the_hosts_pace(emulator, tmp_path, monkeypatch, lane_log):
@@ -248,9 +249,9 @@ def test_a_wrong_hash_pinned_is_the_engines_checksum_error(emulator, tmp_path):
     assert not (tmp_path / "out" / "a.png").exists()
 
 
-def test_hostile_redirects_and_an_encoded_body_meet_the_engines_rules(tmp_path, lane_log):
-    """A redirect loop, a redirect to a local file, a gzip body sent although identity was asked: the lane
-    follows none of them itself; the engine refuses the first two in one line and decodes the third."""
+def test_hostile_redirects_and_an_encoded_body_meet_the_engines_rules(tmp_path, lane_log, transport):
+    """A redirect loop, to a local file, to a host name no connection can use, to an unparseable URL; a gzip
+    body sent although identity was asked: one line each (never a traceback), and the body decoded."""
     import gzip
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -260,7 +261,8 @@ def test_hostile_redirects_and_an_encoded_body_meet_the_engines_rules(tmp_path, 
         protocol_version = "HTTP/1.1"
 
         def do_GET(self):  # noqa: N802 - http.server's naming
-            target = {"/loop.png": "/loop.png", "/local.png": "file:///etc/passwd"}.get(self.path)
+            target = {"/loop.png": "/loop.png", "/local.png": "file:///etc/passwd", "/name.png": "http://a..b/x",
+                      "/ipv6.png": "http://["}.get(self.path)
             body = gzip.compress(data) if self.path == "/gzip.png" else b""
             self.send_response(302 if target else 200)
             if target:
@@ -279,7 +281,9 @@ def test_hostile_redirects_and_an_encoded_body_meet_the_engines_rules(tmp_path, 
     md5 = hashlib.md5(data).hexdigest()
     try:
         for name, error in (("loop.png", r"more than 10 redirects"),
-                            ("local.png", r"refusing redirect to file:///etc/passwd: its scheme 'file'")):
+                            ("local.png", r"refusing redirect to file:///etc/passwd: its scheme 'file'"),
+                            ("name.png", r"refusing redirect to http://a\.\.b/x: its host name is not a valid name"),
+                            ("ipv6.png", r"refusing redirect to http://\[: it cannot be parsed")):
             with pytest.raises(DownloadError, match=rf"^{name}: {error}"):
                 _transfer.fetch_all([RemoteFile(name, len(data), {"md5": md5}, f"{base}/{name}")], tmp_path / "out")
         _transfer.fetch_all([RemoteFile("gzip.png", len(data), {"md5": md5}, f"{base}/gzip.png")], tmp_path / "out")
@@ -288,5 +292,81 @@ def test_hostile_redirects_and_an_encoded_body_meet_the_engines_rules(tmp_path, 
         server.server_close()
     assert (tmp_path / "out" / "gzip.png").read_bytes() == data
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["gzip.png"]
-    assert sum("/loop.png 302" in line for line in lane_log()) == 11  # ten redirects followed, the 11th refused
-    assert [line for line in lane_log() if "/etc/passwd" in line or "file:" in line] == []
+    if transport == "libcurl":
+        assert sum("/loop.png 302" in line for line in lane_log()) == 11  # ten redirects followed, the 11th refused
+        assert [line for line in lane_log() if "/etc/passwd" in line or "file:" in line] == []
+
+
+def test_no_proxy_is_requests_reading_never_libcurls_own(proxy, emulator, tmp_path, monkeypatch, lane_log):
+    """libcurl matches ``NO_PROXY`` by its own rules (``localhost.`` names ``localhost`` there, not in
+    requests): the proxy requests chose is the one used."""
+    proxy_url, seen = proxy
+    emu, [remote] = serve(emulator, {"a.png": payload(100, 1)})
+    local = RemoteFile(remote.name, remote.size, remote.hashes, remote.url.replace("127.0.0.1", "localhost"))
+    monkeypatch.setenv("HTTP_PROXY", proxy_url)
+    monkeypatch.setenv("NO_PROXY", "localhost.")
+    _transfer.fetch_all([local], tmp_path / "out", client=HttpClient(rate=0))
+    assert seen == [local.url] and len(lane_log()) == 1
+
+
+def test_a_folder_of_cas_in_requests_ca_bundle_is_trusted_as_requests_trusts_it(emulator, tls, test_ca, trust,
+                                                                                 tmp_path, lane_log):
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to hash a CA folder (openssl rehash)")
+    folder = tmp_path / "institution-cas"
+    folder.mkdir()
+    test_ca.cert_pem.write_to_path(str(folder / "institution.pem"))
+    subprocess.run(["openssl", "rehash", str(folder)], check=True)
+    emu, remotes = serve(emulator, {"a.png": payload(100, 1)}, tls=tls)
+    trust(folder)
+    _transfer.fetch_all(remotes, tmp_path / "out", client=HttpClient(rate=0))
+    assert (tmp_path / "out" / "a.png").read_bytes() == payload(100, 1) and lane_log()[0].startswith("libcurl: GET https")
+
+
+def test_cancel_is_prompt_when_the_disk_is_slower_than_the_network(emulator, tmp_path, monkeypatch):
+    """Received bodies wait for the finishers in a bounded backlog; Ctrl-C drops the ones not yet written."""
+    files = {f"{i:03d}.png": payload(100, i) for i in range(300)}
+    emu, remotes = serve(emulator, files)
+    fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (time.sleep(0.1), fsync(fd)))
+    cancel = threading.Event()
+    lane = _curl.CurlLane(HttpClient(rate=0), 8, _transfer._Tee(SILENT, lambda n: None), cancel)
+    threading.Timer(0.5, cancel.set).start()
+    started = time.monotonic()
+    finished = lane.run([(i, r, tmp_path / r.name) for i, r in enumerate(remotes)])
+    assert time.monotonic() - started < 0.5 + 0.5 and 0 < len(finished) < 100
+    assert len(emu.log()) <= len(finished) + _curl.BACKLOG + 8  # the network waited for the disk
+    assert {p.name for p in tmp_path.glob("*.png")} == {remotes[i].name for i in finished}
+
+
+def test_a_part_that_is_a_link_is_never_written_through(emulator, tmp_path, lane_log):
+    outside = tmp_path / "precious.txt"
+    outside.write_bytes(b"not ours")
+    emu, remotes = serve(emulator, {"a.png": payload(100, 1)})
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.png.part").symlink_to(outside)
+    _transfer.fetch_all(remotes, tmp_path / "out", client=HttpClient(rate=0))
+    final = tmp_path / "out" / "a.png"
+    assert outside.read_bytes() == b"not ours" and not final.is_symlink() and final.read_bytes() == payload(100, 1)
+    assert len(lane_log()) == 1
+
+
+def test_a_failure_inside_the_lane_costs_no_file(emulator, tmp_path, monkeypatch, caplog):
+    files = {f"{i}.png": payload(100, i) for i in range(10)}
+    emu, remotes = serve(emulator, files)
+    settle = _curl.CurlLane._settle
+    calls = []
+
+    def failing(self, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("a bug in the lane")
+        return settle(self, *args)
+    monkeypatch.setattr(_curl.CurlLane, "_settle", failing)
+    caplog.set_level(logging.WARNING)
+    _transfer.fetch_all(remotes, tmp_path / "out", client=HttpClient(rate=0), jobs=1)
+    assert all((tmp_path / "out" / name).read_bytes() == data for name, data in files.items())
+    assert "libcurl's lane stopped (RuntimeError('a bug in the lane')); the requests transport takes" in caplog.text
