@@ -42,7 +42,7 @@ from omnimedseg.downloaders._http import (
     origin,
     redact,
 )
-from omnimedseg.downloaders._transfer import PART, SIDE, _expected, _Tee, goog_md5
+from omnimedseg.downloaders._transfer import PART, SIDE, _expected, _sibling, _Tee, goog_md5
 from omnimedseg.errors import DownloadError
 from omnimedseg.registry import RemoteFile
 
@@ -93,7 +93,6 @@ class _Transfer:
     options: list = field(default_factory=list)
     body: list = field(default_factory=list)
     header_lines: list = field(default_factory=list)
-    data: bytes = b""
 
 
 class CurlLane:
@@ -119,26 +118,7 @@ class CurlLane:
         with ThreadPoolExecutor(FINISHERS, thread_name_prefix="omnimedseg-finish") as finisher:
             try:
                 while (todo or held or active) and not self.stopped and not self.cancel.is_set():
-                    while idle and not self.stopped:
-                        if held is None:
-                            if not todo:
-                                break
-                            held = self._prepare(todo.popleft())
-                            if held is None:
-                                continue
-                        if held.start_at > time.monotonic() or not held.host.semaphore.acquire(blocking=False):
-                            break
-                        handle = idle.pop()
-                        try:
-                            self._start(handle, held)
-                            multi.add_handle(handle)
-                            active[handle] = held
-                        except Exception as exc:  # noqa: BLE001 - an option libcurl refuses: the engine's file
-                            log.debug("libcurl: %s not started (%r); the engine takes it", held.remote.name, exc)
-                            held.host.semaphore.release()
-                            idle.append(handle)
-                            self._miss()
-                        held = None
+                    held = self._start_ready(held, todo, idle, active, multi)
                     while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
                         pass
                     ended = False
@@ -161,6 +141,30 @@ class CurlLane:
                 if self.cancel.is_set():  # Ctrl-C: bodies not yet written stay unfinished
                     finisher.shutdown(cancel_futures=True)
         return self.finished
+
+    def _start_ready(self, held: _Transfer | None, todo: deque, idle: list, active: dict, multi) -> _Transfer | None:
+        """Start transfers while handles are idle and hosts' turns and slots allow; returns the one held back."""
+        while idle and not self.stopped:
+            if held is None:
+                if not todo:
+                    break
+                held = self._prepare(todo.popleft())
+                if held is None:
+                    continue
+            if held.start_at > time.monotonic() or not held.host.semaphore.acquire(blocking=False):
+                break
+            handle = idle.pop()
+            try:
+                self._start(handle, held)
+                multi.add_handle(handle)
+                active[handle] = held
+            except Exception as exc:  # noqa: BLE001 - an option libcurl refuses: the engine's file
+                log.debug("libcurl: %s not started (%r); the engine takes it", held.remote.name, exc)
+                held.host.semaphore.release()
+                idle.append(handle)
+                self._miss()
+            held = None
+        return held
 
     @staticmethod
     def _wait(multi, held: _Transfer | None, active: bool) -> None:
@@ -311,25 +315,24 @@ class CurlLane:
     def _keep(self, transfer: _Transfer, server_md5: str | None) -> None:
         """Verify the body, write and fsync its part, rename it into place; leave it to the engine otherwise."""
         try:
-            if self._verified(transfer, server_md5):
-                self._write(transfer)
+            data, transfer.body = b"".join(transfer.body), []
+            if self._verified(transfer.remote, data, server_md5):
+                self._write(transfer, data)
         finally:
             self._backlog.release()
 
     @staticmethod
-    def _verified(transfer: _Transfer, server_md5: str | None) -> bool:
-        remote = transfer.remote
-        transfer.data, transfer.body = b"".join(transfer.body), []
+    def _verified(remote: RemoteFile, data: bytes, server_md5: str | None) -> bool:
         alg, expected = _expected(remote)
-        if len(transfer.data) != remote.size:
+        if len(data) != remote.size:
             return False
         if expected is not None:
-            return hashlib.new(alg, transfer.data).hexdigest() == expected
-        return not server_md5 or hashlib.md5(transfer.data).hexdigest() == server_md5
+            return hashlib.new(alg, data).hexdigest() == expected
+        return not server_md5 or hashlib.md5(data).hexdigest() == server_md5
 
-    def _write(self, transfer: _Transfer) -> None:
+    def _write(self, transfer: _Transfer, data: bytes) -> None:
         remote, target = transfer.remote, transfer.target
-        part = target.with_name(target.name + PART)
+        part = _sibling(target, PART)
         try:
             folder = str(target.parent)
             if folder not in self._folders:
@@ -339,19 +342,17 @@ class CurlLane:
             fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
                          | getattr(os, "O_CLOEXEC", 0), 0o644)
             try:
-                view = memoryview(transfer.data)
+                view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view):]
                 os.fsync(fd)  # durable before the rename, as every part of the engine's
             finally:
                 os.close(fd)
             os.replace(part, target)
-            target.with_name(target.name + SIDE).unlink(missing_ok=True)
+            _sibling(target, SIDE).unlink(missing_ok=True)
         except OSError:  # a full disk or a permission: the engine's transfer says so in one line
             part.unlink(missing_ok=True)
             return
-        finally:
-            transfer.data = b""
         with self.progress.task(remote.name, remote.size, unit="B") as advance:
             advance(remote.size)
         with self.lock:
