@@ -190,6 +190,8 @@ def _fetch_to(target: Path, remote: RemoteFile, progress: Progress, client: Http
         raise DownloadError(f"{remote.name}: no URL to fetch it from; check the dataset card")
     scheme = urlparse(remote.url).scheme
     part = _sibling(target, PART)
+    if part.is_symlink():  # a planted or stale link: never resumed or written through (what it points to is not ours)
+        part.unlink()
     # the task ends ("done") only after the bytes were verified and renamed into place
     with progress.task(remote.name, remote.size, unit="B") as advance:
         if scheme == "file":
@@ -709,7 +711,8 @@ class _Pipeline:
 
     @staticmethod
     def _open(path: Path, append: bool, direct: bool) -> tuple[int, bool]:
-        flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | (0 if append else os.O_TRUNC)
+        flags = (os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+                 | (0 if append else os.O_TRUNC))
         fd = -1
         if direct:
             try:

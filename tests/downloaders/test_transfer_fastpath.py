@@ -85,20 +85,43 @@ def test_pipeline_write_error_reaches_the_receiving_thread(threaded):
     assert caught.value.__cause__.errno == errno.ENOSPC
 
 
-def test_full_disk_is_one_line_error_naming_the_part(emulator, tmp_path):
+def test_full_disk_is_one_line_error_naming_the_part(emulator, tmp_path, monkeypatch):
     data = payload(3 << 20, 4)
     emu = emulator(ZenodoEmulator)
     emu.add_record("102", {"big.bin": data})
     remote = parse_files(ZenodoDownloader().record("102"), emu.url)[0]
     dest = tmp_path / "d"
-    dest.mkdir()
-    (dest / "big.bin.part").symlink_to("/dev/full")  # the disk is full where the part is written (ENOSPC)
-    alg, digest = remote.strongest_hash  # a side record that owns the part, so it is written to, not replaced
-    (dest / "big.bin.part.json").write_text(json.dumps({"size": remote.size, "hash": [alg, digest]}))
+    opened = []
+    real_open = _transfer._Pipeline._open
+
+    def onto_a_full_disk(path, append, direct):  # the kernel's own ENOSPC, from /dev/full, where the part is written
+        opened.append(path)
+        return real_open(Path("/dev/full"), append, direct=False)
+    monkeypatch.setattr(_transfer._Pipeline, "_open", staticmethod(onto_a_full_disk))
     with pytest.raises(DownloadError, match=r"big\.bin: writing .*big\.bin\.part failed \(No space left on device\); "
                                             r"free disk space"):
         _transfer.fetch(remote, dest, client=HttpClient(rate=0))
-    assert not (dest / "big.bin").exists()
+    assert opened == [dest / "big.bin.part"] and not (dest / "big.bin").exists()
+
+
+def test_a_part_that_is_a_symlink_is_never_resumed_or_written_through(emulator, tmp_path):
+    """A ``.part`` link (planted, or left by another tool) whose side record matches: the engine would have
+    appended to what it points to and renamed the link into place. It starts a new part instead."""
+    data = payload(3 << 20, 6)
+    emu = emulator(ZenodoEmulator)
+    emu.add_record("103", {"big.bin": data})
+    remote = parse_files(ZenodoDownloader().record("103"), emu.url)[0]
+    dest, outside = tmp_path / "d", tmp_path / "outside.bin"
+    dest.mkdir()
+    outside.write_bytes(data[:1 << 20])  # a valid prefix: resuming into it would even verify
+    (dest / "big.bin.part").symlink_to(outside)
+    alg, digest = remote.strongest_hash
+    (dest / "big.bin.part.json").write_text(json.dumps({"size": remote.size, "hash": [alg, digest]}))
+    out = _transfer.fetch(remote, dest, client=HttpClient(rate=0))
+    assert not out.is_symlink() and out.read_bytes() == data
+    assert outside.read_bytes() == data[:1 << 20]  # untouched
+    assert not [r for r in emu.log(path_contains="big.bin") if r.headers.get("Range")]  # fetched whole
+    assert sorted(p.name for p in dest.iterdir()) == ["big.bin"]
 
 
 def test_a_small_body_dropped_midway_is_fetched_again_whole_without_a_part_record(emulator, tmp_path, monkeypatch):
