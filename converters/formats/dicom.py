@@ -30,7 +30,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.pixels import pixel_array as decode_pixels
-from pydicom.uid import UID
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from omnimedseg.converters.formats.imagedata import ImageData
 from omnimedseg.errors import ConversionError, UsageError
@@ -268,6 +268,7 @@ def scan(src: str | os.PathLike | Iterable) -> ScanResult:
     cannot be parsed is an error, because a damaged slice must not silently vanish from a volume.
     """
     groups: dict[str, list[DicomSeries]] = {}
+    photometric: dict[str, tuple[str, Path]] = {}  # series uid -> its first slice's PhotometricInterpretation
     seg, rts, skipped = [], [], []
     for path in _iter_files(src):
         if not is_dicom_file(path):
@@ -295,6 +296,13 @@ def scan(src: str | os.PathLike | Iterable) -> ScanResult:
             raise ConversionError(f"{path}: {ds.SamplesPerPixel} samples per pixel; expected greyscale slices "
                                   f"(colour 3D series are not supported)")
         uid, missing = _series_key(ds)
+        interpretation = str(ds.get("PhotometricInterpretation", "") or "").strip()
+        if interpretation in ("MONOCHROME1", "MONOCHROME2"):  # MONOCHROME1 is kept as stored, as dcm2niix does:
+            first, first_path = photometric.setdefault(uid, (interpretation, path))  # mixed, part would look inverted
+            if interpretation != first:
+                raise ConversionError(f"{path}: PhotometricInterpretation {interpretation} in a series whose slice "
+                                      f"{first_path} is {first}; expected one interpretation per series; remove the "
+                                      f"foreign slices from the folder")
         stacks = groups.setdefault(uid, [])
         for sl in slices:
             for stack in stacks:
@@ -516,21 +524,22 @@ def series_geometry(series: DicomSeries, on_irregular: str = "error") -> SeriesG
 
 # --------------------------------------------------------------------------- pixels
 
-def _decode_plane(path: Path, frame: int | None) -> np.ndarray:
+def _decode_plane(path: Path, frame: int | None, deflated: bool) -> np.ndarray:
     """Stored values of one plane read from its file (only that frame of a multi-frame file).
 
     Decoding from the path, not from the scanned dataset, leaves nothing cached on the dataset
     (pydicom keeps a deferred Pixel Data element once read: the whole series again in memory).
+    A deflated file is parsed first: decoding from the path does not inflate it (pydicom 3).
     """
-    return decode_pixels(path, index=frame)
+    return decode_pixels(pydicom.dcmread(path) if deflated else path, index=frame)
 
 
-def _decode_chunk(items: list[tuple[int, Path, int | None]]) -> list[tuple[int, np.ndarray | str]]:
+def _decode_chunk(items: list[tuple[int, Path, int | None, bool]]) -> list[tuple[int, np.ndarray | str]]:
     """Worker task: decode a few planes; a failure comes back as its message (re-raised with context)."""
     out = []
-    for k, path, frame in items:
+    for k, path, frame, deflated in items:
         try:
-            out.append((k, _decode_plane(path, frame)))
+            out.append((k, _decode_plane(path, frame, deflated)))
         except Exception as exc:  # decoder plugins raise many types
             out.append((k, _one_line(exc)))
     return out
@@ -544,9 +553,10 @@ def _planes(series: DicomSeries, geom: SeriesGeometry, workers: int):
     """``(k, plane or error message)`` for every slice, in geometry order; decoded in ``workers``
     processes when the transfer syntax is compressed (JPEG-2000 decoding holds the GIL, threads
     would not help), with at most ``2 * workers`` tasks of decoded planes waiting in memory."""
-    items = [(k, s.path, s.frame) for k, s in enumerate(geom.slices)]
-    ds0 = series.datasets[geom.slices[0].path]
-    syntax = UID(str(ds0.file_meta.get("TransferSyntaxUID", "")))
+    syntaxes = [str(series.datasets[s.path].file_meta.get("TransferSyntaxUID", "")) for s in geom.slices]
+    items = [(k, s.path, s.frame, syntax == DeflatedExplicitVRLittleEndian)
+             for k, (s, syntax) in enumerate(zip(geom.slices, syntaxes))]
+    syntax = UID(syntaxes[0])
     if workers > 1 and len(items) > _DECODE_CHUNK and syntax.is_compressed:
         from collections import deque
         from concurrent.futures import ProcessPoolExecutor

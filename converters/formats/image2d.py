@@ -36,7 +36,7 @@ def _open(path: Path) -> Image.Image:
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ConversionError(f"{path}: not a readable image ({exc}); expected PNG/JPEG/TIFF/BMP/GIF; "
                               f"check the raw files with: {repair_command(path)}") from None
-    if getattr(image, "n_frames", 1) > 1 and image.format != "GIF":
+    if getattr(image, "n_frames", 1) > 1:  # a multi-page TIFF, an animated GIF: which frame is the image?
         raise ConversionError(f"{path}: has {image.n_frames} frames; expected a single 2D image")
     return image
 

@@ -254,6 +254,42 @@ def test_compressed_transfer_syntax_rle(tmp_path):
     assert np.array_equal(a.array, b.array)
 
 
+def test_deflated_transfer_syntax(tmp_path):
+    """Deflated Explicit VR Little Endian (the whole dataset zlib-compressed, pixels raw): pydicom decodes
+    it only from a parsed dataset, not from the path; slope and intercept apply as for any series."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    files = write_series(tmp_path / "raw", AXIAL, [[0, 0, 2 * k] for k in range(3)], slope=0.5, intercept=3)
+    (tmp_path / "deflated").mkdir()
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        pydicom.dcmwrite(tmp_path / "deflated" / f.name, ds, enforce_file_format=True)
+    a, b = read_series(tmp_path / "raw"), read_series(tmp_path / "deflated")
+    assert b.meta["transfer_syntax"] == DeflatedExplicitVRLittleEndian
+    assert b.array.dtype == np.float32 and np.array_equal(a.array, b.array) and np.array_equal(a.affine, b.affine)
+    dicom_to_nifti(tmp_path / "deflated", tmp_path / "b.nii.gz")
+    assert np.array_equal(np.asanyarray(nib.load(tmp_path / "b.nii.gz").dataobj), a.array)
+
+
+def test_monochrome1_kept_as_stored_and_a_mixed_series_refused(tmp_path):
+    """MONOCHROME1 values stay as stored (as dcm2niix: after the rescale they are physical values); a series
+    mixing MONOCHROME1 and MONOCHROME2 slices is refused, naming a slice of each."""
+    files = write_series(tmp_path / "raw", AXIAL, [[0, 0, 2 * k] for k in range(3)])
+    reference = read_series(tmp_path / "raw")
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.PhotometricInterpretation = "MONOCHROME1"
+        ds.save_as(f, enforce_file_format=True)
+    assert np.array_equal(read_series(tmp_path / "raw").array, reference.array)
+    ds = pydicom.dcmread(files[1])
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.save_as(files[1], enforce_file_format=True)
+    with pytest.raises(ConversionError, match=r"IM0001: PhotometricInterpretation MONOCHROME2 in a series whose "
+                                              r"slice .*IM0000 is MONOCHROME1"):
+        read_series(tmp_path / "raw")
+
+
 # --------------------------------------------------------------------------- irregular geometry
 
 def ramp_series(folder: Path, positions, spacing=(0.8, 0.6), tilt=None):

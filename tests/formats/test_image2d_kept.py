@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from omnimedseg.converters.formats.image2d import read_image
+from omnimedseg.errors import ConversionError
 
 
 def test_jpeg_exif_orientation_is_applied(tmp_path):
@@ -31,3 +33,14 @@ def test_16_bit_and_grey_looking_rgb_are_kept(tmp_path):
     rgb[1, 2] = (92, 90, 90)  # a faint tint: not grey
     Image.fromarray(rgb).save(tmp_path / "tinted.png")
     assert np.array_equal(read_image(tmp_path / "tinted.png").array, rgb)
+
+
+def test_several_frames_are_refused_gif_as_tiff(tmp_path):
+    """Which frame is the image is not ours to guess: an animated GIF fails as a multi-page TIFF does."""
+    frames = [Image.fromarray(np.full((4, 5), v, np.uint8)) for v in (0, 255)]
+    for name in ("anim.gif", "pages.tif"):
+        frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:])
+        with pytest.raises(ConversionError, match=rf"{name}: has 2 frames; expected a single 2D image"):
+            read_image(tmp_path / name)
+    frames[0].save(tmp_path / "still.gif")
+    assert read_image(tmp_path / "still.gif").array.shape[:2] == (4, 5)  # a palette image: RGB
