@@ -125,10 +125,11 @@ def padded_keys_bias(rel_h: torch.Tensor, rel_w: torch.Tensor, rh: int, rw: int)
 
     The padded positions are two rectangles (rows below the real part; the rest of the real
     rows), and over a rectangle the sum factorises: logsumexp(rel_h) + logsumexp(rel_w).
-    Computed in float32 with the stable (max-shifted) log-sum-exp, so no overflow.
+    Computed in at least float32 (float64 stays float64) with the stable (max-shifted) log-sum-exp, so no overflow.
     """
     ws = rel_h.shape[-1]
-    h, w = rel_h.float(), rel_w.float()
+    wide = torch.promote_types(rel_h.dtype, torch.float32)
+    h, w = rel_h.to(wide), rel_w.to(wide)
     parts = []
     if rh < ws:
         parts.append(h[..., rh:].logsumexp(-1) + w.logsumexp(-1))

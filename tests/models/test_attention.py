@@ -172,6 +172,22 @@ def test_padded_keys_bias_is_the_log_sum_over_padded_positions(rh, rw):
     assert torch.allclose(padded_keys_bias(rel_h, rel_w, rh, rw), expected, atol=1e-5)
 
 
+def test_float64_cut_windows_keep_float64_precision():
+    """The merged padding key is computed in float32 or wider: a float64 model (gradient checks) keeps
+    float64 agreement with the explicit path instead of float32 rounding."""
+    torch.manual_seed(11)
+    attn = random_attention(32, 4, (14, 14)).double()
+    with torch.no_grad():
+        attn.rel_pos_h.normal_(0, 80)
+        attn.rel_pos_w.normal_(0, 80)
+    x = torch.randn(2, 13, 14, 32, dtype=torch.float64)
+    out_sdpa = attn.forward_windowed(x, 14)
+    attn.attn_impl = "explicit"
+    out_explicit = attn.forward_windowed(x, 14)
+    assert out_sdpa.dtype == torch.float64
+    assert (out_sdpa - out_explicit).abs().max() <= 1e-12 * out_explicit.abs().max()
+
+
 def test_cut_windows_without_position_bias_equal_explicit():
     """Without relative positions the merged padding key carries log(number of padded keys)."""
     torch.manual_seed(9)
