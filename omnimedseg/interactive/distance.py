@@ -41,6 +41,8 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from omnimedseg.interactive.eligibility import canonical_bool
+
 __all__ = ["edt_peak", "PEAK_RTOL"]
 
 #: voxels within this relative tolerance of the maximum are tied (as the full-EDT path always did)
@@ -57,8 +59,10 @@ def edt_peak(mask: np.ndarray, sampling=None, excluded: np.ndarray | None = None
     """``(top, flat)``: the largest EDT value over ``mask & ~excluded`` (EDT of ``mask`` padded
     by one background voxel, in ``sampling`` units) and the C-order flat indices, ascending, of
     the voxels within ``PEAK_RTOL`` of it. ``(0.0, [])`` when no voxel is eligible."""
-    mask = np.asarray(mask, dtype=bool)
-    s = np.ones(mask.ndim) if sampling is None else np.asarray(sampling, dtype=np.float64)
+    mask = canonical_bool(np.asarray(mask, dtype=bool))
+    excluded = None if excluded is None else canonical_bool(np.asarray(excluded, dtype=bool))
+    s = np.ones(mask.ndim) if sampling is None else np.broadcast_to(np.asarray(sampling, dtype=np.float64),
+                                                                      (mask.ndim,))  # one number: every axis
     k = _BLOCK.get(mask.ndim)
     if k is None or mask.size < _FULL_BELOW[mask.ndim] or min(mask.shape) < 2 * k:
         return _full_peak(mask, sampling, excluded)
@@ -72,7 +76,6 @@ def edt_peak(mask: np.ndarray, sampling=None, excluded: np.ndarray | None = None
 def _any_excluded(excluded):
     if excluded is None:
         return None
-    excluded = np.asarray(excluded, dtype=bool)
     return excluded if excluded.any() else None
 
 

@@ -33,6 +33,13 @@ __all__ = ["Eligibility", "Component", "eligibility", "find_components", "as_bin
 TARGETS = ("auto", "label", "errors", "background")
 
 
+def canonical_bool(a: np.ndarray) -> np.ndarray:
+    """``a`` (bool) with every byte 0 or 1. A bool array over other bytes is valid NumPy (``.view(bool)``,
+    ``np.frombuffer``; Pillow's 1-bit images hold 0/255), but the word-wise passes here and in
+    :mod:`.distance` compare bytes with 1; the check reads the bytes once, a copy is made only when needed."""
+    return a.view(np.uint8) != 0 if a.size and a.view(np.uint8).max() > 1 else a
+
+
 def as_binary(a, name: str, ndim: Sequence[int] = (2, 3), shape=None) -> np.ndarray:
     """Return ``a`` as a bool array; integers/floats must hold only 0 and 1 (a multi-class map
     passed by mistake would otherwise silently become "any class")."""
@@ -42,7 +49,7 @@ def as_binary(a, name: str, ndim: Sequence[int] = (2, 3), shape=None) -> np.ndar
     if shape is not None and a.shape != tuple(shape):
         raise UsageError(f"{name}: expected shape {tuple(shape)} (same as label), found {a.shape}")
     if a.dtype == bool:
-        return a
+        return canonical_bool(a)
     if a.dtype.kind not in "iuf":
         raise UsageError(f"{name}: expected a bool or 0/1 numeric array, found dtype {a.dtype}")
     b = a != 0

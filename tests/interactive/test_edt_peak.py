@@ -140,6 +140,42 @@ def test_center_click_on_near_full_mask_is_the_naive_click(shape):
         assert got.coord == tuple(int(v) for v in np.unravel_index(int(pick), shape))
 
 
+def _bool_over_bytes(values: np.ndarray) -> np.ndarray:
+    """A bool view of uint8 bytes other than 0/1 (as ``.view(bool)``, ``np.frombuffer`` or a Pillow 1-bit image
+    give): valid NumPy whose truth is "byte != 0"."""
+    view = values.view(bool)
+    assert view.view(np.uint8).max() > 1
+    return view
+
+
+@pytest.mark.parametrize("shape", [(48, 48, 48), (600, 600)])
+def test_bool_masks_over_bytes_other_than_one_give_the_naive_peak_and_click(shape):
+    """Blocks of 2-bytes are all True: word comparisons with 0x01 bytes had called them background,
+    pruned the deepest blocks and clicked a shallower voxel."""
+    raw = np.ones(shape, np.uint8)
+    raw[..., shape[-1] // 2:] = 2
+    if len(shape) == 2:
+        raw[::2, 0] = 0  # many distinct background rows: the 2D coarse path
+    mask, plain = _bool_over_bytes(raw), raw != 0
+    assert_same_peak(mask)
+    corner = np.zeros(shape, np.uint8)
+    corner[(slice(0, 9),) * len(shape)] = 5  # already clicked there
+    excluded = _bool_over_bytes(corner)
+    np.testing.assert_array_equal(edt_peak(mask, excluded=excluded)[1], scipy_peak(plain, excluded=corner != 0)[1])
+    user = get_robot_user("click_largest_center", tie_break="first")
+    rng = make_rng(0, 0, "fg", 0, user.name)
+    assert user.next_prompt(mask, None, rng).coord == user.next_prompt(plain, None, rng).coord
+
+
+def test_one_number_as_sampling_applies_to_every_axis():
+    for shape in [(200, 200), (40, 40, 40)]:
+        mask = np.ones(shape, bool)
+        mask[(slice(3, 9),) * len(shape)] = False
+        top, flat = edt_peak(mask, 0.5)
+        ref_top, ref_flat = scipy_peak(mask, 0.5)
+        assert np.isclose(top, ref_top, rtol=1e-12) and np.array_equal(flat, ref_flat)
+
+
 def _components_checked_against_scipy(m: np.ndarray, rank: int):
     """find_components of ``m`` at connectivity ``rank``, checked to be scipy's partition (count, sizes,
     the same voxels together); returns them and their ids painted into an int64 image."""
