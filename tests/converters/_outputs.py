@@ -17,9 +17,10 @@ def provenance_of(out: Path, written: str) -> tuple[str, list[str]]:
     return entry["operation"], [source["path"] for source in entry["sources"]]
 
 
-def convert_extracted_release(dataset_id: str, make_remote_files, tmp_path: Path) -> Path:
+def convert_extracted_release(dataset_id: str, make_remote_files, tmp_path: Path, edit=None) -> Path:
     """``omnimedseg convert <id> --raw DIR`` on the fake release unpacked as a user would (``unzip`` each
-    archive into DIR, side files copied); returns the output folder. Nothing is downloaded or verified."""
+    archive into DIR, side files copied; ``edit(DIR)`` then changes it); returns the output folder. Nothing is
+    downloaded or verified."""
     import shutil
     import zipfile
 
@@ -28,7 +29,7 @@ def convert_extracted_release(dataset_id: str, make_remote_files, tmp_path: Path
     from tests.helpers import run_cli
 
     remote, raw, root = tmp_path / "release", tmp_path / "unpacked", tmp_path / "home"
-    remote.mkdir()
+    remote.mkdir(parents=True)
     raw.mkdir()
     make_remote_files(remote)
     for path in sorted(remote.iterdir()):
@@ -37,6 +38,8 @@ def convert_extracted_release(dataset_id: str, make_remote_files, tmp_path: Path
                 zf.extractall(raw)
         else:
             shutil.copy(path, raw / path.name)
+    if edit is not None:
+        edit(raw)
     result = run_cli("--root", root, "convert", dataset_id, "--raw", raw, "--accept-licence")
     assert result.exit_code == 0, result.output
     card = load_registry().get(dataset_id)

@@ -1,4 +1,7 @@
+import shutil
+
 import numpy as np
+import pytest
 
 from omnimedseg.converters.formats.image2d import read_png_array
 from omnimedseg.testing import check_converter
@@ -47,3 +50,26 @@ def test_bbbc038_samples_carry_the_instance_ids(tmp_path):
         instances = np.asarray(samples[image_id]["instances"])[0]
         assert sorted(np.unique(instances).tolist()) == [0, 1, 2, 3]
         assert np.array_equal(np.asarray(samples[image_id]["masks"])[0], instances > 0)
+
+
+def test_bbbc038_an_image_without_masks_is_image_only_and_no_masks_at_all_is_an_error(tmp_path):
+    """One stage 1 image is reported without annotated nuclei: it converts as an image-only case (never an
+    empty mask). A release with no mask file anywhere is the wrong archive or layout, and fails naming it."""
+    unannotated = "7b38c9173ebe69b4c6ba7e703c0c27f39305d9b2910f46405993d2ea7a963b80"
+
+    def add_unannotated(raw):
+        first = sorted(IMAGES)[0]
+        (raw / unannotated / "images").mkdir(parents=True)
+        (raw / unannotated / "masks").mkdir()
+        shutil.copy(raw / first / "images" / f"{first}.png", raw / unannotated / "images" / f"{unannotated}.png")
+    out = convert_extracted_release("bbbc038_stage1_train", make_remote_files, tmp_path / "one", add_unannotated)
+    cases = cases_by_id(out)
+    assert sorted(cases) == sorted([*IMAGES, unannotated])
+    assert not cases[unannotated]["masks"] and not cases[unannotated]["instances"]  # no mask, not an empty one
+    assert all(cases[image_id]["meta"]["nuclei"] == 3 for image_id in IMAGES)
+
+    def drop_all_masks(raw):
+        for image_id in IMAGES:
+            shutil.rmtree(raw / image_id / "masks")
+    with pytest.raises(AssertionError, match=r"no <image id>/masks/\*\.png in any of 2 image folders"):
+        convert_extracted_release("bbbc038_stage1_train", make_remote_files, tmp_path / "none", drop_all_masks)
