@@ -74,9 +74,12 @@ def rar_members(archive: Path, limits) -> list[tuple[PurePosixPath, int, bool]]:
                 if len(members) > limits.max_members:
                     raise DownloadError(f"{archive}: more than {limits.max_members} members (the limit)")
     except libarchive.ArchiveError as exc:
-        raise DownloadError(f"{archive}: damaged RAR archive ({exc}); check it with "
-                            f"{repair_command(archive)}") from None
+        raise _damaged(archive, exc, f" in or after member {str(members[-1][0])!r}" if members else "") from None
     return members
+
+
+def _damaged(archive: Path, exc: Exception, where: str) -> DownloadError:
+    return DownloadError(f"{archive}: damaged RAR archive{where} ({exc}); check it with {repair_command(archive)}")
 
 
 def write_rar_members(archive: Path, staging: Path, members: list[tuple[PurePosixPath, int, bool]],
@@ -93,6 +96,7 @@ def write_rar_members(archive: Path, staging: Path, members: list[tuple[PurePosi
     written = []
     size_on_disk = archive.stat().st_size
     compressed = lambda: size_on_disk  # noqa: E731
+    path = None  # the member being read, named when libarchive fails on it
     try:
         with _reading(archive) as reader:
             for index, entry in enumerate(reader):
@@ -107,6 +111,5 @@ def write_rar_members(archive: Path, staging: Path, members: list[tuple[PurePosi
                     _bounded_copy(_Blocks(entry), dst, size, archive, entry.pathname, budget, compressed)
                 written.append(out)
     except libarchive.ArchiveError as exc:
-        raise DownloadError(f"{archive}: damaged RAR archive ({exc}); check it with "
-                            f"{repair_command(archive)}") from None
+        raise _damaged(archive, exc, f" at member {str(path)!r}" if path is not None else "") from None
     return written

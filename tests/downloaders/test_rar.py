@@ -66,6 +66,17 @@ def test_damaged_rar_is_a_clear_error(tmp_path, damage):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_member_cut_short_is_named(tmp_path):
+    """A release whose RAR is damaged in one member (reported for FIVES by a third party): the error says
+    where, so the user knows which file a repair or another extractor must recover."""
+    archive = write_rar5(tmp_path / "cut.rar", [("a.txt", b"0" * 1000, FILE), ("b.png", bytes(range(256)) * 40, FILE)])
+    archive.write_bytes(archive.read_bytes()[:-5000])
+    with pytest.raises(DownloadError, match=r"cut\.rar: damaged RAR archive in or after member 'b\.png' \(.*\); "
+                                            r"check it with omnimedseg verify"):
+        extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_libarchive_names_the_install_step(tmp_path, monkeypatch):
     archive = write_rar5(tmp_path / "a.rar", [("a.txt", b"x", FILE)])
     monkeypatch.setitem(sys.modules, "libarchive", None)  # import now fails as on a machine without it
