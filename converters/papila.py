@@ -42,6 +42,9 @@ class Papila(Converter):
                 raise ConversionError(f"{path}: unexpected contour file name; expected RETnnnOD_disc_exp1.txt style")
             image, structure, expert = match.groups()
             contours.setdefault(image, {}).setdefault(f"expert{expert}", {})[STRUCTURES[structure]] = path
+        if not contours:  # else every case would silently be image-only
+            raise ConversionError(f"{root / 'ExpertsSegmentations' / 'Contours'}: no contour files; expected "
+                                  f"RETnnnOD_disc_exp1.txt style files; run: omnimedseg download papila")
         for image in list_files(root / "FundusImages", "RET*.jpg"):
             raters = contours.get(image.stem, {})
             for rater, by_class in raters.items():

@@ -20,3 +20,18 @@ def test_papila_two_raters_reference_and_contours(tmp_path):
     assert sorted(cases["RET002OS"]["raters"]) == ["expert1"]
     assert cases["RET002OD"]["raters"]["expert1"]["optic_disc"] == "masks/RET002OD/optic_disc.png"
     assert cases["RET002OS"]["meta"] == {"patient": "002", "eye": "OS"}
+
+
+def test_papila_without_any_contour_file_fails_naming_the_folder(tmp_path):
+    """A renamed or missing contour folder would otherwise make every case silently image-only."""
+    import shutil
+
+    import pytest
+
+    from tests.converters._outputs import convert_extracted_release
+
+    def drop_contours(raw):
+        for folder in raw.glob("PapilaDB-PAPILA-*/ExpertsSegmentations/Contours"):
+            shutil.rmtree(folder)
+    with pytest.raises(AssertionError, match=r"Contours: no contour files; expected RETnnnOD_disc_exp1\.txt"):
+        convert_extracted_release("papila", make_remote_files, tmp_path, drop_contours)
