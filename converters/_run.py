@@ -15,10 +15,12 @@ split class by class), so at most the image grid plus one label map and one mask
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -30,7 +32,7 @@ from omnimedseg.converters._base import CASE_ID_PATTERN, SPLIT_PATTERN, Case, Co
 from omnimedseg.converters.formats.geometry import check_same_geometry, conform_to_grid
 from omnimedseg.converters.formats.imagedata import ImageData
 from omnimedseg.errors import ConversionError, DatasetNotFoundError, OmnimedsegError, UsageError
-from omnimedseg.files import atomic_write_text, file_hashes
+from omnimedseg.files import atomic_write_text, dataset_lock, file_hashes, naming_errors
 from omnimedseg.plugins import load_plugin
 from omnimedseg.progress import SILENT, Progress
 from omnimedseg.registry import Card
@@ -159,11 +161,23 @@ def convert_dataset(card: Card, root: str | os.PathLike | None = None, force: bo
     distributed scheduler that converts the cases (else ``workers`` local processes).
     ``sample``: only the first ``sample`` cases of each split
     (:func:`~omnimedseg.converters._sample.sample_cases`), recorded in dataset.json.
-    A complete output is not redone unless ``force``; an interrupted run resumes.
+    A complete output is not redone unless ``force``; an interrupted run resumes. The dataset's lock
+    is held throughout (re-entrant: the CLI already holds it), as for downloads.
     """
+    with dataset_lock(card.id, root):
+        return _convert_locked(card, root, force, workers, progress, raw, keep_going, scheduler, sample)
+
+
+def _convert_locked(card: Card, root, force: bool, workers: int, progress: Progress, raw, keep_going: bool,
+                    scheduler: str | None, sample: int | None) -> Path:
     out = paths.converted_dir(card.id, card.converter_version, root)
+    _finish_interrupted_swap(out)
     if is_complete(out, sample) and not force:
+        shutil.rmtree(_partial_dir(out), ignore_errors=True)  # left by a killed --force or other --sample run
         return out
+    if is_complete(out, None) and sample is not None and not force:
+        raise UsageError(f"{card.id}: {out} holds a complete conversion of every case; --sample {sample} would "
+                         f"replace it with a sample: use it as it is, or pass --force to replace it")
     raw_verified = raw is None
     raw = Path(raw).expanduser().resolve() if raw is not None else paths.raw_dir(card.id, root)
     if not raw.is_dir():
@@ -192,10 +206,23 @@ def convert_dataset(card: Card, root: str | os.PathLike | None = None, force: bo
     return out
 
 
+def _partial_dir(out: Path) -> Path:
+    return out.with_name(f".{out.name}.partial")
+
+
+def _finish_interrupted_swap(out: Path) -> None:
+    """Complete what a run killed inside :func:`_swap_into_place` left: a complete partial folder
+    and no output (killed between its two renames) becomes the output; the set-aside old output goes."""
+    staging = _partial_dir(out)
+    if not out.exists() and (staging / COMPLETE_MARKER).is_file():
+        os.replace(staging, out)
+    shutil.rmtree(out.with_name(f".{out.name}.old"), ignore_errors=True)
+
+
 def _open_partial(out: Path, card: Card, raw: Path, raw_verified: bool, force: bool,
                   sample: int | None = None) -> Path:
     """The partial folder of this run; kept from an interrupted run with the same inputs, else started afresh."""
-    staging = out.with_name(f".{out.name}.partial")
+    staging = _partial_dir(out)
     run = {"card_sha256": card.sha256, "converter_version": card.converter_version, "tool_version": __version__,
            "raw": str(raw), "raw_verified": raw_verified, "sample": sample}
     try:
@@ -210,7 +237,10 @@ def _open_partial(out: Path, card: Card, raw: Path, raw_verified: bool, force: b
 
 
 def _remove_strays(staging: Path, records: list[dict]) -> None:
-    """Delete files an interrupted or failed case left behind (no finished record lists them)."""
+    """Delete files an interrupted or failed case left behind (no finished record lists them), and the
+    temporary files of a run killed while writing its records (``files.atomic_write_text``)."""
+    for path in staging.glob(".*.tmp"):
+        path.unlink()
     kept = {rel for r in records if r["status"] == "done" for rel in r["provenance"]}
     for sub in ("images", "masks", "raters", "instances", "ignore"):
         for path in sorted((staging / sub).rglob("*"), reverse=True):
@@ -224,7 +254,7 @@ def _swap_into_place(staging: Path, out: Path) -> None:
     """Replace ``out`` by the complete ``staging`` folder; the old one is removed only after the swap."""
     old = out.with_name(f".{out.name}.old")
     shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
+    if out.exists():  # a kill from here on is completed by the next run (_finish_interrupted_swap)
         os.replace(out, old)
     os.replace(staging, out)
     shutil.rmtree(old, ignore_errors=True)
@@ -262,7 +292,8 @@ def _run_jobs(jobs: list[_Job], workers: int, scheduler: str | None) -> Iterator
     else:
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(max_workers=workers, initializer=_share_cores, initargs=(workers,)) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker,
+                                 initargs=(workers, os.getpid())) as pool:
             futures = [pool.submit(convert_case, job) for job in jobs]
             try:
                 for future in as_completed(futures):
@@ -271,6 +302,25 @@ def _run_jobs(jobs: list[_Job], workers: int, scheduler: str | None) -> Iterator
                 for future in futures:
                     future.cancel()
                 raise
+
+
+def _start_worker(workers: int, parent: int) -> None:
+    """A worker process ends with the run that started it, and the workers split the cores."""
+    _die_with_parent(parent)
+    _share_cores(workers)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Without this, workers of a run killed with SIGKILL (or by the OOM killer) went on converting, outside
+    the dataset's lock, into a partial folder the next run owns. Linux: the kernel kills the worker when
+    its parent dies (``PR_SET_PDEATHSIG``); a parent already gone ends it here."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _share_cores(workers: int) -> None:
@@ -327,13 +377,19 @@ def _finished_record(staging: Path, case: Case) -> dict | None:
             st = os.stat(facts["path"])
         except OSError:
             return None
-        if [st.st_size, st.st_mtime_ns] != facts["stat"]:
+        if _stat_facts(st) != facts["stat"]:
             return None
     for rel, prov in record["provenance"].items():
         target = staging / rel
         if not target.is_file() or file_hashes(target)["sha256"] != prov["sha256"]:
             return None
     return record
+
+
+def _stat_facts(st: os.stat_result) -> list[int]:
+    """What says a raw file is unchanged since a case read it: the change time too, since ``cp -p``,
+    ``rsync -t`` and archive extraction restore size and mtime but cannot set ctime back."""
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
 
 
 def _case_fingerprint(case: Case) -> str:
@@ -359,17 +415,35 @@ def convert_case(job: _Job) -> dict:
         if _presence(job.card, case, job.shared) == "absent":
             return {"case_id": case.case_id, "status": "absent", "split": case.split}
         record = _CaseWriter(job).write()
+    except OSError as exc:
+        if exc.errno not in _OUTPUT_FULL:
+            return _case_failed(job, exc)
+        # the output side, not this case's data: never a "failed case" (with --keep-going a smaller output would
+        # replace a good one), and the advice is about the disk
+        raise ConversionError(f"{job.card.id}: case {case.case_id}: writing {exc.filename or job.staging} failed "
+                              f"({exc.strerror}); free space (or write access) there, then rerun the same command: "
+                              f"finished cases are kept") from None
     except Exception as exc:  # noqa: BLE001 - every failure of a case names the case
-        message = str(exc) if isinstance(exc, OmnimedsegError) else f"{type(exc).__name__}: {exc}"
-        message = " ".join(message.split())
-        if not job.keep_going:
-            raise ConversionError(f"{job.card.id}: case {case.case_id}: {message}; nothing was marked complete; "
-                                  f"fix or re-download the file and rerun (finished cases are kept), or pass "
-                                  f"--keep-going to convert the rest") from None
-        return {"case_id": case.case_id, "status": "failed", "split": case.split, "error": message}
+        return _case_failed(job, exc)
     record = json.loads(json.dumps(record))  # the same form a resumed run reads back
     atomic_write_text(job.staging / CASE_RECORDS / f"{case.case_id}.json", json.dumps(record) + "\n")
     return record
+
+
+# Errors that come from where outputs are written (a full disk or quota, a read-only file system).
+_OUTPUT_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def _case_failed(job: _Job, exc: Exception) -> dict:
+    """Stop the run naming the case, or (``keep_going``) its "failed" record."""
+    case = job.case
+    message = str(exc) if isinstance(exc, OmnimedsegError) else f"{type(exc).__name__}: {exc}"
+    message = " ".join(message.split())
+    if not job.keep_going:
+        raise ConversionError(f"{job.card.id}: case {case.case_id}: {message}; nothing was marked complete; "
+                              f"fix or re-download the file and rerun (finished cases are kept), or pass "
+                              f"--keep-going to convert the rest") from None
+    return {"case_id": case.case_id, "status": "failed", "split": case.split, "error": message}
 
 
 def _case_files(case: Case) -> list[Path]:
@@ -575,7 +649,7 @@ class _CaseWriter:
             rel = raw_relative(path, self.job.raw)
             st = path.stat()
             self._raw_hashes[path] = file_hashes(path)["sha256"]
-            self._raw_stat[rel] = {"path": str(path), "stat": [st.st_size, st.st_mtime_ns]}
+            self._raw_stat[rel] = {"path": str(path), "stat": _stat_facts(st)}
         return {"path": raw_relative(path, self.job.raw), "sha256": self._raw_hashes[path]}
 
 
@@ -664,7 +738,8 @@ def write_output(data: ImageData, path: Path) -> str:
         except ConversionError as exc:
             raise ConversionError(f"{path}: {exc}") from None
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(encoded)
+        with naming_errors(path):  # a full disk's ENOSPC carries no file name
+            tmp.write_bytes(encoded)
         os.replace(tmp, path)
         return hashlib.sha256(encoded).hexdigest()
     from omnimedseg.converters.formats.nifti import write_nifti
@@ -675,12 +750,16 @@ def write_output(data: ImageData, path: Path) -> str:
 
 
 def raw_relative(path: Path, raw: Path) -> str:
-    """``path`` relative to the raw folder; converters must read nothing outside it."""
-    try:
-        return Path(path).resolve().relative_to(raw.resolve()).as_posix()
-    except ValueError:
-        raise ConversionError(f"{path}: source file is outside the raw folder {raw}; converters must only "
-                              f"read files under the raw folder") from None
+    """``path`` relative to the raw folder; converters must read nothing outside it. Compared by name first:
+    a raw tree of symlinks (``cp -rs``) lies under the folder although its targets do not."""
+    for inside, folder in ((Path(os.path.abspath(path)), Path(os.path.abspath(raw))),
+                           (Path(path).resolve(), raw.resolve())):
+        try:
+            return inside.relative_to(folder).as_posix()
+        except ValueError:
+            pass
+    raise ConversionError(f"{path}: source file is outside the raw folder {raw}; converters must only "
+                          f"read files under the raw folder")
 
 
 # ------------------------------------------------------------------------------ dataset files

@@ -34,7 +34,7 @@ def test_bbbc038_image_without_masks_and_wrong_top_folder(tmp_path):
     case.mkdir(parents=True)
     Image.fromarray(np.zeros((4, 4, 4), np.uint8)).save(case / "abc.png")
     result = _convert(tmp_path, "bbbc038_stage1_train", tmp_path / "raw")
-    assert result.exit_code != 0 and "no mask files; expected one PNG per nucleus" in result.output
+    assert result.exit_code != 0 and "no <image id>/masks/*.png in any of 1 image folders" in result.output
     nested = tmp_path / "nested"
     (nested / "stage1_train").mkdir(parents=True)
     result = _convert(tmp_path, "bbbc038_stage1_train", nested)
