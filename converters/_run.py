@@ -447,7 +447,10 @@ def _case_failed(job: _Job, exc: Exception) -> dict:
 
 
 def _case_files(case: Case) -> list[Path]:
-    return list(dict.fromkeys(p for source in case.sources() for p in source.paths))
+    """The raw files of a case: its sources' and its side files (``metadata_sources``, e.g. VerSe's per-case
+    centroid JSON), so a missing side file makes a partial copy's case absent or a present case an error."""
+    return list(dict.fromkeys([*(p for source in case.sources() for p in source.paths),
+                               *map(Path, case.metadata_sources)]))
 
 
 def shared_files(cases: list[Case]) -> frozenset[Path]:

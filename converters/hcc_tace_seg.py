@@ -10,8 +10,9 @@ series is split by AcquisitionNumber and the acquisition holding the SEG's refer
 instances is chosen (``formats.dicom_refs``), never a folder or a series by position. AI SEGs
 (IDC analysis result ``bamf_aimi_annotations``, https://doi.org/10.5281/zenodo.8345959) are not
 downloaded (card record filter) and are skipped by description when a full IDC copy is given
-with ``--raw``. Segment labels -> classes by the explicit table below, else by the segment's
-coded property type (SegmentedPropertyTypeCodeSequence CodeMeaning); evidence in the card.
+with ``--raw``. Segments -> classes by the explicit table below, on the segment label or its
+coded property type (SegmentedPropertyTypeCodeSequence CodeMeaning); a class is the union of
+its segments, and a segment the table does not name is an error; evidence in the card.
 """
 
 from __future__ import annotations
@@ -28,13 +29,18 @@ from omnimedseg.converters.formats.dicom_refs import (
     series_folders,
 )
 
-# card class -> SegmentLabel values (or coded property type meanings) that mean it, case-insensitive
+# card class -> the segments whose union it is: SegmentLabel values or coded property type meanings, case-insensitive.
+# The released "Liver" segment is the liver WITHOUT the tumour and the portal vein (RadiomicsHub README), and some
+# SEGs add a "Necrosis" segment: MIC-DKFZ/radioactive (d920_d921_hcc_tace_liver.py @26a717ba, run on the real SEGs)
+# builds the tumour from Mass + Necrosis and the whole liver from Liver + Mass + Necrosis + Portal vein; so do we.
+TUMOUR = ("Mass", "Liver tumor", "Necrosis")
 SEGMENT_LABELS = {
-    "liver": ("Liver",),
-    "liver_tumour": ("Mass", "Liver tumor"),
+    "liver": ("Liver", "Portal vein", *TUMOUR),
+    "liver_tumour": TUMOUR,
     "portal_vein": ("Portal vein",),
     "aorta": ("Abdominal aorta", "Aorta"),
 }
+KNOWN_SEGMENTS = tuple(dict.fromkeys(name for names in SEGMENT_LABELS.values() for name in names))
 # SeriesDescription of the AI-generated SEG series IDC adds (analysis_result_id bamf_aimi_annotations)
 AI_SEG_DESCRIPTIONS = ("AIMI liver-tumor AI segmentation", "AIMI liver-tumor radiologist 7 corrected segmentation")
 
@@ -54,7 +60,7 @@ class HccTaceSeg(Converter):
                 case_id=case_id,
                 image=Source(paths, read_referenced_image),
                 split="all",  # the collection defines no split
-                masks={name: Source(paths, partial(read_seg_mask, segments=labels))
+                masks={name: Source(paths, partial(read_seg_mask, segments=labels, known=KNOWN_SEGMENTS))
                        for name, labels in SEGMENT_LABELS.items()},
                 meta={"patient_id": seg.patient_id, "seg_series_uid": seg.series_uid},
             )

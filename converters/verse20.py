@@ -38,9 +38,7 @@ IMAGE_SUFFIX = "_ct.nii.gz"
 
 
 def read_centroids(path: Path) -> list:
-    """The centroid file as published (a JSON list); a clear error when missing or malformed."""
-    if not path.is_file():
-        raise ConversionError(f"{path}: missing; expected the centroid file beside the vertebra mask")
+    """The centroid file as published (a JSON list); a clear error when malformed."""
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (ValueError, UnicodeDecodeError) as exc:
@@ -65,11 +63,14 @@ class VerSe20(Converter):
                 prefix = image.name[: -len(IMAGE_SUFFIX)]
                 derivatives = raw_dir / folder / "derivatives" / image.parent.name
                 centroids = derivatives / f"{prefix}_seg-subreg_ctd.json"
+                meta = {"subject": image.parent.name}
+                if centroids.is_file():  # else the core lists the case absent (a partial copy) or names the file
+                    meta["centroids"] = read_centroids(centroids)
                 yield Case(
                     case_id=prefix,
                     image=Source(image, read_volume),
                     split=split,
                     label=Source(derivatives / f"{prefix}_seg-vert_msk.nii.gz", read_label_volume),
-                    meta={"subject": image.parent.name, "centroids": read_centroids(centroids)},
+                    meta=meta,
                     metadata_sources=(centroids,),
                 )

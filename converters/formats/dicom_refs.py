@@ -192,17 +192,27 @@ def read_referenced_image(ref_path: str | os.PathLike, *image_paths: str | os.Pa
 
 
 def _pick(path: Path, masks: dict[str, ImageData], names: tuple[str, ...], what: str,
-          fallback_field: str | None = None) -> ImageData:
+          fallback_field: str | None = None, known: tuple[str, ...] | None = None) -> ImageData:
     """Union of the masks whose name is one of ``names`` (case-insensitive); an error when none is.
 
-    With ``fallback_field`` (SEG: ``"type"``, the SegmentedPropertyType CodeMeaning) masks are
-    matched on that field only when no name matches: a coded type is the SEG's own semantics,
-    a free-text label may differ between annotators.
+    With ``fallback_field`` (SEG: ``"type"``, the SegmentedPropertyType CodeMeaning) a mask also
+    matches on that field: a coded type is the SEG's own semantics, a free-text label may differ
+    between annotators, and a class that is the union of several segments must not lose one whose
+    label differs. ``known``: every name the caller's table knows; a mask matching none is an error
+    (a segment the table does not name would otherwise vanish from every class).
     """
+    def keys(key: str, mask: ImageData) -> set[str]:
+        found = {str(mask.meta.get("name", key)).casefold()}
+        return found | {str(mask.meta.get(fallback_field, "")).casefold()} if fallback_field else found
+
+    if known is not None:
+        table = {n.casefold() for n in known}
+        unknown = sorted(key for key, m in masks.items() if not keys(key, m) & table)
+        if unknown:
+            raise ConversionError(f"{path}: {what}s {unknown} are not in the card's name table ({', '.join(known)}); "
+                                  f"expected only those (add the new {what} to the table, naming its class)")
     wanted = {n.casefold() for n in names}
-    chosen = [m for key, m in masks.items() if m.meta.get("name", key).casefold() in wanted]
-    if not chosen and fallback_field:
-        chosen = [m for m in masks.values() if str(m.meta.get(fallback_field, "")).casefold() in wanted]
+    chosen = [m for key, m in masks.items() if keys(key, m) & wanted]
     if not chosen:
         coded = f" (coded types {sorted({str(m.meta.get(fallback_field, '')) for m in masks.values()})})" \
             if fallback_field else ""
@@ -215,12 +225,12 @@ def _pick(path: Path, masks: dict[str, ImageData], names: tuple[str, ...], what:
 
 
 def read_seg_mask(seg_path: str | os.PathLike, *image_paths: str | os.PathLike,
-                  segments: tuple[str, ...]) -> ImageData:
-    """The bool mask of the SEG segment(s) labelled one of ``segments`` (else whose coded property
-    type is), on the referenced acquisition."""
+                  segments: tuple[str, ...], known: tuple[str, ...] | None = None) -> ImageData:
+    """The bool mask of the SEG segment(s) labelled one of ``segments`` or of that coded property
+    type, on the referenced acquisition; ``known`` (see :func:`_pick`) refuses segments no class names."""
     path = Path(seg_path)
     return _pick(path, _decoded("seg", *_stamps([path]), _stamps(image_paths)), segments, "segment",
-                 fallback_field="type")
+                 fallback_field="type", known=known)
 
 
 def read_rtstruct_mask(rtstruct_path: str | os.PathLike, *image_paths: str | os.PathLike,
@@ -247,7 +257,12 @@ class SeriesFolder:
 
     def referenced_series(self) -> set[str]:
         """Series UIDs a SEG/RTSTRUCT folder's first object references (header only)."""
-        return referenced_series_uids(pydicom.dcmread(self.files[0], stop_before_pixels=True))
+        try:
+            header = pydicom.dcmread(self.files[0], stop_before_pixels=True)
+        except Exception as exc:  # pydicom raises many types for damaged files
+            raise ConversionError(f"{self.files[0]}: not readable as DICOM ({' '.join(str(exc).split())}); "
+                                  f"re-download it") from None
+        return referenced_series_uids(header)
 
 
 def series_folders(root: str | os.PathLike) -> list[SeriesFolder]:

@@ -63,3 +63,24 @@ def test_verse20_unannotated_sacrum_value_is_an_error(tmp_path, monkeypatch):
     with pytest.raises(ConversionError, match=r"label values \[26\]"):
         check_converter("verse20", fake.make_remote_files, tmp_path,
                         expected_splits={"train": 2, "val": 1, "test": 1})
+
+
+def test_verse20_a_missing_centroid_file_concerns_its_case_only(tmp_path):
+    """The centroid JSON is one of the case's files: with the case's image and mask gone too (a partial copy)
+    the rest converts (cases are listed from the images); alone missing, that case fails naming it (with
+    --keep-going the rest converts). It had been read while listing, stopping every case."""
+    from tests.converters._outputs import convert_extracted_release
+
+    def drop_case(raw, files=("*_ct.nii.gz", "*_seg-vert_msk.nii.gz", "*_seg-subreg_ctd.json")):
+        first = sorted(raw.glob("dataset-01training/rawdata/sub-*/*_ct.nii.gz"))[0]
+        prefix = first.name[: -len("_ct.nii.gz")]
+        for pattern in files:
+            for path in raw.glob(f"dataset-01training/*/{first.parent.name}/{pattern}"):
+                if path.name.startswith(prefix):
+                    path.unlink()
+    out = convert_extracted_release("verse20", fake.make_remote_files, tmp_path / "partial", drop_case)
+    dataset = json.loads((out / "dataset.json").read_text())
+    assert len(dataset["cases"]) == 3 and not dataset.get("failed")
+    with pytest.raises(AssertionError, match=r"missing .*_seg-subreg_ctd\.json \(2 of 3 files of this case"):
+        convert_extracted_release("verse20", fake.make_remote_files, tmp_path / "one",
+                                  lambda raw: drop_case(raw, ("*_seg-subreg_ctd.json",)))

@@ -141,3 +141,9 @@ def test_seg_segment_found_by_label_else_by_coded_type(realdata, tmp_path):
     assert np.array_equal(by_label.array, reference["Mass"].array)
     with pytest.raises(ConversionError, match=r"no segment named Aorta; found \['Mass', 'ROI one'\] \(coded types"):
         read_seg_mask(path, *ct, segments=("Aorta",))
+    # a class that is a union matches each part by label or by coded type: "ROI one" (type Liver) is not lost
+    union = read_seg_mask(path, *decoy, *ct, segments=("Liver", "Mass"), known=("Liver", "Mass"))
+    assert np.array_equal(union.array, reference["ROI one"].array | reference["Mass"].array)
+    # a segment no class names is an error, never dropped
+    with pytest.raises(ConversionError, match=r"segments \['ROI one'\] are not in the card's name table \(Mass\)"):
+        read_seg_mask(path, *ct, segments=("Mass",), known=("Mass",))

@@ -4,7 +4,10 @@ HCC_001: "PRE LIVER" (one acquisition) and "LIVER 3 PHASE (AP)" with acquisition
 six positions; the expert SEG is drawn on acquisition 2, except one frame whose source reference
 points at acquisition 1 at the same position (the SEG references SOPs across acquisitions).
 HCC_002: one single-acquisition series and its SEG, imaged head-first prone (both in-plane axes
-flipped). Segment labels: Liver, Mass, Portal vein, Abdominal aorta (see the card).
+flipped). Segments as the real SEGs hold them (see the card): "Liver" is the liver WITHOUT the tumour and
+the portal vein, "Mass" the tumour, HCC_001's SEG adds a "Necrosis" segment (part of the tumour, not of
+"Mass"), then "Portal vein" and "Abdominal aorta". :func:`masks_for` gives the classes' truth (the whole
+liver, the whole tumour), :func:`segments_for` what the SEG stores.
 
 The CT shows the segmented anatomy (``_idc``): air, body, liver (the tumour inside it) near the
 patient's right anterior corner, portal vein, aorta, each its own HU (:data:`HU`) plus
@@ -36,8 +39,8 @@ from tests.converters.fake._idc import (
     write_fake_index,
 )
 
-LABELS = ("Liver", "Mass", "Portal vein", "Abdominal aorta")
-TYPES = ("Liver", "Mass", "PortalVein", "AbdominalAorta")  # SNOMED CT property types (pydicom codes.SCT)
+LABELS = ("Liver", "Mass", "Portal vein", "Abdominal aorta", "Necrosis")
+TYPES = ("Liver", "Mass", "PortalVein", "AbdominalAorta", "Necrosis")  # SNOMED CT property types (pydicom codes.SCT)
 CLASSES = ("liver", "liver_tumour", "portal_vein", "aorta")
 Z = [0.0, 2.5, 5.0, 7.5, 10.0, 12.5]
 BODY_HU = 0
@@ -80,15 +83,30 @@ def masks_for(seed: int, grid: Grid = HFS, z_positions=Z) -> np.ndarray:
     return np.stack([anatomy(grid, k, seed, z)[1] for k, z in enumerate(z_positions)])
 
 
+def segments_for(mask: np.ndarray, necrosis: bool) -> np.ndarray:
+    """(k, rows, cols, 4 or 5) what the SEG stores for the classes' truth ``mask`` (:func:`masks_for`): the liver
+    without tumour and vein, and with ``necrosis`` the tumour's left half (in columns) as its own segment."""
+    liver, tumour, vein, aorta = (mask[..., c] for c in range(4))
+    dead = np.zeros_like(tumour)
+    if necrosis:
+        for k in range(tumour.shape[0]):
+            cols = np.flatnonzero(tumour[k].any(axis=0))
+            if cols.size:
+                dead[k, :, :cols[cols.size // 2]] = tumour[k, :, :cols[cols.size // 2]]
+    parts = [liver & ~tumour & ~vein, tumour & ~dead, vein, aorta] + ([dead] if necrosis else [])
+    return np.stack(parts, axis=-1)
+
+
 def write_seg(root: Path, patient_id: str, sources: list[Path], mask: np.ndarray, description: str,
               algorithm: str = "MANUAL") -> tuple[str, Path]:
+    """``mask``: the segments in :data:`LABELS` order (4, or 5 with Necrosis)."""
     datasets = [pydicom.dcmread(p) for p in sources]
     descriptions = [hd.seg.SegmentDescription(
         segment_number=i + 1, segment_label=label, segmented_property_category=codes.SCT.Tissue,
         segmented_property_type=getattr(codes.SCT, TYPES[i]), algorithm_type=algorithm,
         algorithm_identification=None if algorithm == "MANUAL" else hd.AlgorithmIdentificationSequence(
             name="ai", version="1", family=codes.cid7162.ArtificialIntelligence))
-        for i, label in enumerate(LABELS)]
+        for i, label in enumerate(LABELS[:mask.shape[-1]])]
     series_uid = generate_uid()
     seg = hd.seg.Segmentation(
         source_images=datasets, pixel_array=mask, segmentation_type="BINARY", segment_descriptions=descriptions,
@@ -123,9 +141,10 @@ def make_remote_files(root: Path, extra_patients: int = 0) -> dict:
         if len(phases) > 1:
             sources[5] = acqs[0][5]  # one frame references acquisition 1 at the same position
         mask = masks_for(seed, grid)
-        seg_uid, seg_path = write_seg(root, patient, sources, mask, "Segmentation")
-        ai_uid, _ = write_seg(root, patient, sources, masks_for(2, grid), "AIMI liver-tumor AI segmentation",
-                              "AUTOMATIC")
+        seg_uid, seg_path = write_seg(root, patient, sources, segments_for(mask, necrosis=patient == "HCC_001"),
+                                      "Segmentation")
+        ai_uid, _ = write_seg(root, patient, sources, segments_for(masks_for(2, grid), necrosis=False),
+                              "AIMI liver-tumor AI segmentation", "AUTOMATIC")
         for uid, modality, extra in ((pre_uid, "CT", {}), (ct_uid, "CT", {}), (seg_uid, "SEG", {}),
                                      (ai_uid, "SEG", {"analysis_result_id": "bamf_aimi_annotations",
                                                       "source_DOI": "10.5281/zenodo.8345959"})):
