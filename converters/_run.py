@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -37,6 +36,7 @@ from omnimedseg.plugins import load_plugin
 from omnimedseg.progress import SILENT, Progress
 from omnimedseg.registry import Card
 from omnimedseg.registry.card import CONSENSUS
+from omnimedseg.workers import die_with_parent
 
 COMPLETE_MARKER = ".complete"
 CASE_RECORDS = ".cases"  # finished-case records inside the partial folder (removed before completion)
@@ -306,21 +306,8 @@ def _run_jobs(jobs: list[_Job], workers: int, scheduler: str | None) -> Iterator
 
 def _start_worker(workers: int, parent: int) -> None:
     """A worker process ends with the run that started it, and the workers split the cores."""
-    _die_with_parent(parent)
+    die_with_parent(parent)
     _share_cores(workers)
-
-
-def _die_with_parent(parent: int) -> None:
-    """Without this, workers of a run killed with SIGKILL (or by the OOM killer) went on converting, outside
-    the dataset's lock, into a partial folder the next run owns. Linux: the kernel kills the worker when
-    its parent dies (``PR_SET_PDEATHSIG``); a parent already gone ends it here."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() != parent:
-        os._exit(1)
 
 
 def _share_cores(workers: int) -> None:

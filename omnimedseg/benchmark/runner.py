@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from concurrent.futures import ProcessPoolExecutor
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 from omnimedseg import __version__
-from omnimedseg.benchmark.suite import DatasetSelection, Suite
-from omnimedseg.errors import UsageError
+from omnimedseg.benchmark.suite import DatasetSelection, Suite, selection_labels
+from omnimedseg.errors import OmnimedsegError, UsageError
 from omnimedseg.files import atomic_write_text
 from omnimedseg.progress import SILENT, Progress
+from omnimedseg.workers import die_with_parent
 
 
 @dataclass(frozen=True)
@@ -30,12 +34,19 @@ class Task:
     case_id: str
     class_name: str
     user: str
+    label: str = ""  # what the results are reported under (suite.selection_labels); the dataset id by default
 
     @property
     def key(self) -> str:
-        text = f"{self.dataset.id}|{self.dataset.mode}|{self.case_id}|{self.class_name}|{self.user}"
+        """The record's name: one per session (the slice axis too: slice k of axis 0 is not slice k of axis 2)."""
+        axis = f"|axis{self.dataset.axis}" if self.dataset.mode == "slices" else ""
+        text = f"{self.dataset.id}|{self.dataset.mode}|{self.case_id}|{self.class_name}|{self.user}{axis}"
         slug = "".join(c if c.isalnum() or c in "._-" else "_" for c in f"{self.dataset.id}_{self.case_id}")
         return f"{slug}_{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+    @property
+    def reported_as(self) -> str:
+        return self.label or self.dataset.id
 
 
 @lru_cache(maxsize=8)
@@ -59,6 +70,7 @@ def _model(name: str, params_json: str):
 def plan(suite: Suite, root: str | None = None, registry_dirs: tuple[str, ...] = ()) -> list[Task]:
     """Every task of the suite, in a deterministic order."""
     tasks = []
+    labels = selection_labels(suite.datasets)
     for selection in suite.datasets:
         dataset = _open_dataset(selection, root, registry_dirs)
         unknown = set(selection.classes) - set(dataset.class_names)
@@ -72,7 +84,8 @@ def plan(suite: Suite, root: str | None = None, registry_dirs: tuple[str, ...] =
             case_id = entry["case_id"] + (f"_s{entry['slice_index']}" if "slice_index" in entry else "")
             unlabelled = set(entry.get("unlabelled", ()))  # not annotated in this case: unknown, not empty
             for class_name in (c for c in classes if c not in unlabelled):
-                tasks.extend(Task(selection, index, case_id, class_name, user) for user in suite.robot_users)
+                tasks.extend(Task(selection, index, case_id, class_name, user, labels[selection])
+                             for user in suite.robot_users)
     return tasks
 
 
@@ -95,7 +108,7 @@ def run_task(suite: Suite, task: Task, root: str | None, registry_dirs: tuple[st
     model = _model(suite.model, json.dumps(suite.model_params, sort_keys=True))
     model.set_image(image, {**case, "affine": affine, "modality": dataset.modality, "dataset": dataset.dataset_id,
                             "class_name": task.class_name})
-    record = {"dataset": task.dataset.id, "case_id": task.case_id, "class_name": task.class_name,
+    record = {"dataset": task.reported_as, "case_id": task.case_id, "class_name": task.class_name,
               "robot_user": task.user, "empty_reference": not reference.any(), "steps": []}
     if not reference.any():
         return record  # nothing to segment: recorded, not scored
@@ -153,24 +166,49 @@ def sheet_tasks(suite: Suite, tasks: list[Task]) -> set[Task]:
     """Sessions drawn as interaction sheets: every user on the first ``suite.sheets`` (case, class) per dataset."""
     chosen: dict[str, list[tuple[int, str]]] = {}
     for task in tasks:
-        keys = chosen.setdefault(task.dataset.id, [])
+        keys = chosen.setdefault(task.reported_as, [])
         if (task.index, task.class_name) not in keys and len(keys) < suite.sheets:
             keys.append((task.index, task.class_name))
-    return {t for t in tasks if (t.index, t.class_name) in chosen[t.dataset.id]}
+    return {t for t in tasks if (t.index, t.class_name) in chosen[t.reported_as]}
 
 
 def sheet_path(out: Path, task: Task) -> Path:
     slug = "".join(c if c.isalnum() or c in "._-" else "_"
-                   for c in f"{task.dataset.id}_{task.case_id}_{task.class_name}_{task.user}")
+                   for c in f"{task.reported_as}_{task.case_id}_{task.class_name}_{task.user}")
     return out / "sheets" / f"{slug}.png"
 
 
 def run_benchmark(suite: Suite, out: Path, root: str | None = None, registry_dirs: tuple[str, ...] = (),
                   workers: int = 1, progress: Progress = SILENT) -> Path:
     """Run (or resume) ``suite`` into ``out``; writes records, tables, summary and plots."""
+    out = Path(out)
+    with _writer_lock(out):
+        return _run_locked(suite, out, root, registry_dirs, workers, progress)
+
+
+@contextmanager
+def _writer_lock(out: Path) -> Iterator[None]:
+    """One run writes ``out`` at a time: two overlapping runs of other configurations had both passed the
+    configuration check and mixed their records. The lock file lies beside the folder (made later)."""
+    from filelock import FileLock, Timeout
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(out.with_name(f".{out.name}.lock")))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise UsageError(f"another omnimedseg benchmark is writing to {out}; wait for it to finish or choose "
+                         f"another --out") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _run_locked(suite: Suite, out: Path, root: str | None, registry_dirs: tuple[str, ...], workers: int,
+                progress: Progress) -> Path:
     from omnimedseg.benchmark import report
 
-    out = Path(out)
     records_dir = out / "records"
     config_path = out / "config.json"
     config = {"suite": suite.to_dict(), "config_hash": suite.config_hash, "tool_version": __version__}
@@ -196,17 +234,34 @@ def run_benchmark(suite: Suite, out: Path, root: str | None = None, registry_dir
         advance(reused)
         if workers <= 1:
             for task in todo:
-                _save(records_dir, task, run_task(suite, task, root, registry_dirs, sheets[task]))
+                _save(records_dir, task, _session(task, run_task, suite, task, root, registry_dirs, sheets[task]))
                 advance(1)
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent,
+                                     initargs=(os.getpid(),)) as pool:
                 futures = {pool.submit(run_task, suite, t, root, registry_dirs, sheets[t]): t for t in todo}
-                for future, task in futures.items():
-                    _save(records_dir, task, future.result())
-                    advance(1)
+                try:
+                    for future in as_completed(futures):  # each record kept as it comes: a failure loses none
+                        _save(records_dir, futures[future], _session(futures[future], future.result))
+                        advance(1)
+                except BaseException:
+                    pool.shutdown(cancel_futures=True)  # the queued sessions do not run for nothing
+                    raise
     records = [json.loads((records_dir / f"{t.key}.json").read_text()) for t in tasks]
     report.write_reports(suite, records, out)
     return out
+
+
+def _session(task: Task, call, *args):
+    """``call(*args)``, an error naming the session it concerns (the CLI prints one line)."""
+    try:
+        return call(*args)
+    except Exception as exc:  # a model plugin raises anything
+        kind = type(exc) if isinstance(exc, OmnimedsegError) else OmnimedsegError
+        detail = str(exc) if isinstance(exc, OmnimedsegError) else f"{type(exc).__name__}: {exc}"
+        raise kind(f"benchmark session {task.reported_as} case {task.case_id} class {task.class_name} user "
+                   f"{task.user}: {' '.join(detail.split())}; finished sessions are kept: fix it and rerun the same "
+                   f"command") from exc
 
 
 def _scored(records_dir: Path, task: Task) -> bool:

@@ -22,6 +22,7 @@ from omnimedseg.errors import UsageError
 from omnimedseg.interactive.base import RobotUser
 from omnimedseg.interactive.boxes import BoxUser
 from omnimedseg.interactive.clicks import ClickUser
+from omnimedseg.interactive.eligibility import as_binary
 from omnimedseg.interactive.polygons import PolygonUser
 from omnimedseg.interactive.prompts import NoInteraction, Prompt
 from omnimedseg.interactive.scribbles import ScribbleUser
@@ -99,9 +100,8 @@ def run_robot_session(user: RobotUser, label, predict: Callable[[Sequence[Prompt
             records.append(StepRecord(step, NoInteraction(), prediction))
             continue
         prompts.append(prompt)
-        new = np.asarray(predict(tuple(prompts), None if step == 0 else prediction), dtype=bool)
-        if new.shape != label.shape:
-            raise UsageError(f"predict: expected a mask of shape {label.shape}, found {new.shape}")
-        prediction = new
+        # a bool mask, or 0/1 numbers: NaN, probabilities or 0/255 are refused, never scored as "not 0"
+        prediction = as_binary(predict(tuple(prompts), None if step == 0 else prediction), "predict",
+                               ndim=(label.ndim,), shape=label.shape)
         records.append(StepRecord(step, prompt, prediction))
     return records

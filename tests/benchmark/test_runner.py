@@ -237,3 +237,88 @@ def test_benchmark_dataset_override_runs_the_suite_on_another_dataset(both, tmp_
     assert len({r["case_id"] for r in records}) == 2  # the suite's max_cases, over every split
     unknown = run_cli(*common, "--dataset", "nope")
     assert unknown.exit_code == 1 and "unknown dataset 'nope'" in unknown.output
+
+
+def test_one_dataset_selected_three_ways_is_reported_three_ways(organs, tmp_path):
+    """Slices along two axes and whole volumes of one dataset: slice k of axis 0 is not slice k of axis 2 (their
+    records had overwritten each other) and their results are not pooled under one dataset name."""
+    from omnimedseg.benchmark.runner import plan
+
+    spleen = {"id": "organs3d", "mode": "slices", "classes": ["spleen"]}
+    suite = _suite(model={"name": "region_growing"}, robot_users=["click_largest_center"], steps=1, sheets=1,
+                   metrics=["dice"], datasets=[{**spleen, "axis": 0}, {**spleen, "axis": 2}, {"id": "organs3d"}])
+    tasks = plan(suite, organs["root"], organs["registry_dirs"])
+    assert len({t.key for t in tasks}) == len(tasks)
+    out = run_benchmark(suite, tmp_path / "out", **organs)
+    records = json.loads((out / "results.json").read_text())["records"]
+    assert len(list((out / "records").glob("*.json"))) == len(tasks) == len(records)
+    labels = {"organs3d_slices_axis0", "organs3d_slices_axis2", "organs3d_whole"}
+    assert {r["dataset"] for r in records} == labels
+    summary = (out / "summary.md").read_text()
+    assert all(f"| {label} |" in summary for label in labels)
+    assert {p.name.split("_dice")[0] for p in (out / "plots").glob("*.png")} == labels
+    assert {p.name.split("_organs_")[0] for p in (out / "sheets").glob("*.png")} == labels
+
+
+def test_a_run_into_a_folder_another_run_is_writing_is_refused(hc18, tmp_path):
+    from filelock import FileLock
+
+    out = tmp_path / "out"
+    with FileLock(str(tmp_path / ".out.lock")):
+        with pytest.raises(UsageError, match=r"another omnimedseg benchmark is writing to .*out; wait for it"):
+            run_benchmark(_suite(), out, root=hc18["root"])
+    assert not out.exists()
+
+
+class _Probabilities(OracleNoiseModel):
+    """A model returning probabilities (or NaN): they had been scored as the mask "value != 0"."""
+    name = "probabilities"
+
+    def __init__(self, fill: float = 0.01, **params):
+        super().__init__(**params)
+        self.fill = fill
+
+    def predict(self, prompts, previous=None, reference=None):
+        return np.full(np.shape(super().predict(prompts, previous, reference)), self.fill, dtype=np.float32)
+
+
+@pytest.mark.parametrize("fill", [0.01, float("nan")])
+def test_probabilities_or_nan_from_a_model_are_refused_naming_the_session(hc18, tmp_path, monkeypatch, fill):
+    from omnimedseg.benchmark import models
+    from omnimedseg.benchmark.runner import _model
+
+    monkeypatch.setitem(models.BUILTIN_MODELS, "probabilities", _Probabilities)
+    _model.cache_clear()
+    suite = _suite(model={"name": "probabilities", "params": {"fill": fill}})
+    with pytest.raises(UsageError, match=r"benchmark session hc18 case \S+ class fetal_head user click_largest_center: "
+                                         r"predict: expected values in \{0, 1\}"):
+        run_benchmark(suite, tmp_path / "out", root=hc18["root"])
+    _model.cache_clear()
+
+
+class _FailsOnOneCase(OracleNoiseModel):
+    name = "fails_on_one_case"
+
+    def set_image(self, image, meta):
+        super().set_image(image, meta)
+        self.case = meta["case_id"]
+
+    def predict(self, prompts, previous=None, reference=None):
+        if self.case == "train_010_2HC":
+            import time
+
+            time.sleep(1.0)  # the other sessions finish first
+            raise RuntimeError("boom")
+        return super().predict(prompts, previous, reference)
+
+
+def test_a_failing_session_under_workers_keeps_the_finished_ones_and_names_itself(hc18, tmp_path, monkeypatch):
+    from omnimedseg.benchmark import models
+    from omnimedseg.errors import OmnimedsegError
+
+    monkeypatch.setitem(models.BUILTIN_MODELS, "fails_on_one_case", _FailsOnOneCase)  # forked workers inherit it
+    suite = _suite(model={"name": "fails_on_one_case", "params": {"noise": 0.4, "radius": 6}}, sheets=0)
+    with pytest.raises(OmnimedsegError, match=r"benchmark session hc18 case train_010_2HC class fetal_head user "
+                                              r"\S+: RuntimeError: boom; finished sessions are kept"):
+        run_benchmark(suite, tmp_path / "out", root=hc18["root"], workers=2)
+    assert len(list((tmp_path / "out" / "records").glob("*.json"))) >= 2  # saved as they finished

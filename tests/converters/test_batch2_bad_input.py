@@ -33,7 +33,7 @@ def test_side_table_lists_more_cases_than_present(tmp_path, dataset_id, remove, 
 
 @pytest.mark.parametrize("dataset_id, damage, message", [
     ("bus_bra", lambda raw: (raw / "BUSBRA/Masks/mask_0003-s.png").unlink(),
-     "missing .*mask_0003-s.png .*1 of 2 files of this case are present"),
+     "missing .*mask_0003-s.png .*3 of 4 files of this case are present"),
     ("fives", lambda raw: (raw / "FIVES A Fundus Image Dataset for AI-based Vessel Segmentation/test/Groud truth")
      .mkdir(), r"test: expected one folder named groud truth or ground truth \(any case\), found \['Groud truth', "
                r"'Ground truth'\]"),
