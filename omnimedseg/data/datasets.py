@@ -59,6 +59,15 @@ def open_converted(dataset_id: str, root: str | os.PathLike | None = None,
     return folder, json.loads((folder / "dataset.json").read_text())
 
 
+def _completion(folder: Path) -> tuple[int, int] | None:
+    """Identity of a conversion: its ``.complete`` marker, a new file each time the folder is swapped in."""
+    try:
+        st = (folder / ".complete").stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
 def collatable_geometry(spacing, affine, spatial_dims: int) -> dict:
     """``spacing`` and ``affine`` of a sample as fixed-shape float64 arrays, NaN when unknown.
 
@@ -88,6 +97,7 @@ class ConvertedDataset:
                  transform: Callable[[dict], dict] | None = None, labelled_only: bool = True,
                  registry_dirs: Sequence[str] = (), rater: str | None = None):
         self.folder, self.info = open_converted(dataset_id, root, registry_dirs)
+        self._converted = _completion(self.folder)  # which conversion this object lists the cases of
         self.registry_dirs = tuple(registry_dirs)  # where its card (and [medsegdb] mapping) was found
         meta = self.info["omnimedseg"]
         self.dataset_id, self.modality = meta["dataset_id"], meta["modality"]
@@ -126,25 +136,25 @@ class ConvertedDataset:
         image, affine = read_output(self.folder / files[0])
         spatial = image.shape[:2] if self.dimensionality == 2 else image.shape[:3]
         if len(files) > 1:  # named channels -> channels last, as colour components are stored
-            parts = [image] + [read_output(self.folder / rel)[0] for rel in files[1:]]
+            parts = [image] + [read_output(self.folder / rel, spatial)[0] for rel in files[1:]]
             image = np.concatenate([p if p.ndim > len(spatial) else p[..., None] for p in parts], axis=-1)
         masks = np.zeros((len(self.class_names), *spatial), dtype=bool)
         mask_files = self.mask_files(case)
         for i, name in enumerate(self.class_names):
             if name in mask_files:
-                masks[i] = read_output(self.folder / mask_files[name])[0].astype(bool)
+                masks[i] = read_output(self.folder / mask_files[name], spatial)[0].astype(bool)
         return image, masks, affine
 
     def load_annotations(self, index: int, spatial: tuple[int, ...]) -> dict[str, np.ndarray]:
         """``ignore`` (bool, spatial) and, for datasets with instance maps, ``instances`` (int32, per class)."""
         case = self.cases[index]
-        extras = {"ignore": (read_output(self.folder / case["ignore"])[0].astype(bool) if case.get("ignore")
+        extras = {"ignore": (read_output(self.folder / case["ignore"], spatial)[0].astype(bool) if case.get("ignore")
                              else np.zeros(spatial, dtype=bool))}
         if self.has_instances:
             instances = np.zeros((len(self.class_names), *spatial), dtype=np.int32)
             for i, name in enumerate(self.class_names):
                 if name in case.get("instances", {}):
-                    instances[i] = read_output(self.folder / case["instances"][name])[0]
+                    instances[i] = read_output(self.folder / case["instances"][name], spatial)[0]
             extras["instances"] = instances
         return extras
 
@@ -171,11 +181,20 @@ class ConvertedDataset:
             "dataset": self.dataset_id,
             "split": case["split"],
             **{key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in extras.items()},
+            **({"slice_index": case["slice_index"]} if "slice_index" in case else {}),  # before the transform
         }
         return self.transform(sample) if self.transform else sample
 
+    def _check_current(self) -> None:
+        """The converted folder is still the one listed at construction: after ``convert --force`` the case
+        list (and a slice index, cached volumes) would be stale and silently serve the old data."""
+        if _completion(self.folder) != self._converted:
+            raise UsageError(f"{self.folder} was converted again after this {type(self).__name__} was created; "
+                             f"create it again to read the new data")
+
     def raw_item(self, index: int) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray | None]:
         """(case entry, image in its stored dtype, bool masks, affine) of one sample."""
+        self._check_current()
         image, masks, affine = self.load_case(index)
         return self.cases[index], image, masks, affine
 
@@ -221,7 +240,8 @@ class SliceDataset(ConvertedDataset):
                 fg = masks[:, self.class_names.index(foreground_class)].reshape(masks.shape[0], -1).any(1)
                 self.index.extend((case_index, int(s)) for s in np.flatnonzero(fg))
 
-    def _cached(self, case_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    def _cached(self, case_index: int, rebuild: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                       dict[str, np.ndarray]]:
         """Memory-mapped (image, masks, affine) with the slice axis first and contiguous.
 
         The last ``open_volumes`` maps are kept open per process (parsing .npy headers
@@ -240,7 +260,7 @@ class SliceDataset(ConvertedDataset):
         files = [folder / f"{n}.npy" for n in ("image", "masks", "affine", *extra_names)]
         stamp_file = folder / "source.json"
         stamp = json.dumps([[rel, *self._stat(rel)] for rel in case_files(case)])
-        if not (stamp_file.is_file() and stamp_file.read_text() == stamp and all(f.is_file() for f in files)):
+        if rebuild or not (stamp_file.is_file() and stamp_file.read_text() == stamp and all(f.is_file() for f in files)):
             image, masks, affine = self.load_case(case_index)
             extras = self.load_annotations(case_index, masks.shape[1:])
             arrays = (np.ascontiguousarray(np.moveaxis(image, self.axis, 0)),
@@ -252,9 +272,14 @@ class SliceDataset(ConvertedDataset):
             for f, array in zip(files, arrays):
                 self._atomic(f, lambda fh, a=array: np.save(fh, a))
             self._atomic(stamp_file, lambda fh: fh.write(stamp.encode()))  # last: marks the set complete
-        image, masks = (np.load(f, mmap_mode="r") for f in files[:2])
-        opened = (image, masks, np.load(files[2]),
-                  {n: np.load(f, mmap_mode="r") for n, f in zip(extra_names, files[3:])})
+        try:
+            image, masks = (np.load(f, mmap_mode="r") for f in files[:2])
+            opened = (image, masks, np.load(files[2]),
+                      {n: np.load(f, mmap_mode="r") for n, f in zip(extra_names, files[3:])})
+        except (ValueError, OSError, EOFError):  # a cache file cut short or damaged on disk: built once more
+            if rebuild:
+                raise
+            return self._cached(case_index, rebuild=True)
         self._opened[case_index] = opened
         while len(self._opened) > self.open_volumes:
             self._opened.popitem(last=False)
@@ -285,6 +310,7 @@ class SliceDataset(ConvertedDataset):
         return np.array(self._cached(case_index)[3]["ignore"][s]) if self.cases[case_index].get("ignore") else None
 
     def raw_item(self, index: int) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+        self._check_current()
         case_index, s = self.index[index]
         image, masks, affine, _ = self._cached(case_index)
         case = self.cases[case_index]
@@ -295,9 +321,7 @@ class SliceDataset(ConvertedDataset):
         case, image, masks, affine = self.raw_item(index)
         case_index, s = self.index[index]
         extras = {name: np.array(array[s]) for name, array in self._cached(case_index)[3].items()}
-        sample = self._sample(case, image, masks, affine, spatial_dims=2, extras=extras)
-        sample["slice_index"] = case["slice_index"]
-        return sample
+        return self._sample(case, image, masks, affine, spatial_dims=2, extras=extras)
 
 
 def _slice_spacing(spacing, axis: int):

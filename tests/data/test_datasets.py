@@ -71,3 +71,54 @@ def test_2d_dataset_from_hc18(hc18):
 def test_missing_data_gives_the_commands(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="run: omnimedseg download hc18 && omnimedseg convert hc18"):
         ConvertedDataset("hc18", root=tmp_path)
+
+
+def _converted(organs):
+    return next((organs["root"] / "converted" / "organs3d").glob("*/.complete")).parent
+
+
+def test_a_dataset_object_refuses_to_serve_a_folder_converted_again(organs):
+    """After `convert --force` a SliceDataset had served its old slice index and cached volumes."""
+    import os
+
+    slices, volumes = SliceDataset("organs3d", axis=2, **organs), ConvertedDataset("organs3d", **organs)
+    slices[0], volumes[0]
+    marker = _converted(organs) / ".complete"
+    fresh = marker.with_name("fresh")
+    fresh.write_text(marker.read_text())
+    os.replace(fresh, marker)  # what the swap of a new conversion leaves: another .complete
+    for dataset in (slices, volumes):
+        with pytest.raises(UsageError, match=r"was converted again after this \w+ was created; create it again"):
+            dataset[0]
+    assert SliceDataset("organs3d", axis=2, **organs)[0]["case_id"] == "organs_001"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "other shape"])
+def test_a_damaged_output_file_is_named_with_the_command_that_checks_it(organs, damage):
+    import nibabel as nib
+
+    from omnimedseg.errors import ValidationError
+
+    mask = _converted(organs) / "masks" / "organs_002" / "spleen.nii.gz"
+    if damage == "truncated":
+        mask.write_bytes(mask.read_bytes()[:60])
+        expected = r"spleen\.nii\.gz: not readable \(\w+: .*\); check the conversion with: omnimedseg validate organs3d"
+    else:
+        nib.save(nib.Nifti1Image(np.zeros((5, 5, 5), np.uint8), np.eye(4)), mask)
+        expected = r"spleen\.nii\.gz: shape \(5, 5, 5\), expected \(12, 10, 6\) \(its image's grid\)"
+    with pytest.raises(ValidationError, match=expected):
+        ConvertedDataset("organs3d", **organs)[1]
+
+
+def test_slice_transform_sees_the_slice_index_and_may_return_anything(organs):
+    slices = SliceDataset("organs3d", axis=2, transform=lambda s: (s["image"], s["slice_index"]), **organs)
+    image, index = slices[6 + 4]
+    assert index == 4 and image.shape == (1, 12, 10)
+
+
+def test_a_cache_file_cut_short_is_built_again(organs):
+    first = SliceDataset("organs3d", axis=2, **organs)
+    expected = first[3]["image"]
+    cached = next((organs["root"] / "cache").rglob("organs_001/image.npy"))
+    cached.write_bytes(cached.read_bytes()[:200])  # the stamp still matches: only the file is short
+    assert torch.equal(SliceDataset("organs3d", axis=2, **organs)[3]["image"], expected)
