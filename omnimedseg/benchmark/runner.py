@@ -182,8 +182,9 @@ def run_benchmark(suite: Suite, out: Path, root: str | None = None, registry_dir
                   workers: int = 1, progress: Progress = SILENT) -> Path:
     """Run (or resume) ``suite`` into ``out``; writes records, tables, summary and plots."""
     out = Path(out)
+    tasks = plan(suite, root, registry_dirs)  # first: a suite without data fails before any folder is made
     with _writer_lock(out):
-        return _run_locked(suite, out, root, registry_dirs, workers, progress)
+        return _run_locked(suite, tasks, out, root, registry_dirs, workers, progress)
 
 
 @contextmanager
@@ -205,8 +206,8 @@ def _writer_lock(out: Path) -> Iterator[None]:
         lock.release()
 
 
-def _run_locked(suite: Suite, out: Path, root: str | None, registry_dirs: tuple[str, ...], workers: int,
-                progress: Progress) -> Path:
+def _run_locked(suite: Suite, tasks: list[Task], out: Path, root: str | None, registry_dirs: tuple[str, ...],
+                workers: int, progress: Progress) -> Path:
     from omnimedseg.benchmark import report
 
     records_dir = out / "records"
@@ -217,7 +218,6 @@ def _run_locked(suite: Suite, out: Path, root: str | None, registry_dirs: tuple[
         if previous.get("config_hash") != suite.config_hash:
             raise UsageError(f"{out} holds results of another configuration (hash {previous.get('config_hash')} "
                              f"vs {suite.config_hash}); choose another --out or delete that folder")
-    tasks = plan(suite, root, registry_dirs)  # first: a suite without data fails before any folder is made
     records_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(config_path, json.dumps(config, indent=2) + "\n")
     drawn = sheet_tasks(suite, tasks)
