@@ -43,7 +43,7 @@ import numpy as np
 
 from omnimedseg import paths
 from omnimedseg.converters.formats.outputs import read_output
-from omnimedseg.errors import DatasetNotFoundError, UsageError
+from omnimedseg.errors import DatasetNotFoundError, UsageError, ValidationError
 
 
 def open_converted(dataset_id: str, root: str | os.PathLike | None = None,
@@ -56,7 +56,12 @@ def open_converted(dataset_id: str, root: str | os.PathLike | None = None,
     if not (folder / ".complete").is_file():
         raise DatasetNotFoundError(f"{dataset_id}: no complete converted data in {folder}; run: "
                                    f"omnimedseg download {dataset_id} && omnimedseg convert {dataset_id}")
-    return folder, json.loads((folder / "dataset.json").read_text())
+    try:
+        return folder, json.loads((folder / "dataset.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ValidationError(f"{folder / 'dataset.json'}: not readable ({' '.join(str(exc).split())}); check the "
+                              f"conversion with: omnimedseg validate {dataset_id} (then convert {dataset_id} "
+                              f"--force)") from None
 
 
 def _completion(folder: Path) -> tuple[int, int] | None:

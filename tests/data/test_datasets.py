@@ -122,3 +122,11 @@ def test_a_cache_file_cut_short_is_built_again(organs):
     cached = next((organs["root"] / "cache").rglob("organs_001/image.npy"))
     cached.write_bytes(cached.read_bytes()[:200])  # the stamp still matches: only the file is short
     assert torch.equal(SliceDataset("organs3d", axis=2, **organs)[3]["image"], expected)
+
+
+def test_a_damaged_dataset_json_is_named(organs):
+    from omnimedseg.errors import ValidationError
+
+    (_converted(organs) / "dataset.json").write_text('{"cases": [')
+    with pytest.raises(ValidationError, match=r"dataset\.json: not readable .*omnimedseg validate organs3d"):
+        ConvertedDataset("organs3d", **organs)
