@@ -78,6 +78,10 @@ class Case:
             writes no mask for them and records them in dataset.json; the data layer, robot
             users, metrics and the benchmark never treat them as empty. A case labels at least
             one class; one with no annotation at all gives no masks instead.
+        problem: why this case cannot be converted, found while listing (an unexpected mask
+            name in its folder, a malformed side file of its own). The core fails this case
+            only, as if reading it had failed (the run stops naming it, or ``--keep-going``
+            lists it); raising in ``cases()`` would stop every case.
         spacing: pixel/voxel size in mm when the dataset provides it outside the image
             file (2D: (row, col)); NIfTI images carry their own.
         meta: small JSON-serialisable facts kept in dataset.json (e.g. patient id).
@@ -101,6 +105,7 @@ class Case:
     instances: Mapping[str, Source] = field(default_factory=dict)
     ignore: Source | None = None
     unlabelled: tuple[str, ...] = ()
+    problem: str | None = None
 
     @property
     def labelled(self) -> bool:

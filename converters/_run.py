@@ -384,7 +384,8 @@ def _case_fingerprint(case: Case) -> str:
     text = json.dumps([case.case_id, case.split, [list(map(str, s.paths)) + [s.operation] for s in case.sources()],
                        list(case.spacing) if case.spacing is not None else None, dict(case.meta),
                        {k: list(map(str, s.paths)) + [s.operation] for k, s in case.masks.items()},
-                       sorted(case.raters), sorted(case.instances), sorted(case.unlabelled)], sort_keys=True,
+                       sorted(case.raters), sorted(case.instances), sorted(case.unlabelled), case.problem],
+                      sort_keys=True,
                       default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -401,6 +402,8 @@ def convert_case(job: _Job) -> dict:
     try:
         if _presence(job.card, case, job.shared) == "absent":
             return {"case_id": case.case_id, "status": "absent", "split": case.split}
+        if case.problem:
+            raise ConversionError(case.problem)
         record = _CaseWriter(job).write()
     except OSError as exc:
         if exc.errno not in _OUTPUT_FULL:

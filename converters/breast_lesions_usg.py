@@ -24,6 +24,7 @@ from omnimedseg.errors import ConversionError
 FOLDER = "BrEaST-Lesions_USG-images_and_masks"
 IMAGE = re.compile(r"^case\d{3}\.png$")
 MASK = re.compile(r"^(case\d{3})_(tumor|other\d+)\.png$")
+CASE_PREFIX = re.compile(r"^(case\d{3})[^0-9]")
 
 
 class BreastLesionsUSG(Converter):
@@ -32,16 +33,18 @@ class BreastLesionsUSG(Converter):
         if not root.is_dir():
             raise ConversionError(f"{root}: missing; expected the extracted BrEaST-Lesions_USG zip; "
                                   f"run: omnimedseg download breast_lesions_usg")
-        images, masks = [], {}
+        images, masks, strange = [], {}, {}
         for path in sorted(root.iterdir()):
             if IMAGE.match(path.name):
                 images.append(path)
             elif match := MASK.match(path.name):
                 masks.setdefault(match.group(1), []).append(path)
+            elif (named := CASE_PREFIX.match(path.name)) is not None:  # e.g. caseNNN_tumor2.png: that case fails
+                strange.setdefault(named.group(1), path)
             elif not path.name.startswith("."):
                 raise ConversionError(f"{path}: unexpected file; expected caseNNN.png, caseNNN_tumor.png or "
                                       f"caseNNN_otherK.png")
-        orphans = sorted(set(masks) - {p.stem for p in images})
+        orphans = sorted((set(masks) | set(strange)) - {p.stem for p in images})
         if orphans:
             raise ConversionError(f"{root}: masks without an image for {orphans}; expected caseNNN.png for each")
         for image in images:
@@ -58,4 +61,6 @@ class BreastLesionsUSG(Converter):
                     else Source(image, read_empty_mask),
                 },
                 meta={"normal": tumor not in masks.get(image.stem, []), "other_findings": len(others)},
+                problem=(f"{strange[image.stem]}: unexpected file; expected caseNNN.png, caseNNN_tumor.png or "
+                         f"caseNNN_otherK.png") if image.stem in strange else None,
             )

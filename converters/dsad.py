@@ -36,6 +36,7 @@ VALIDATION = {"03", "21", "26"}
 TEST = {"02", "07", "11", "13", "14", "18", "20", "32"}
 FRAME = re.compile(r"^image(\d+)\.png$")
 MASK = re.compile(r"^mask(\d+)_([a-z_]+)\.png$")
+FRAME_OF_MASK = re.compile(r"^mask(\d+)")
 
 
 def surgery_split(surgery: str) -> str:
@@ -58,17 +59,19 @@ class Dsad(Converter):
         organs = self.card.class_names
         for surgery in _surgeries(root):
             masks: dict[str, dict[str, Path]] = {}
+            strange: list[Path] = []  # a mask no organ names: its frame cannot be trusted to be complete
             for path in list_files(surgery, "mask*.png"):
                 match = MASK.match(path.name)
                 if not match or match.group(2) not in organs:
-                    raise ConversionError(f"{path}: unexpected mask name; expected maskXX_<organ>.png with an "
-                                          f"organ among {organs}")
+                    strange.append(path)
+                    continue
                 masks.setdefault(match.group(1), {})[match.group(2)] = path
             for image in list_files(surgery, "image*.png"):
                 match = FRAME.match(image.name)
                 if not match:
                     continue
                 found = masks.get(match.group(1), {})
+                odd = [p for p in strange if _frame_of(p) in (match.group(1), None)]  # None: no frame number
                 yield Case(
                     case_id=f"{surgery.name}_{match.group(1)}",
                     image=Source(image, read_image),
@@ -76,6 +79,8 @@ class Dsad(Converter):
                     masks={organ: Source(found[organ], read_binary_mask) if organ in found
                            else Source(image, read_empty_mask) for organ in organs},
                     meta={"surgery": surgery.name, "no_mask_file": [o for o in organs if o not in found]},
+                    problem=f"{odd[0]}: unexpected mask name; expected maskXX_<organ>.png with an organ among "
+                            f"{organs}" if odd else None,
                 )
 
     def _single_organ(self, root: Path, organ: str) -> Iterator[Case]:
@@ -94,6 +99,12 @@ class Dsad(Converter):
                     unlabelled=others,
                     meta={"surgery": surgery.name, "subset": organ},
                 )
+
+
+def _frame_of(mask: Path) -> str | None:
+    """The frame number a mask file's name starts with (``mask05...`` -> ``05``), None without one."""
+    found = FRAME_OF_MASK.match(mask.name)
+    return found.group(1) if found else None
 
 
 def _surgeries(root: Path) -> list[Path]:

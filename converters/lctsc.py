@@ -24,7 +24,6 @@ from omnimedseg.converters.formats.dicom_refs import (
     referenced_image_files,
     series_folders,
 )
-from omnimedseg.errors import ConversionError
 
 # card class -> ROIName values that mean it (compared case-insensitively; evidence in the card)
 ROI_NAMES = {
@@ -43,14 +42,14 @@ class Lctsc(Converter):
         folders = series_folders(raw_dir)
         for rts in sorted((f for f in folders if f.kind == "rtstruct"), key=lambda f: (f.patient_id, f.series_uid)):
             split = next((s for prefix, s in SPLITS.items() if rts.patient_id.startswith(prefix)), None)
-            if split is None:
-                raise ConversionError(f"{rts.files[0]}: PatientID {rts.patient_id!r}; expected LCTSC-Train-* or "
-                                      f"LCTSC-Test-* (the split is taken from it)")
+            problem = None if split else (f"{rts.files[0]}: PatientID {rts.patient_id!r}; expected LCTSC-Train-* or "
+                                          f"LCTSC-Test-* (the split is taken from it)")  # that case fails, not all
             paths = (rts.files[0], *referenced_image_files(rts, folders))
             yield Case(
                 case_id=rts.patient_id,
                 image=Source(paths, read_referenced_image),
-                split=split,
+                split=split or "unknown",
                 masks={name: Source(paths, partial(read_rtstruct_mask, rois=rois)) for name, rois in ROI_NAMES.items()},
                 meta={"patient_id": rts.patient_id, "rtstruct_series_uid": rts.series_uid},
+                problem=problem,
             )

@@ -63,14 +63,18 @@ class VerSe20(Converter):
                 prefix = image.name[: -len(IMAGE_SUFFIX)]
                 derivatives = raw_dir / folder / "derivatives" / image.parent.name
                 centroids = derivatives / f"{prefix}_seg-subreg_ctd.json"
-                meta = {"subject": image.parent.name}
+                meta, problem = {"subject": image.parent.name}, None
                 if centroids.is_file():  # else the core lists the case absent (a partial copy) or names the file
-                    meta["centroids"] = read_centroids(centroids)
+                    try:
+                        meta["centroids"] = read_centroids(centroids)
+                    except ConversionError as exc:  # this case's own file: this case fails, not every case
+                        problem = str(exc)
                 yield Case(
                     case_id=prefix,
                     image=Source(image, read_volume),
                     split=split,
                     label=Source(derivatives / f"{prefix}_seg-vert_msk.nii.gz", read_label_volume),
                     meta=meta,
+                    problem=problem,
                     metadata_sources=(centroids,),
                 )

@@ -29,6 +29,25 @@ def test_dsad_unexpected_mask_name(tmp_path):
     assert result.exit_code != 0 and "mask00_kidney.png: unexpected mask name" in result.output
 
 
+def test_dsad_unexpected_mask_name_fails_its_frame_only(tmp_path):
+    """Found while listing, the problem belongs to one case (Case.problem): --keep-going converts the other frames;
+    it had stopped every case of the release."""
+    import json
+
+    frames = tmp_path / "raw" / "multilabel" / "01"
+    frames.mkdir(parents=True)
+    for frame in ("00", "01"):
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(frames / f"image{frame}.png")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(frames / "mask00_kidney.png")  # no DSAD organ
+    Image.fromarray(np.full((4, 4), 255, np.uint8)).save(frames / "mask01_colon.png")
+    result = run_cli("--root", tmp_path / "home", "convert", "dsad", "--raw", tmp_path / "raw", "--accept-licence",
+                     "--keep-going", "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout.splitlines()[0])
+    assert report["cases"] == 1 and [f["case_id"] for f in report["failed"]] == ["01_00"]
+    assert "mask00_kidney.png: unexpected mask name" in report["failed"][0]["error"]
+
+
 def test_bbbc038_image_without_masks_and_wrong_top_folder(tmp_path):
     case = tmp_path / "raw" / "abc" / "images"
     case.mkdir(parents=True)
