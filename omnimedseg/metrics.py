@@ -579,7 +579,8 @@ def _settled_percentile_95(values: np.ndarray, beyond: float) -> float | None:
     upper_rank = math.ceil(0.95 * (values.size - 1))
     if np.count_nonzero(values <= beyond) <= upper_rank:
         return None
-    return float(np.percentile(values, 95))
+    # the unknown entries only ever get weight 0 here, but 0 * inf is NaN (when 0.95 (n - 1) is whole): cap them
+    return float(np.percentile(np.minimum(values, beyond), 95))
 
 
 def hd95(prediction, reference, *, spacing=None, definition: str = DEFAULT_HD95_DEFINITION) -> float:

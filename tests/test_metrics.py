@@ -346,6 +346,31 @@ def test_hd95_with_far_false_positives_equals_brute_force(shape, spacing, far_ra
         assert hd95(first, second, spacing=spacing, definition="pooled") == pytest.approx(expected_pooled, abs=1e-12)
 
 
+def _line_with_far_voxels(length: int, far_columns: tuple[int, ...]) -> np.ndarray:
+    mask = np.zeros((10, 40), bool)
+    mask[2, :length] = True
+    for column in far_columns:
+        mask[8, column] = True
+    return mask
+
+
+@pytest.mark.parametrize("prediction, reference", [
+    ((20, (35,)), (20, ())),  # 21 boundary voxels, 1 far: 0.95 * 20 is whole, the next rank unknown (inf)
+    ((19, ()), (20, (35,))),
+    ((19, (30, 36)), (20, ())),
+])
+def test_hd95_when_the_percentile_rank_is_whole_and_the_next_distance_unknown(prediction, reference):
+    """numpy interpolates with weight 0 against the next value; unknown (inf) far distances made that NaN, and
+    max() of the two directions then dropped it silently (an underestimate)."""
+    prediction, reference = _line_with_far_voxels(*prediction), _line_with_far_voxels(*reference)
+    to_reference, to_prediction = brute_boundary_distances(prediction, reference, (1.0, 1.0))
+    expected_max = max(np.percentile(to_reference, 95), np.percentile(to_prediction, 95))
+    expected_pooled = np.percentile(np.concatenate([to_reference, to_prediction]), 95)
+    for first, second in ((prediction, reference), (reference, prediction)):
+        assert hd95(first, second) == pytest.approx(expected_max, abs=1e-12)
+        assert hd95(first, second, definition="pooled") == pytest.approx(expected_pooled, abs=1e-12)
+
+
 def test_hd95_of_shifted_balls_is_the_shift():
     reference = ball((40, 40, 40), (20, 20, 20), 10)
     shifted = ball((40, 40, 40), (22, 20, 20), 10)
