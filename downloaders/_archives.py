@@ -168,6 +168,7 @@ def _extract(archive: Path, target: Path, limits: ExtractionLimits) -> list[Path
         members = _tar_members(archive, limits)
     else:
         raise DownloadError(f"{archive}: not a supported archive (expected one of {', '.join(ARCHIVE_SUFFIXES)})")
+    _refuse_twins(archive, members)
     total = sum(size for _, size, _ in members)
     if total > limits.max_total_bytes:
         raise DownloadError(f"{archive}: {total} uncompressed bytes exceeds the limit of {limits.max_total_bytes}")
@@ -187,6 +188,21 @@ def _extract(archive: Path, target: Path, limits: ExtractionLimits) -> list[Path
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return [target / p.relative_to(staging) for p in written]
+
+
+def _refuse_twins(archive: Path, members: list[tuple[PurePosixPath, int, bool]]) -> None:
+    """Two members that would be written to one file (the same name twice, or twins once names are NFC, as
+    ``safe_name`` makes them): the later one silently replaced the earlier one. A folder and a file of one
+    name clash too."""
+    seen: dict[PurePosixPath, bool] = {}
+    for path, _, is_dir in members:
+        if is_macos_debris(path):
+            continue  # never written
+        if path in seen and not (is_dir and seen[path]):
+            raise DownloadError(f"{archive}: two members are named {str(path)!r} (names compared after Unicode "
+                                f"NFC normalisation); one would silently replace the other: the archive cannot be "
+                                f"extracted safely")
+        seen[path] = is_dir
 
 
 class _Budget:

@@ -263,6 +263,9 @@ def _merge(unpacked: Path, staging: Path, archive: Path) -> None:
     """Move an extracted archive's top-level entries into the raw tree; clashes are errors."""
     for entry in sorted(unpacked.iterdir()):
         destination = staging / entry.name
+        if entry.name == PREPARED_MARKER or entry.name.startswith(".unpack-"):  # the raw tree's own bookkeeping
+            raise ConversionError(f"{archive}: member {entry.name!r} has a name the raw tree reserves for its own "
+                                  f"records; the archive cannot be prepared")
         if destination.exists():
             raise ConversionError(f"{archive}: extracting would overwrite {entry.name!r}, "
                                   f"which another file of this dataset already provides")

@@ -892,10 +892,14 @@ def _fetch_ftp(remote: RemoteFile, part: Path, advance: Callable[[float], None])
 
 
 def link_or_copy(source: Path, target: Path) -> None:
-    """Hard-link when possible (no extra disk), else copy; the source is never changed."""
+    """Hard-link when possible (no extra disk), else copy; the source is never changed, nor is a file
+    already at ``target`` (another file of the dataset, an archive's member: an error, never replaced)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(source, target)
-    except OSError:
+    except FileExistsError:
+        raise DownloadError(f"{source}: would replace {target.name!r}, which another file of this dataset (an "
+                            f"archive's member) already provides; the card must not list both") from None
+    except OSError:  # another file system, or links not allowed: a copy
         with naming_errors(target):
             shutil.copy2(source, target)

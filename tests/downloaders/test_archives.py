@@ -155,3 +155,36 @@ def test_macos_debris_is_never_extracted_from_tar_or_7z(tmp_path, kind):
     written = extract(archive, out)
     assert {p.relative_to(out).as_posix() for p in out.rglob("*")} == {"data", "data/a.txt"}
     assert [p.relative_to(out).as_posix() for p in written] == ["data/a.txt"]
+
+
+@pytest.mark.parametrize("names", [("d.txt", "d.txt"), ("caf\u00e9.txt", "cafe\u0301.txt")], ids=["same", "nfc-twins"])
+def test_two_members_written_to_one_file_are_refused(tmp_path, names):
+    """The later one had silently replaced the earlier one (NFD and NFC spellings become one name)."""
+    archive = tmp_path / "twins.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i, name in enumerate(names):
+            zf.writestr(name, f"member {i}")
+    with pytest.raises(DownloadError, match=r"twins\.zip: two members are named 'caf\u00e9\.txt'|twins\.zip: two members "
+                                            r"are named 'd\.txt'"):
+        extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("clash", ["plain file after the archive", "reserved name"])
+def test_a_member_never_replaced_by_another_file_or_the_raw_tree_records(tmp_path, make_card, clash):
+    """A plain file of the card named like an archive's member had silently replaced it (link_or_copy fell back to
+    a copy over it); a member named .prepared.json or .unpack-* was dropped or broke every rerun."""
+    from omnimedseg.downloaders import download_dataset
+
+    release = tmp_path / "release"
+    release.mkdir()
+    member = "other.txt" if clash == "plain file after the archive" else ".prepared.json"
+    with zipfile.ZipFile(release / "a.zip", "w") as zf:
+        zf.writestr(member, b"from the archive")
+    (release / "other.txt").write_bytes(b"plain file")
+    files = {name: (release / name).read_bytes() for name in ("a.zip", "other.txt")}
+    card = make_card("zenodo", "1", files, version="1", extract=("a.zip",))
+    message = r"would replace 'other\.txt', which another file" if clash == "plain file after the archive" \
+        else r"member '\.prepared\.json' has a name the raw tree reserves"
+    with pytest.raises(Exception, match=message):
+        download_dataset(card, sources=[release])
