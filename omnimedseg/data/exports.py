@@ -45,7 +45,7 @@ import numpy as np
 from omnimedseg import paths
 from omnimedseg.converters.formats.outputs import read_output
 from omnimedseg.errors import UsageError, ValidationError
-from omnimedseg.files import staged_folder
+from omnimedseg.files import dataset_lock, staged_folder, sweep_leftovers
 
 FORMATS = ("nnunet", "msd", "croissant", "medsegdb")
 OVERLAP_POLICIES = ("error", "last")
@@ -81,7 +81,12 @@ def export_dataset(dataset_id: str, fmt: str, out: str | os.PathLike | None = No
         raise UsageError(f"nnU-Net dataset ids are 1..999, found {nnunet_id}")
     dataset = ConvertedDataset(dataset_id, root=root, registry_dirs=registry_dirs, labelled_only=False)
     out = Path(out) if out is not None else default_out(fmt, dataset.dataset_id, root, nnunet_id)
-    with staged(out, force, f"omnimedseg export {dataset_id} --format {fmt}") as staging:
+    _check_outside(out, dataset.folder, paths.data_root(root))
+    if fmt == "nnunet":
+        _check_nnunet_id(out, nnunet_id, dataset_id)
+    # the dataset's lock: no convert swaps the folder while it is read, and staging leftovers are ours to sweep
+    with dataset_lock(dataset.dataset_id, root), staged(out, force, f"omnimedseg export {dataset_id} --format {fmt}") \
+            as staging:
         if fmt in ("nnunet", "msd"):
             result = _export_label_maps(dataset, staging, fmt, overlap, link)
         elif fmt == "croissant":
@@ -92,11 +97,32 @@ def export_dataset(dataset_id: str, fmt: str, out: str | os.PathLike | None = No
     return result
 
 
+def _check_outside(out: Path, converted: Path, data_root: Path) -> None:
+    """An export folder never holds or replaces data: ``--force`` replaces ``out`` whole, so an ``out`` that is the
+    converted folder, inside it, or above it (the data root) had deleted the converted data, or everything."""
+    target, source = Path(os.path.abspath(out)), Path(os.path.abspath(converted))
+    data = Path(os.path.abspath(data_root))
+    for kept in (source, *(data / sub for sub in ("converted", "raw", "downloads"))):
+        if target == kept or kept in target.parents or target in kept.parents:
+            raise UsageError(f"{out}: an export folder must lie outside {kept} and must not contain it (--force "
+                             f"replaces the whole folder); choose another --out, e.g. the default under "
+                             f"{data / 'exports'}")
+
+
+def _check_nnunet_id(out: Path, nnunet_id: int, dataset_id: str) -> None:
+    """nnU-Net finds a dataset by its id alone: a second ``Dataset<NNN>_*`` beside ``out`` makes every lookup fail."""
+    others = [p.name for p in out.parent.glob(f"Dataset{nnunet_id:03d}_*") if p.is_dir() and p.name != out.name]
+    if others:
+        raise UsageError(f"{out.parent} already holds {others[0]} with nnU-Net id {nnunet_id}; nnU-Net needs one "
+                         f"dataset per id: rerun with --nnunet-id <another id> (export {dataset_id})")
+
+
 @contextlib.contextmanager
 def staged(out: Path, force: bool, command: str) -> Iterator[Path]:
     """Write into ``.<name>.staging`` and rename it to ``out`` only if the body (incl. verify) succeeds."""
     if out.exists() and not force:
         raise UsageError(f"{out} already exists; expected a new folder; run: {command} --force to replace it")
+    sweep_leftovers(out)  # staging folders of killed exports (the caller holds the dataset's lock)
     with staged_folder(out) as staging:
         yield staging
 
@@ -123,7 +149,7 @@ def label_map(masks: np.ndarray, overlap: str, where: str, class_names: Sequence
         both = [c for i, c in enumerate(class_names) if (masks[i] & (count > 1)).any()]
         raise UsageError(f"{where}: classes {both} overlap in {overlapping} pixels/voxels; a label map holds one class "
                          f"per voxel; rerun with --overlap last (the class listed last wins)")
-    labels = np.zeros(masks.shape[1:], np.uint8 if len(class_names) < 256 else np.uint16)
+    labels = np.zeros(masks.shape[1:], np.uint8 if len(class_names) < 255 else np.uint16)  # + the ignore value
     for i, mask in enumerate(masks):
         labels[mask] = i + 1
     return labels, overlapping

@@ -142,3 +142,40 @@ def test_nnunet_integrity_check_passes(organs, hc18, tmp_path):
         run = subprocess.run([sys.executable, "-c", check], env={**env, "nnUNet_raw": str(tmp_path)},
                              capture_output=True, text=True, timeout=300)
         assert run.returncode == 0 and "Error" not in run.stdout, run.stdout + run.stderr
+
+
+def test_an_export_folder_never_holds_or_replaces_the_data(organs, tmp_path):
+    """`--out <data root> --force` had replaced the whole data root by the export; `--out` inside the converted
+    folder had broken it. Both are refused before anything is written."""
+    root = organs["root"]
+    converted = ConvertedDataset("organs3d", **organs).folder
+    before = _tree(converted)
+    for out in (root, converted, converted / "nnunet", root / "raw" / "x", root / "converted"):
+        with pytest.raises(UsageError, match=r"an export folder must lie outside .* and must not contain it"):
+            export_dataset("organs3d", "nnunet", out, force=True, nnunet_id=7, **organs)
+    assert _tree(converted) == before and (root / "converted").is_dir()
+
+
+def test_a_second_dataset_under_one_nnunet_id_is_refused(organs, tmp_path):
+    """nnU-Net resolves a dataset by id alone: two Dataset500_* in one nnUNet_raw break every lookup."""
+    (tmp_path / "raw" / "Dataset500_other").mkdir(parents=True)
+    with pytest.raises(UsageError, match=r"already holds Dataset500_other with nnU-Net id 500; .*--nnunet-id"):
+        export_dataset("organs3d", "nnunet", tmp_path / "raw" / "Dataset500_organs3d", **organs)
+    export_dataset("organs3d", "nnunet", tmp_path / "raw" / "Dataset501_organs3d", nnunet_id=501, **organs)
+
+
+def test_an_export_killed_before_it_ends_leaves_no_staging_after_the_next(organs, tmp_path):
+    out = tmp_path / "Dataset007_organs"
+    stale = tmp_path / ".Dataset007_organs.staging-killed"
+    stale.mkdir()
+    (stale / "imagesTr").mkdir()
+    export_dataset("organs3d", "nnunet", out, nnunet_id=7, **organs)
+    assert not stale.exists() and out.is_dir()
+
+
+def test_a_label_map_of_255_classes_has_room_for_the_ignore_value():
+    masks = np.zeros((255, 2, 2), bool)
+    masks[254, 0, 0] = True
+    labels, _ = label_map(masks, "error", "x", [f"c{i}" for i in range(255)])
+    assert labels.dtype == np.uint16 and labels[0, 0] == 255
+    labels[1, 1] = 256  # the ignore value fits
