@@ -98,13 +98,16 @@ def _inside(root: str, name: str) -> Path:
     rel = safe_name(name)
     path = os.path.join(root, rel)
     probe = root
-    for part in rel.split("/"):
+    parts = rel.split("/")
+    for depth, part in enumerate(parts, start=1):
         probe = os.path.join(probe, part)
         try:
             if not stat.S_ISLNK(os.lstat(probe).st_mode):
                 continue
         except OSError:
             break  # nothing below a missing component: no link either
+        if depth == len(parts):
+            break  # the name itself is a link: never read through (verify_file) and replaced by the rename
         if not os.path.realpath(path).startswith(os.path.join(root, "")):
             raise DownloadError(f"{name!r} would be written outside {root}")
         break
@@ -142,7 +145,12 @@ def _expected(remote: RemoteFile) -> tuple[str, str | None]:
 
 
 def verify_file(path: Path, remote: RemoteFile) -> dict[str, str]:
-    """Raise unless ``path`` has the pinned size and (strongest) hash; return the digest."""
+    """Raise unless ``path`` has the pinned size and (strongest) hash; return the digest. A symlink is never
+    one of our files, whatever it points to: it is fetched again (``verify`` calls it corrupt)."""
+    if path.is_symlink():
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: a dangling symbolic link")
+        raise ChecksumMismatchError(f"{path}: a symbolic link, not a file omnimedseg downloaded")
     size = path.stat().st_size
     if remote.size is not None and size != remote.size:
         raise ChecksumMismatchError(f"{path}: expected {remote.size} bytes, found {size}")

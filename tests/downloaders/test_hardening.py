@@ -391,3 +391,32 @@ def test_checkout_is_importable_without_an_install(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(REPO / "downloaders" / "__init__.py")
     assert json.loads(json.dumps(done.stdout.strip()))
+
+
+def test_a_download_replaced_by_a_symlink_is_corrupt_and_repaired(emulator, make_card, tmp_path):
+    """A symlink in downloads/<id> (even to the right bytes) had stopped verify, --repair and download with
+    "would be written outside", before any other file was reported."""
+    from omnimedseg import paths
+
+    files = {"a.bin": payload(500, 1), "b.bin": payload(700, 2), "d.bin": payload(300, 3)}
+    emu, card = _zenodo(emulator, make_card, files)
+    download_dataset(card)
+    folder = paths.downloads_dir(card.id)
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(files["d.bin"])
+    (folder / "d.bin").unlink()
+    (folder / "d.bin").symlink_to(outside)  # the right bytes, but not our file
+    flipped = bytearray(files["a.bin"])
+    flipped[7] ^= 1
+    (folder / "a.bin").unlink()
+    (folder / "a.bin").write_bytes(bytes(flipped))
+    status = verify_dataset(card)
+    assert (status["a.bin"], status["b.bin"], status["d.bin"]) == ("corrupt", "ok", "corrupt")
+    repaired = verify_dataset(card, repair=True)
+    assert (repaired["a.bin"], repaired["d.bin"]) == ("repaired", "repaired")
+    assert not (folder / "d.bin").is_symlink() and (folder / "d.bin").read_bytes() == files["d.bin"]
+    assert outside.read_bytes() == files["d.bin"]  # what the link pointed to is untouched
+    (folder / "b.bin").unlink()
+    (folder / "b.bin").symlink_to(tmp_path / "nowhere.bin")  # dangling
+    download_dataset(card)
+    assert not (folder / "b.bin").is_symlink() and (folder / "b.bin").read_bytes() == files["b.bin"]

@@ -153,18 +153,22 @@ def test_a_symlink_below_the_folder_never_leads_a_name_outside_it(tmp_path):
     (tmp_path / "link").symlink_to(root)  # the folder itself may be reached through a link
     (root / "inner" / "deep").symlink_to(outside)  # a link further down
     (root / "inner" / "leaf.bin").symlink_to(outside / "leaf.bin")  # the name itself is a link
-    for name in ("escape/x.bin", "inner/deep/x.bin", "inner/leaf.bin"):
+    for name in ("escape/x.bin", "inner/deep/x.bin"):
         with pytest.raises(DownloadError, match=f"'{name}' would be written outside"):
             _transfer.target_path(root, name)
+    # the name itself a link: never read through, replaced by the rename (it had stopped verify and download)
+    assert _transfer.target_path(root, "inner/leaf.bin") == root / "inner" / "leaf.bin"
     assert _transfer.target_path(tmp_path / "link", "alias/x.bin") == root / "alias" / "x.bin"
     assert _transfer.target_path(root, "new/deeper/x.bin") == root / "new" / "deeper" / "x.bin"
     source = tmp_path / "source.bin"  # fetch_all checks every name as fetch does (its folder resolved once)
     source.write_bytes(b"bytes")
     remotes = [RemoteFile(name, 5, {"sha256": hashlib.sha256(b"bytes").hexdigest()}, source.as_uri())
-               for name in ("ok.bin", "inner/deep/x.bin")]
+               for name in ("ok.bin", "inner/leaf.bin", "inner/deep/x.bin")]
     with pytest.raises(DownloadError, match="'inner/deep/x.bin' would be written outside"):
         _transfer.fetch_all(remotes, tmp_path / "link", jobs=2)
     assert (root / "ok.bin").read_bytes() == b"bytes" and not list(outside.iterdir())
+    leaf = root / "inner" / "leaf.bin"
+    assert not leaf.is_symlink() and leaf.read_bytes() == b"bytes"
 
 
 @pytest.mark.parametrize("size", [40_000, 3 << 20], ids=["small_inline", "big_threaded"])
