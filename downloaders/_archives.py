@@ -203,6 +203,11 @@ def _refuse_twins(archive: Path, members: list[tuple[PurePosixPath, int, bool]])
                                 f"NFC normalisation); one would silently replace the other: the archive cannot be "
                                 f"extracted safely")
         seen[path] = is_dir
+    for path in seen:
+        clash = next((parent for parent in path.parents if seen.get(parent) is False), None)
+        if clash is not None:
+            raise DownloadError(f"{archive}: member {str(path)!r} lies below {str(clash)!r}, which is a file member; "
+                                f"the archive cannot be extracted")
 
 
 class _Budget:

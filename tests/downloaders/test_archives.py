@@ -188,3 +188,12 @@ def test_a_member_never_replaced_by_another_file_or_the_raw_tree_records(tmp_pat
         else r"member '\.prepared\.json' has a name the raw tree reserves"
     with pytest.raises(Exception, match=message):
         download_dataset(card, sources=[release])
+
+
+def test_a_member_below_a_file_member_is_refused_in_one_line(tmp_path):
+    archive = tmp_path / "clash.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("d", "a file")
+        zf.writestr("d/e.txt", "below it")
+    with pytest.raises(DownloadError, match=r"clash\.zip: member 'd/e\.txt' lies below 'd', which is a file member"):
+        extract(archive, tmp_path / "out")
