@@ -78,7 +78,16 @@ def converter_for(card: Card) -> Converter:
 
 def collect_cases(card: Card, raw: Path, converter: Converter | None = None) -> list[Case]:
     """All cases of ``card`` under ``raw``, checked for ids, splits, channels, raters and class names."""
-    cases = list((converter or converter_for(card)).cases(raw))
+    converter = converter or converter_for(card)
+    try:
+        cases = list(converter.cases(raw))
+    except OmnimedsegError:
+        raise
+    except Exception as exc:  # a converter's own bug (a plugin's too): name the dataset and the converter
+        raise ConversionError(f"{card.id}: converter {type(converter).__module__}.{type(converter).__name__} failed "
+                              f"while listing the cases of {raw} ({type(exc).__name__}: {' '.join(str(exc).split())}); "
+                              f"rerun with --debug for the traceback and report it to the converter's "
+                              f"authors") from exc
     if not cases:
         raise ConversionError(f"{card.id}: the converter found no cases under {raw}; expected the layout in "
                               f"docs/datasets/{card.id}.md; re-run: omnimedseg download {card.id}")

@@ -117,3 +117,17 @@ def test_resumed_benchmark_says_how_many_sessions_it_reused(hc18, tmp_path):  # 
     next(iter(sorted((out / "records").glob("*.json")))).unlink()
     again = run_cli("--root", root, "benchmark", str(_suite_file(tmp_path)), "--out", str(out))
     assert again.exit_code == 0 and f"resuming {out}: 2 of 3 session(s) reused" in again.stderr
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    """click turns Ctrl-C into its own Abort before our handler; it had printed "Aborted." with exit 1."""
+    import omnimedseg.registry as registry
+    from omnimedseg.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(registry, "load_registry", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["list"])
+    assert exit_info.value.code == 130
+    assert "Interrupted; partial files were kept and a rerun resumes." in capsys.readouterr().err

@@ -226,7 +226,9 @@ def main(argv: list[str] | None = None) -> None:
     debug, as_json = "--debug" in ours, "--json" in ours
     try:
         status = cli.main(args=args, prog_name="omnimedseg", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:  # click turns Ctrl-C into Abort (its cause) before we see it
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            _fail("Interrupted; partial files were kept and a rerun resumes.", "KeyboardInterrupt", 130, as_json)
         _fail("Aborted.", "Abort", 1, as_json)
     except click.ClickException as exc:  # usage errors: click's own message, exit 2
         if not as_json:

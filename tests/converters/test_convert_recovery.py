@@ -183,3 +183,18 @@ def test_a_raw_tree_of_symlinks_converts_like_the_files(tmp_path):
     assert {k: v for k, v in _tree(linked).items() if k != "provenance.json"} == \
         {k: v for k, v in _tree(plain).items() if k != "provenance.json"}
     assert validate_converted(linked, links).ok
+
+
+def test_a_converter_that_raises_while_listing_is_named(tmp_path, monkeypatch):
+    """A bug in a converter's cases() (a plugin's too) had reached the user as "KeyError: 'boom' (unexpected ...)",
+    naming neither the dataset nor the converter."""
+    card, raw, _ = _brain(tmp_path)
+    converter = _run.converter_for(card)
+
+    def broken(self, raw_dir):
+        raise KeyError("boom")
+        yield
+    monkeypatch.setattr(type(converter), "cases", broken)
+    with pytest.raises(ConversionError, match=r"brain4d: converter \S+ failed while listing the cases of .*release "
+                                              r"\(KeyError: 'boom'\); rerun with --debug"):
+        convert_dataset(card, tmp_path / "root", raw=raw)
