@@ -7,6 +7,8 @@ installed packages (entry-point group ``omnimedseg.registry``: ``name = "package
 the ``*.toml`` files next to that module), which is how ``omnimedseg new --plugin`` ships
 a private dataset. One id defined twice is an error naming both files. A card that still
 holds the scaffold's TODO markers loads (so its author can convert) but is never listed.
+A user or package card that cannot be read breaks only its own dataset: it is set aside
+(``Registry.broken``), asking for its id raises its error, and every other dataset works.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ ENTRY_POINT_GROUP = "omnimedseg.registry"
 class Registry:
     """All known cards by id."""
 
-    def __init__(self, cards: dict[str, Card], scaffolds: Iterable[str] = ()):
+    def __init__(self, cards: dict[str, Card], scaffolds: Iterable[str] = (),
+                 broken: dict[str, RegistryError] | None = None):
         self._cards = dict(sorted(cards.items()))
         self.scaffolds = frozenset(scaffolds)  # ids of cards still holding TODO markers: never listed
+        self.broken = dict(broken or {})  # id (or file stem) -> why its user/package card was set aside
 
     def __iter__(self):
         return iter(self._cards.values())
@@ -43,6 +47,8 @@ class Registry:
         return dataset_id in self._cards
 
     def get(self, dataset_id: str) -> Card:
+        if dataset_id in self.broken:
+            raise self.broken[dataset_id]
         try:
             return self._cards[dataset_id]
         except KeyError:
@@ -112,14 +118,23 @@ def card_paths(extra_dirs: Iterable[str | os.PathLike] = ()) -> list[Path]:
 
 def load_registry(extra_dirs: Iterable[str | os.PathLike] = ()) -> Registry:
     cards: dict[str, Card] = {}
-    scaffolds = []
+    scaffolds, broken = [], {}
+    builtin = set(builtin_card_paths())
     for path in card_paths(extra_dirs):
-        text = read_card_text(path)
-        card = Card.from_toml(path, text)
-        if card.id in cards:
-            raise RegistryError(f"dataset id {card.id!r} is defined twice: {cards[card.id].path} and {path}; "
-                                f"remove or rename one of them")
+        try:
+            text = read_card_text(path)
+            card = Card.from_toml(path, text)
+        except RegistryError as exc:
+            if path in builtin:
+                raise  # ours: a bug in the package, never set aside
+            broken[path.stem] = exc  # a user's or a package's card breaks only its own dataset
+            continue
+        if card.id in cards or card.id in broken:
+            first = cards.pop(card.id).path if card.id in cards else "another card"
+            broken[card.id] = RegistryError(f"dataset id {card.id!r} is defined twice: {first} and {path}; "
+                                            f"remove or rename one of them")
+            continue
         cards[card.id] = card
         if is_scaffold(text):
             scaffolds.append(card.id)
-    return Registry(cards, scaffolds)
+    return Registry(cards, scaffolds, broken)

@@ -89,10 +89,23 @@ def test_user_registry_folders_add_cards_and_duplicates_name_both_files(tmp_path
     clash = tmp_path / "clash"
     clash.mkdir()
     (clash / "hc18.toml").write_text(HC18)
+    registry = load_registry([clash])  # the clash breaks that id only
     with pytest.raises(RegistryError) as info:
-        load_registry([clash])
+        registry.get("hc18")
     assert "defined twice" in str(info.value) and str(clash / "hc18.toml") in str(info.value)
     assert "registry/hc18.toml" in str(info.value)
+    assert registry.get("isic2016_task1").id == "isic2016_task1"
+
+
+def test_a_broken_user_card_breaks_only_its_own_dataset(tmp_path):
+    """One invalid card in a --registry folder had stopped every command for every dataset."""
+    folder = tmp_path / "cards"
+    folder.mkdir()
+    (folder / "mine.toml").write_text(HC18.replace('id = "hc18"', 'id = "mine"').replace("schema = 1", "schema = 1\n[oops"))
+    registry = load_registry([folder])
+    assert registry.get("hc18").id == "hc18" and "mine" not in registry
+    with pytest.raises(RegistryError, match=r"mine\.toml: not valid TOML"):
+        registry.get("mine")
 
 
 def test_missing_registry_folder_is_an_error(tmp_path):
