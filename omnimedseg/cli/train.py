@@ -90,6 +90,8 @@ def train(env: Env, out_dir, preset, sam_checkpoint, medsegx_checkpoint, random_
 
     Multi-GPU / multi-node: torchrun --nproc-per-node N -m omnimedseg train ...
     """
+    import torch
+
     from omnimedseg.models.training import PromptedSamples, TrainConfig, distributed_info, init_distributed
     from omnimedseg.models.training import train as run_training
 
@@ -101,6 +103,7 @@ def train(env: Env, out_dir, preset, sam_checkpoint, medsegx_checkpoint, random_
                                 compile=use_compile, **changes)
     torch_device = init_distributed(device)
     rank, world = distributed_info()
+    torch.manual_seed(seed)  # the weights no checkpoint holds (adapters, new tokens) are drawn now: repeatable runs
     model = load_model(preset, sam_checkpoint, medsegx_checkpoint, random_init, torch_device)
     samples = PromptedSamples(open_data(env, data, dataset_ids, split, axis), size=model.config.image_size)
 

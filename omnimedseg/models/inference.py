@@ -72,6 +72,9 @@ def as_image_batch(images, device: torch.device) -> torch.Tensor:
     """
     if isinstance(images, np.ndarray):
         arr = images
+        if arr.ndim in (3, 4) and arr.shape[-1] in (2, 4):  # RGBA or grey+alpha: had become a batch 4 pixels wide
+            raise ModelError(f"a numpy image of shape {images.shape}: {arr.shape[-1]} channels last; expected grey or "
+                             f"RGB (drop the alpha channel first)")
         if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] not in (1, 3)):
             arr = arr[..., None]
         if arr.ndim == 3:

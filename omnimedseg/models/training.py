@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from omnimedseg.data.medsegdb import MODALITY_TO_MEDSEGDB, LabelTree, MedSegDBDataset, TaskContext, dataset_tasks
 from omnimedseg.data.preprocessing import box_from_mask, model_input, resize_mask
+from omnimedseg.files import atomic_write_text
 from omnimedseg.models.checkpoints import read_checkpoint
 from omnimedseg.models.config import ModelConfig
 from omnimedseg.models.errors import CheckpointError, ModelError
@@ -466,6 +467,16 @@ def _batch_to(batch: dict, device: torch.device) -> tuple[torch.Tensor, ...]:
             batch["box"].to(device, non_blocking=True), batch["context"].to(device, non_blocking=True))
 
 
+def _log_up_to(path: Path, step: int, rank: int) -> None:
+    """Keep the training log's lines up to ``step`` (a run killed after logging a step but before saving it
+    logs that step again when resumed: it had appeared twice)."""
+    if rank != 0 or not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines(keepends=True)
+            if line.strip() and json.loads(line).get("step", 0) <= step]
+    atomic_write_text(path, "".join(kept))
+
+
 def train(model: Sam, samples: PromptedSamples, config: TrainConfig, out_dir: str | os.PathLike, *,
           resume: str | os.PathLike | None = None, device: torch.device | str | None = None,
           log: Callable[[dict], None] | None = None) -> TrainResult:
@@ -524,6 +535,7 @@ def train(model: Sam, samples: PromptedSamples, config: TrainConfig, out_dir: st
         if "scaler" in payload:
             scaler.load_state_dict(payload["scaler"])
         step = int(payload.get("step", 0))
+        _log_up_to(out_dir / LOG_NAME, step, rank)  # lines logged after the checkpoint come again
         rng = payload.get("rng", {})
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])

@@ -101,6 +101,9 @@ def test_points_masks_and_embedding_reuse(sam):
         predict(sam, image, points=points)
     with pytest.raises(ModelError, match="at least one prompt"):
         predict(sam, image)
+    rgba = np.zeros((64, 80, 4), np.uint8)  # had been read as 64 grey images 80 x 4 pixels
+    with pytest.raises(ModelError, match=r"shape \(64, 80, 4\): 4 channels last; expected grey or RGB"):
+        predict(sam, rgba, boxes=[5, 5, 40, 40])
 
 
 def test_several_prompts_on_one_image_and_one_prompt_for_several_images(sam):

@@ -208,6 +208,9 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(example, tmp_p
             p.normal_()
     part = train(resumed, samples, config, tmp_path / "b", resume="auto")
     assert part.steps == 4 and part.losses == pytest.approx(full.losses[3:], rel=1e-5)
+    # step 4 was logged before the interruption, not saved: logged once, not twice
+    logged = [json.loads(line)["step"] for line in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3, 4]
     for (name, p), (_, q) in zip(straight.trainable_parameters(), resumed.trainable_parameters()):
         assert torch.allclose(p, q, atol=1e-6), name
 
@@ -242,5 +245,13 @@ def test_train_cli_writes_a_checkpoint_and_refuses_without_weights(example, tmp_
                     "--batch-size", "4", "--max-steps", "4", "--resume", "auto")
     error = [line for line in other.output.splitlines() if line.startswith("Error:")]
     assert other.exit_code == 1 and len(error) == 1 and "batch_size 5 -> 4" in error[0]
+    # --seed makes a run from the SAM file alone repeatable: the weights it does not hold are drawn from it
+    losses = []
+    for run in ("s1", "s2"):
+        seeded = run_cli("train", tmp_path / run, "--model", "tiny_medsegx", "--sam-checkpoint", sam_file, "--data",
+                         data, "--batch-size", "5", "--max-steps", "2", "--lr", "1e-3", "--seed", "3", "--json")
+        assert seeded.exit_code == 0, seeded.output
+        losses.append([json.loads(line)["loss"] for line in (tmp_path / run / "train_log.jsonl").read_text().splitlines()])
+    assert losses[0] == losses[1]
     refused = run_cli("train", out, "--model", "tiny_medsegx", "--data", data)
     assert refused.exit_code == 2 and refused.output.count("\n") == 1 and "--random-init" in refused.output
