@@ -38,8 +38,11 @@ def list_command(env: Env, modality, dimensionality, licence, platform, plugins,
                 for name, origin in sorted(names.items()):
                     click.echo(f"{kind[:-1]:<10} {name:<24} {origin}")
         return
-    cards = env.registry().select(modality=modality, licence=licence, platform=platform,
-                                  dimensionality=int(dimensionality) if dimensionality else None)
+    registry = env.registry()
+    for error in registry.broken.values():  # set aside: it breaks only its own dataset, but its author must know
+        click.echo(f"not listed: {error}", err=True)
+    cards = registry.select(modality=modality, licence=licence, platform=platform,
+                            dimensionality=int(dimensionality) if dimensionality else None)
     if as_json:
         click.echo(json.dumps([card_summary(c) for c in cards], indent=2))
         return

@@ -103,8 +103,12 @@ def test_card_that_is_not_utf8_breaks_no_command_with_a_traceback(tmp_path, caps
     folder = tmp_path / "registry"
     folder.mkdir()
     (folder / "latin.toml").write_bytes('title = "Universit\xe9"\n'.encode("latin-1"))
-    line = one_line_error(capsys, "--registry", str(folder), "list")
+    line = one_line_error(capsys, "--registry", str(folder), "info", "latin")
     assert "latin.toml: not UTF-8" in line
+    with pytest.raises(SystemExit) as exited:  # the other datasets still list; the broken card is named
+        main(["--registry", str(folder), "list"])
+    out = capsys.readouterr()
+    assert exited.value.code == 0 and "hc18" in out.out and "not listed: " in out.err and "latin.toml: not UTF-8" in out.err
 
 
 def test_permission_denied_on_root(tmp_path, capsys, monkeypatch):
