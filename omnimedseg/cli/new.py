@@ -84,12 +84,13 @@ from typing import Iterator
 
 from omnimedseg.converters import Case, Converter, Source
 from omnimedseg.converters.formats.image2d import read_binary_mask, read_image
+from omnimedseg.converters.formats.listing import list_files
 
 
 class {cls}(Converter):
     def cases(self, raw_dir: Path) -> Iterator[Case]:
         # TODO({id}): yield one Case per image; see docs/adding-a-dataset.md.
-        for image in sorted((raw_dir / "images").glob("*.png")):
+        for image in list_files(raw_dir / "images", "*.png"):  # sorted, macOS debris left out
             yield Case(
                 case_id=image.stem,
                 image=Source(image, read_image),

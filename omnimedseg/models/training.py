@@ -393,9 +393,13 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
 
 
 def atomic_save(payload: dict, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then rename (never a partial file)."""
+    """``torch.save`` to a temporary file in the same folder, then rename (never a partial file). Temporary
+    files of saves killed before (another pid's: SIGKILL skips the ``finally``) are removed first; only rank 0
+    of one run saves into a folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         torch.save(payload, tmp)

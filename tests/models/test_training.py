@@ -199,6 +199,8 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(example, tmp_p
             raise Stop
 
     interrupted = fresh_model()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / ".model_latest.pth.99999.tmp").write_bytes(b"")  # a save killed by SIGKILL, long ago
     with pytest.raises(Stop):
         train(interrupted, samples, config, tmp_path / "b", log=stop_at_four)
     assert torch.load(tmp_path / "b" / "model_latest.pth", weights_only=True)["step"] == 3  # mid-epoch 1
@@ -211,6 +213,7 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(example, tmp_p
     # step 4 was logged before the interruption, not saved: logged once, not twice
     logged = [json.loads(line)["step"] for line in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
     assert logged == [1, 2, 3, 4]
+    assert not list((tmp_path / "b").glob(".*.tmp"))
     for (name, p), (_, q) in zip(straight.trainable_parameters(), resumed.trainable_parameters()):
         assert torch.allclose(p, q, atol=1e-6), name
 
