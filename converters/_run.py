@@ -219,13 +219,18 @@ def _partial_dir(out: Path) -> Path:
     return out.with_name(f".{out.name}.partial")
 
 
+def _old_dir(out: Path) -> Path:
+    """Where the previous output waits during the swap (removed after it)."""
+    return out.with_name(f".{out.name}.old")
+
+
 def _finish_interrupted_swap(out: Path) -> None:
     """Complete what a run killed inside :func:`_swap_into_place` left: a complete partial folder
     and no output (killed between its two renames) becomes the output; the set-aside old output goes."""
     staging = _partial_dir(out)
     if not out.exists() and (staging / COMPLETE_MARKER).is_file():
         os.replace(staging, out)
-    shutil.rmtree(out.with_name(f".{out.name}.old"), ignore_errors=True)
+    shutil.rmtree(_old_dir(out), ignore_errors=True)
 
 
 def _open_partial(out: Path, card: Card, raw: Path, raw_verified: bool, force: bool,
@@ -261,7 +266,7 @@ def _remove_strays(staging: Path, records: list[dict]) -> None:
 
 def _swap_into_place(staging: Path, out: Path) -> None:
     """Replace ``out`` by the complete ``staging`` folder; the old one is removed only after the swap."""
-    old = out.with_name(f".{out.name}.old")
+    old = _old_dir(out)
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():  # a kill from here on is completed by the next run (_finish_interrupted_swap)
         os.replace(out, old)

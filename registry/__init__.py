@@ -119,13 +119,13 @@ def card_paths(extra_dirs: Iterable[str | os.PathLike] = ()) -> list[Path]:
 def load_registry(extra_dirs: Iterable[str | os.PathLike] = ()) -> Registry:
     cards: dict[str, Card] = {}
     scaffolds, broken = [], {}
-    builtin = set(builtin_card_paths())
+    builtin = Path(str(resources.files(__name__)))  # the package's own cards' folder
     for path in card_paths(extra_dirs):
         try:
             text = read_card_text(path)
             card = Card.from_toml(path, text)
         except RegistryError as exc:
-            if path in builtin:
+            if path.parent == builtin:
                 raise  # ours: a bug in the package, never set aside
             broken[path.stem] = exc  # a user's or a package's card breaks only its own dataset
             continue

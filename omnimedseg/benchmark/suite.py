@@ -35,10 +35,12 @@ class DatasetSelection:
 def selection_labels(selections: tuple[DatasetSelection, ...]) -> dict[DatasetSelection, str]:
     """The name each selection's results are reported under: its dataset id, unless the suite selects that
     dataset more than once (whole volumes and slices, two axes, two splits); then what tells them apart."""
+    index = {s: i for i, s in enumerate(selections)}
+
     def describe(s: DatasetSelection, detail: int) -> str:
+        """More detail, step by step: the id; + mode/axis; + split; + the selection's position."""
         parts = [s.id] + ([f"slices_axis{s.axis}" if s.mode == "slices" else "whole"] if detail else [])
         return "_".join(parts + ([s.split or "all"] if detail > 1 else []) + ([str(index[s])] if detail > 2 else []))
-    index = {s: i for i, s in enumerate(selections)}
     labels = {}
     for s in selections:
         for detail in range(4):

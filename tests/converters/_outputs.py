@@ -6,6 +6,11 @@ import json
 from pathlib import Path
 
 
+def files_by_name(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative POSIX path -> bytes): two outputs compared whole."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def cases_by_id(out: Path) -> dict[str, dict]:
     """case id -> its entry in dataset.json (split, image, masks, meta ...)."""
     return {case["case_id"]: case for case in json.loads((out / "dataset.json").read_text())["cases"]}

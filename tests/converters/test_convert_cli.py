@@ -17,6 +17,7 @@ from omnimedseg.converters._run import CASE_RECORDS, convert_dataset
 from omnimedseg.converters._validate import validate_converted
 from omnimedseg.errors import ConversionError
 from tests.converters import contract_data as data
+from tests.converters._outputs import files_by_name
 from tests.helpers import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,10 +26,6 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(autouse=True)
 def _converters(monkeypatch):
     data.use_test_converters(monkeypatch)
-
-
-def _tree(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _out(root: Path, dataset_id: str = "brain4d") -> Path:
@@ -47,7 +44,7 @@ def test_cli_raw_with_root_and_jobs_equals_one_job(tmp_path):
         assert result.exit_code == 0, result.output
         assert "4 cases converted" in result.output
         assert "1 absent cases (no raw files present; listed in dataset.json): BRATS_004" in result.output
-        results[jobs] = _tree(_out(root))
+        results[jobs] = files_by_name(_out(root))
     assert results["1"] == results["2"]
     provenance = json.loads(results["1"]["provenance.json"])
     assert provenance["raw_verified"] is False and provenance["metadata_sources"] == {
@@ -94,12 +91,12 @@ def test_failed_rerun_leaves_the_previous_complete_output_intact(tmp_path):
     raw = tmp_path / "release"
     ids = data.make_brain(raw, n=2)
     out = convert_dataset(card, tmp_path / "root", raw=raw)
-    before = _tree(out)
+    before = files_by_name(out)
     image = raw / "imagesTr" / f"{ids[1]}.nii.gz"
     image.write_bytes(b"not a nifti")
     with pytest.raises(ConversionError, match=rf"case {ids[1]}: {image}: not a readable NIfTI"):
         convert_dataset(card, tmp_path / "root", raw=raw, force=True)
-    assert _tree(out) == before
+    assert files_by_name(out) == before
 
 
 def _start_convert(root: Path, cards: Path, raw: Path) -> subprocess.Popen:
@@ -134,7 +131,7 @@ def test_sigkill_half_way_then_rerun_converts_only_the_missing_cases(tmp_path):
     for rel, mtime in kept.items():
         assert (out / rel).stat().st_mtime_ns == mtime, f"{rel} was converted again"
     reference = convert_dataset(card, tmp_path / "uninterrupted", raw=raw)
-    assert _tree(out) == _tree(reference)
+    assert files_by_name(out) == files_by_name(reference)
     assert validate_converted(out, raw).ok
 
 
@@ -153,7 +150,7 @@ def test_resume_redoes_a_case_whose_output_was_damaged(tmp_path):
     broken.write_bytes(good)
     out = convert_dataset(card, tmp_path / "root", raw=raw)
     assert nib.load(out / "masks" / ids[0] / "tumour.nii.gz").shape == (9, 8, 6)
-    assert _tree(out) == _tree(convert_dataset(card, tmp_path / "fresh", raw=raw))
+    assert files_by_name(out) == files_by_name(convert_dataset(card, tmp_path / "fresh", raw=raw))
 
 
 def test_dask_local_cluster_gives_the_same_output_as_one_job(tmp_path):
@@ -167,7 +164,7 @@ def test_dask_local_cluster_gives_the_same_output_as_one_job(tmp_path):
                          "--raw", raw, "--scheduler", cluster.scheduler_address)
         assert result.exit_code == 0, result.output
         assert "convert" in cluster.scheduler.task_prefixes  # the cases ran on the cluster
-    assert _tree(_out(tmp_path / "dask")) == _tree(one)
+    assert files_by_name(_out(tmp_path / "dask")) == files_by_name(one)
 
 
 def test_unreachable_scheduler_is_one_line(tmp_path):

@@ -20,6 +20,7 @@ from omnimedseg.converters._run import COMPLETE_MARKER, convert_dataset
 from omnimedseg.converters._validate import validate_converted
 from omnimedseg.errors import ConversionError, UsageError
 from tests.converters import contract_data as data
+from tests.converters._outputs import files_by_name
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,15 +30,23 @@ def _converters(monkeypatch):
     data.use_test_converters(monkeypatch)
 
 
-def _tree(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def _brain(tmp_path: Path, n: int = 3):
     card = data.brain_card(tmp_path / "cards")
     raw = tmp_path / "release"
     ids = data.make_brain(raw, n=n)
     return card, raw, ids
+
+
+def _interrupted(tmp_path: Path):
+    """A brain4d run stopped by a broken label of its last case (its finished cases kept in the partial folder);
+    returns (card, raw, ids, repair) where ``repair()`` restores that label."""
+    card, raw, ids = _brain(tmp_path)
+    broken = raw / "labelsTr" / f"{ids[2]}.nii.gz"
+    good = broken.read_bytes()
+    broken.write_bytes(b"garbage")
+    with pytest.raises(ConversionError):
+        convert_dataset(card, tmp_path / "root", raw=raw)
+    return card, raw, ids, lambda: broken.write_bytes(good)
 
 
 def _beside(out: Path, what: str) -> Path:
@@ -80,12 +89,12 @@ def test_workers_die_with_a_run_killed_by_sigkill():
 def test_a_run_killed_between_the_two_renames_of_its_swap_is_completed_by_the_next(tmp_path):
     card, raw, _ = _brain(tmp_path)
     out = convert_dataset(card, tmp_path / "root", raw=raw)
-    expected = _tree(out)
+    expected = files_by_name(out)
     shutil.copytree(out, _beside(out, "partial"))  # the new, complete output ...
     os.replace(out, _beside(out, "old"))  # ... and the old one set aside, then the kill
     stamp = (_beside(out, "partial") / COMPLETE_MARKER).stat().st_mtime_ns
     assert convert_dataset(card, tmp_path / "root", raw=raw) == out
-    assert _tree(out) == expected and (out / COMPLETE_MARKER).stat().st_mtime_ns == stamp  # moved, not redone
+    assert files_by_name(out) == expected and (out / COMPLETE_MARKER).stat().st_mtime_ns == stamp  # moved, not redone
     assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
 
 
@@ -120,7 +129,7 @@ def test_a_full_disk_stops_the_run_even_with_keep_going(tmp_path, monkeypatch, c
     """With --keep-going a full disk had become "failed cases", and the smaller output replaced a good one."""
     card, raw, ids = _brain(tmp_path)
     out = convert_dataset(card, tmp_path / "root", raw=raw)
-    before = _tree(out)
+    before = files_by_name(out)
     write = _run.write_output
 
     def fills_up(data_, path):
@@ -131,20 +140,15 @@ def test_a_full_disk_stops_the_run_even_with_keep_going(tmp_path, monkeypatch, c
     with pytest.raises(ConversionError, match=rf"case {ids[1]}: writing .*{ids[1]}.* failed \({os.strerror(code)}\); "
                                               r"free space \(or write access\) there, then rerun the same command"):
         convert_dataset(card, tmp_path / "root", raw=raw, force=True, keep_going=True)
-    assert _tree(out) == before
+    assert files_by_name(out) == before
 
 
 def test_a_record_temp_file_of_a_killed_run_never_reaches_the_output(tmp_path):
-    card, raw, ids = _brain(tmp_path)
-    broken = raw / "labelsTr" / f"{ids[2]}.nii.gz"
-    good = broken.read_bytes()
-    broken.write_bytes(b"garbage")
-    with pytest.raises(ConversionError):
-        convert_dataset(card, tmp_path / "root", raw=raw)
+    card, raw, ids, repair = _interrupted(tmp_path)
     out = _run.paths.converted_dir(card.id, card.converter_version, tmp_path / "root")
     (_beside(out, "partial") / "..run.json.k1ll3d.tmp").write_text("{")  # killed inside atomic_write_text
     (_beside(out, "partial") / ".dataset.json.x7.tmp").write_text("{")
-    broken.write_bytes(good)
+    repair()
     convert_dataset(card, tmp_path / "root", raw=raw)
     assert not list(out.glob(".*.tmp"))
     assert validate_converted(out, raw).ok
@@ -152,18 +156,13 @@ def test_a_record_temp_file_of_a_killed_run_never_reaches_the_output(tmp_path):
 
 def test_a_raw_file_rewritten_with_its_size_and_mtime_kept_is_read_again(tmp_path):
     """cp -p, rsync -t and unpacking restore size and mtime: the resumed run had kept the old case."""
-    card, raw, ids = _brain(tmp_path)
-    broken = raw / "labelsTr" / f"{ids[2]}.nii.gz"
-    good = broken.read_bytes()
-    broken.write_bytes(b"garbage")
-    with pytest.raises(ConversionError):
-        convert_dataset(card, tmp_path / "root", raw=raw)
+    card, raw, ids, repair = _interrupted(tmp_path)
     first = raw / "labelsTr" / f"{ids[0]}.nii.gz"
     st = first.stat()
     first.write_bytes(first.read_bytes()[::-1])  # other bytes, the same size
     os.utime(first, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert first.stat().st_size == st.st_size and first.stat().st_mtime_ns == st.st_mtime_ns
-    broken.write_bytes(good)
+    repair()
     with pytest.raises(ConversionError, match=rf"case {ids[0]}"):  # read again: these bytes are no NIfTI
         convert_dataset(card, tmp_path / "root", raw=raw)
 
@@ -180,8 +179,8 @@ def test_a_raw_tree_of_symlinks_converts_like_the_files(tmp_path):
             target.symlink_to(path)  # as `cp -rs` makes
     linked = convert_dataset(card, tmp_path / "root_links", raw=links)
     plain = convert_dataset(card, tmp_path / "root_plain", raw=raw)
-    assert {k: v for k, v in _tree(linked).items() if k != "provenance.json"} == \
-        {k: v for k, v in _tree(plain).items() if k != "provenance.json"}
+    assert {k: v for k, v in files_by_name(linked).items() if k != "provenance.json"} == \
+        {k: v for k, v in files_by_name(plain).items() if k != "provenance.json"}
     assert validate_converted(linked, links).ok
 
 
